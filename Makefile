@@ -1,0 +1,48 @@
+# The two commands of the README:
+#   make book   build the book (HTML under _build/html)
+#   make test   unit tests, every chapter executed and checked, the book built
+# Each creates .venv from requirements.txt on first use (Python 3.10+).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: book test unit chapters built env clean help
+
+help:
+	@echo "make book   build the book into _build/html"
+	@echo "make test   run all tests (unit, chapters, book build, built-HTML checks)"
+	@echo "make unit   unit tests of the package only (fast)"
+	@echo "make clean  remove _build (keeps .venv)"
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	@touch $(STAMP)
+
+env: $(STAMP)
+
+book: $(STAMP)
+	@start=$$(date +%s); \
+	$(BIN)/jupyter-book build . --warningiserror --keep-going && \
+	echo "book built in $$(( $$(date +%s) - start )) s: open _build/html/index.html"
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -m "not chapters and not built"
+
+chapters: $(STAMP)
+	$(BIN)/python -m pytest -m chapters
+
+built: $(STAMP)
+	$(BIN)/python -m pytest -m built
+
+# Chapters run once, in the chapter tests (timed, offline); they fill the
+# build's execution cache, so `book` reuses their outputs.
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not built"
+	$(MAKE) --no-print-directory book
+	$(BIN)/python -m pytest -m built
+
+clean:
+	rm -rf _build

@@ -1,0 +1,121 @@
+"""Glue between the package and the book's notebooks.
+
+- :func:`setup` is what every chapter's setup cell calls.
+- :func:`setup_cell` writes that cell; the repository it installs from comes
+  from ``_config.yml`` (``repository.url`` and ``repository.branch``), the one
+  place the URL is written. ``python -m losslab sync-setup`` rewrites every
+  chapter's setup cell after the URL changes, and the chapter-contract test
+  fails if a chapter's cell differs.
+- :func:`is_static` tells a static book build from a live kernel: the build
+  (``losslab.sphinxext``, loaded by ``_config.yml``) sets ``LOSSLAB_STATIC=1``
+  for the kernels it starts, and explorers then render kernel-free HTML.
+- :func:`glue` stores a computed value for the prose (myst-nb's ``glue``)
+  and degrades to a plain display where myst-nb is absent (Colab).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import backend, plots
+
+__all__ = ["setup", "is_static", "in_colab", "glue", "setup_cell", "read_repository", "STATIC_ENV"]
+
+STATIC_ENV = "LOSSLAB_STATIC"
+
+
+def is_static() -> bool:
+    """True while the book build executes a notebook (``LOSSLAB_STATIC=1``)."""
+    return os.environ.get(STATIC_ENV, "") == "1"
+
+
+def in_colab() -> bool:
+    """True inside Google Colab."""
+    return "google.colab" in sys.modules
+
+
+def setup(seed: int = 0, *, quiet: bool = False) -> torch.device:
+    """Prepare a chapter: seed every generator, set the figure style, say where it runs.
+
+    Parameters
+    ----------
+    seed : int
+        Seed for Python, NumPy and PyTorch, so the chapter prints the same
+        numbers on every run.
+    quiet : bool
+        If True, do not print the one-line description.
+
+    Returns
+    -------
+    torch.device
+        The device chosen by :func:`losslab.backend.device`.
+    """
+    backend.seed_everything(seed)
+    plots.use_book_style()
+    dev = backend.device()
+    if not quiet:
+        print(backend.describe(dev))
+    return dev
+
+
+def glue(name: str, value: Any, display: bool = False) -> Any:
+    """Store ``value`` under ``name`` for the prose (``{glue:text}`name```) and return it.
+
+    In the built book this is myst-nb's ``glue``. Without myst-nb (Colab),
+    the value is shown when ``display`` is True and otherwise only returned.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"name: expected a Python-identifier-like string, got {name!r}")
+    try:
+        from myst_nb import glue as _glue  # noqa: PLC0415
+    except ImportError:
+        if display:
+            from IPython.display import display as _display  # noqa: PLC0415
+
+            _display(value)
+        return value
+    _glue(name, value, display=display)
+    return value
+
+
+# --- the setup cell -----------------------------------------------------------
+
+_SETUP_TEMPLATE = """\
+# Setup: on Colab, first install this book's package (losslab) from its repository.
+import sys
+if "google.colab" in sys.modules:
+    %pip install --quiet "losslab @ git+{url}@{branch}"
+import losslab
+device = losslab.setup(seed={seed})"""
+
+
+def read_repository(config_path: str | os.PathLike) -> tuple[str, str]:
+    """Return ``(url, branch)`` from the ``repository`` section of ``_config.yml``.
+
+    Raises
+    ------
+    ValueError
+        If the section, the URL or the branch is missing or the URL is not https.
+    """
+    import yaml  # noqa: PLC0415  (a build-time dependency only)
+
+    config = yaml.safe_load(Path(config_path).read_text(encoding="utf-8")) or {}
+    repo = config.get("repository") or {}
+    url, branch = repo.get("url"), repo.get("branch")
+    if not isinstance(url, str) or not url.startswith("https://"):
+        raise ValueError(f"{config_path}: repository.url must be an https URL, got {url!r}")
+    if not isinstance(branch, str) or not branch:
+        raise ValueError(f"{config_path}: repository.branch must be set, got {branch!r}")
+    return url.rstrip("/"), branch
+
+
+def setup_cell(url: str, branch: str, seed: int = 0) -> str:
+    """The source of a chapter's setup cell, installing from ``url`` at ``branch`` on Colab."""
+    if not url.startswith("https://"):
+        raise ValueError(f"url: expected an https URL, got {url!r}")
+    return _SETUP_TEMPLATE.format(url=url.rstrip("/"), branch=branch, seed=seed)

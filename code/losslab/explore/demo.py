@@ -1,0 +1,39 @@
+"""The explorer of book/how_this_book_works.ipynb: a sigmoid neuron and its slope."""
+
+from __future__ import annotations
+
+import torch
+from matplotlib.figure import Figure
+
+from .. import plots
+from . import Explorer, Slider, Toggle, registered
+
+
+def render_sigmoid(w: float, b: float, show_slope: bool) -> Figure:
+    """Plot $\\sigma(w x + b)$ for x in [-6, 6], and its derivative in x if ``show_slope``."""
+    x = torch.linspace(-6, 6, 241, dtype=torch.float64)  # (241,)
+    s = torch.sigmoid(w * x + b)
+    fig, ax = plots.figure(size=(6.4, 3.4), layout="fixed")
+    ax.plot(x, s, label=r"$\sigma(wx+b)$")
+    if show_slope:
+        ax.plot(x, w * s * (1 - s), label=r"slope $w\,\sigma(1-\sigma)$")
+    ax.axhline(0.5, color="0.6", lw=0.8, ls=":")
+    ax.set(xlim=(-6, 6), ylim=(-0.05, max(1.05, 0.3 * abs(w) + 0.05) if show_slope else 1.05), xlabel="x")
+    ax.set_title(f"w = {w:.3g}, b = {b:.3g}: steepest slope {abs(w) / 4:.3g} at x = {-b / w:.3g}")
+    ax.legend(loc="upper left")
+    return fig
+
+
+@registered
+def sigmoid_explorer() -> Explorer:
+    return Explorer(
+        "demo.sigmoid-neuron",
+        render_sigmoid,
+        controls={
+            "w": Slider(0.25, 4.0, default=1.0, log=True, static=[0.5, 1.0, 2.0, 4.0], label="weight w"),
+            "b": Slider(-4.0, 4.0, default=0.0, static=[-2.0, 0.0, 2.0], label="bias b"),
+            "show_slope": Toggle(default=True, label="show slope"),
+        },
+        title="A sigmoid neuron: the weight sets the steepness, the bias the position",
+        alt="Sigmoid of w x + b for w = {w:.3g} and b = {b:.3g}, slope shown: {show_slope}",
+    )

@@ -1,0 +1,406 @@
+"""Self-check questions: one bank of data serving the book, assignments and grading.
+
+Every question lives in ``losslab/questions/<prefix>.toml`` under a stable id
+``<prefix>.<name>`` (for example ``loss.mse-outliers``), where ``<prefix>`` is
+the chapter's short name. A chapter shows questions with :func:`quiz`; an
+instructor's tools select them by id, chapter or tag and grade answers with
+:meth:`Question.grade`.
+
+Three kinds of question:
+
+``single``
+    one correct choice; each wrong choice says why it is wrong.
+``multiple``
+    any non-empty set of correct choices; the answer is the exact set.
+``numeric``
+    a number, correct within ``tolerance + rtol * |answer|``.
+
+The output is self-contained HTML (markup, style and a small script) that
+gives feedback when clicked in live Jupyter, in Colab, and in the static
+book with no kernel. All feedback text is in the markup from the start, so
+MathJax typesets it with the rest of the page; the script only shows and
+hides it. The text/plain form never contains an answer.
+
+File format (TOML)::
+
+    [[question]]
+    id = "demo.gradient-sign"
+    kind = "single"
+    tags = ["gradient"]
+    prompt = '''Markdown with $math$.'''
+    explanation = '''Why the right answer is right.'''
+    choices = [
+      { text = "...", correct = true },
+      { text = "...", feedback = "Why this is wrong." },
+    ]
+
+    [[question]]
+    id = "demo.sigmoid-slope"
+    kind = "numeric"
+    prompt = '''...'''
+    answer = 0.25
+    tolerance = 0.005
+    hint = '''Shown after a wrong answer.'''
+    explanation = '''...'''
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+import tomllib
+import uuid
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Iterable, Literal, Sequence
+
+from . import _markdown
+
+__all__ = [
+    "Choice",
+    "Question",
+    "Feedback",
+    "quiz",
+    "question",
+    "questions",
+    "load_bank",
+    "render_html",
+    "render_text",
+    "ID_PATTERN",
+]
+
+ID_PATTERN = re.compile(r"^[a-z][a-z0-9]*\.[a-z0-9][a-z0-9-]*$")
+Kind = Literal["single", "multiple", "numeric"]
+_KINDS = ("single", "multiple", "numeric")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One answer option: its markdown text, whether it is correct, and why."""
+
+    text: str
+    correct: bool = False
+    feedback: str = ""
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """The verdict on one response."""
+
+    correct: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class Question:
+    """A self-check question. Build from the bank (:func:`question`), not by hand.
+
+    Attributes
+    ----------
+    id : str
+        Stable id ``<prefix>.<name>``; never reuse or rename one that was published.
+    kind : {"single", "multiple", "numeric"}
+    prompt, explanation : str
+        Markdown with ``$math$``. The explanation is shown once answered correctly.
+    choices : tuple of Choice
+        For ``single`` and ``multiple``.
+    answer, tolerance, rtol : float
+        For ``numeric``: correct when ``|x - answer| <= tolerance + rtol * |answer|``.
+    hint : str
+        Shown after a wrong numeric answer.
+    tags : tuple of str
+        Topics, for selecting questions into assignments.
+    """
+
+    id: str
+    kind: Kind
+    prompt: str
+    explanation: str
+    choices: tuple[Choice, ...] = ()
+    answer: float | None = None
+    tolerance: float = 0.0
+    rtol: float = 0.0
+    hint: str = ""
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        where = f"question {self.id!r}"
+        if not isinstance(self.id, str) or not ID_PATTERN.match(self.id):
+            raise ValueError(f"id: expected '<prefix>.<name>' in lowercase, digits and '-', got {self.id!r}")
+        if self.kind not in _KINDS:
+            raise ValueError(f"{where}: kind must be one of {_KINDS}, got {self.kind!r}")
+        if not self.prompt.strip():
+            raise ValueError(f"{where}: prompt is empty")
+        if not self.explanation.strip():
+            raise ValueError(f"{where}: explanation is empty")
+        if self.kind == "numeric":
+            if self.choices:
+                raise ValueError(f"{where}: a numeric question has no choices")
+            if not isinstance(self.answer, (int, float)) or not math.isfinite(self.answer):
+                raise ValueError(f"{where}: answer must be a finite number, got {self.answer!r}")
+            if self.tolerance < 0 or self.rtol < 0 or (self.tolerance == 0 and self.rtol == 0):
+                raise ValueError(
+                    f"{where}: give tolerance >= 0 and/or rtol >= 0, not both zero "
+                    f"(got tolerance={self.tolerance}, rtol={self.rtol})"
+                )
+        else:
+            if len(self.choices) < 2:
+                raise ValueError(f"{where}: a {self.kind} question needs at least 2 choices")
+            n_correct = sum(c.correct for c in self.choices)
+            if self.kind == "single" and n_correct != 1:
+                raise ValueError(f"{where}: a single-choice question needs exactly 1 correct choice, has {n_correct}")
+            if self.kind == "multiple" and n_correct < 1:
+                raise ValueError(f"{where}: a multiple-choice question needs at least 1 correct choice")
+            texts = [c.text.strip() for c in self.choices]
+            if len(set(texts)) != len(texts):
+                raise ValueError(f"{where}: two choices have the same text")
+            if self.answer is not None:
+                raise ValueError(f"{where}: only numeric questions have an answer value")
+
+    @property
+    def prefix(self) -> str:
+        """The chapter prefix of the id (``loss`` in ``loss.mse-outliers``)."""
+        return self.id.split(".", 1)[0]
+
+    @property
+    def correct_indices(self) -> tuple[int, ...]:
+        """Indices of the correct choices (empty for numeric questions)."""
+        return tuple(i for i, c in enumerate(self.choices) if c.correct)
+
+    def grade(self, response: int | Iterable[int] | float | str) -> Feedback:
+        """Judge a response.
+
+        Parameters
+        ----------
+        response
+            ``single``: the index of the chosen choice. ``multiple``: an
+            iterable of chosen indices. ``numeric``: a number (or a string
+            that parses as one).
+
+        Raises
+        ------
+        ValueError, TypeError
+            If the response has the wrong form (an index out of range, a
+            non-number for a numeric question...).
+        """
+        if self.kind == "numeric":
+            try:
+                x = float(response)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                raise ValueError(f"response: expected a number for {self.id!r}, got {response!r}") from None
+            if not math.isfinite(x):
+                return Feedback(False, "Not a finite number.")
+            ok = abs(x - self.answer) <= self.tolerance + self.rtol * abs(self.answer)  # type: ignore[operator]
+            return Feedback(ok, self.explanation if ok else (self.hint or "Not quite."))
+        n = len(self.choices)
+        if self.kind == "single":
+            if isinstance(response, bool) or not isinstance(response, int):
+                raise TypeError(f"response: expected a choice index for {self.id!r}, got {response!r}")
+            if not 0 <= response < n:
+                raise ValueError(f"response: expected an index in 0..{n - 1} for {self.id!r}, got {response}")
+            chosen = self.choices[response]
+            return Feedback(chosen.correct, self.explanation if chosen.correct else (chosen.feedback or "Not quite."))
+        if isinstance(response, (str, bytes)) or not isinstance(response, Iterable):
+            raise TypeError(f"response: expected an iterable of choice indices for {self.id!r}, got {response!r}")
+        picked = set()
+        for i in response:
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n:
+                raise ValueError(f"response: expected indices in 0..{n - 1} for {self.id!r}, got {i!r}")
+            picked.add(i)
+        ok = picked == set(self.correct_indices)
+        if ok:
+            return Feedback(True, self.explanation)
+        wrong = [self.choices[i].feedback for i in sorted(picked - set(self.correct_indices)) if self.choices[i].feedback]
+        missed = len(set(self.correct_indices) - picked)
+        parts = wrong + ([f"{missed} correct choice(s) not selected."] if missed else [])
+        return Feedback(False, " ".join(parts) or "Not quite.")
+
+
+# --- the bank -------------------------------------------------------------------
+
+def _parse_question(raw: dict, source: str) -> Question:
+    known = {"id", "kind", "prompt", "explanation", "choices", "answer", "tolerance", "rtol", "hint", "tags"}
+    unknown = set(raw) - known
+    qid = raw.get("id", "<no id>")
+    if unknown:
+        raise ValueError(f"{source}: question {qid!r} has unknown keys {sorted(unknown)}")
+    choices = []
+    for c in raw.get("choices", []):
+        extra = set(c) - {"text", "correct", "feedback"}
+        if extra or "text" not in c:
+            raise ValueError(f"{source}: question {qid!r}: each choice needs 'text' (and may have 'correct', 'feedback'), got keys {sorted(c)}")
+        choices.append(Choice(text=c["text"], correct=bool(c.get("correct", False)), feedback=c.get("feedback", "")))
+    try:
+        return Question(
+            id=raw.get("id", ""),
+            kind=raw.get("kind", ""),
+            prompt=raw.get("prompt", ""),
+            explanation=raw.get("explanation", ""),
+            choices=tuple(choices),
+            answer=raw.get("answer"),
+            tolerance=float(raw.get("tolerance", 0.0)),
+            rtol=float(raw.get("rtol", 0.0)),
+            hint=raw.get("hint", ""),
+            tags=tuple(raw.get("tags", ())),
+        )
+    except ValueError as err:
+        raise ValueError(f"{source}: {err}") from None
+
+
+def parse_bank(text: str, prefix: str, source: str = "<string>") -> dict[str, Question]:
+    """Parse one bank file's TOML text; every id must start with ``prefix + '.'``."""
+    data = tomllib.loads(text)
+    extra = set(data) - {"question"}
+    if extra:
+        raise ValueError(f"{source}: unknown top-level keys {sorted(extra)}; expected only [[question]] tables")
+    bank: dict[str, Question] = {}
+    for raw in data.get("question", []):
+        q = _parse_question(raw, source)
+        if q.prefix != prefix:
+            raise ValueError(f"{source}: question id {q.id!r} must start with '{prefix}.'")
+        if q.id in bank:
+            raise ValueError(f"{source}: duplicate question id {q.id!r}")
+        bank[q.id] = q
+    return bank
+
+
+@lru_cache(maxsize=1)
+def load_bank() -> dict[str, Question]:
+    """Every question in ``losslab/questions/*.toml``, by id (read once, then cached)."""
+    bank: dict[str, Question] = {}
+    folder = resources.files("losslab") / "questions"
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        if not entry.name.endswith(".toml"):
+            continue
+        prefix = entry.name[: -len(".toml")]
+        bank.update(parse_bank(entry.read_text(encoding="utf-8"), prefix, f"questions/{entry.name}"))
+    return bank
+
+
+def question(qid: str) -> Question:
+    """The question with id ``qid``.
+
+    Raises
+    ------
+    KeyError
+        With the closest known ids, if there is no such question.
+    """
+    bank = load_bank()
+    if qid not in bank:
+        import difflib  # noqa: PLC0415
+
+        close = difflib.get_close_matches(str(qid), bank, n=3)
+        raise KeyError(f"qid: no question {qid!r}" + (f"; did you mean {close}?" if close else ""))
+    return bank[qid]
+
+
+def questions(*, prefix: str | None = None, tag: str | None = None) -> list[Question]:
+    """Questions filtered by chapter prefix and/or tag, in bank order."""
+    return [
+        q for q in load_bank().values()
+        if (prefix is None or q.prefix == prefix) and (tag is None or tag in q.tags)
+    ]
+
+
+# --- rendering ------------------------------------------------------------------
+
+def _asset(name: str) -> str:
+    return (resources.files("losslab") / "assets" / name).read_text(encoding="utf-8")
+
+
+def _question_html(q: Question, number: int | None) -> str:
+    e = html.escape
+    label = f"Question {number}" if number is not None else "Question"
+    kind_note = {"single": "Choose one.", "multiple": "Choose all that apply, then check.", "numeric": "Enter a number, then check."}[q.kind]
+    parts = [
+        f'<div class="llq-q" data-kind="{q.kind}" data-qid="{e(q.id)}">',
+        f'<div class="llq-head"><span class="llq-label">{label}</span> <span class="llq-kind">{kind_note}</span></div>',
+        f'<div class="llq-prompt">{_markdown.to_html(q.prompt)}</div>',
+    ]
+    if q.kind == "numeric":
+        parts.append(
+            '<div class="llq-numeric"><input type="text" inputmode="decimal" class="llq-input" '
+            f'aria-label="{e(label)} answer" data-answer="{q.answer!r}" data-tol="{q.tolerance!r}" data-rtol="{q.rtol!r}">'
+            '<button type="button" class="llq-check">Check</button></div>'
+        )
+        parts.append(f'<div class="llq-fb llq-wrong" hidden><strong>Not quite.</strong> <span class="llq-dir"></span> {_markdown.to_inline_html(q.hint) if q.hint else ""}</div>')
+        parts.append('<div class="llq-fb llq-invalid" hidden>Please enter a number (for example 0.25 or 1e-3).</div>')
+    else:
+        parts.append('<div class="llq-choices">')
+        for i, c in enumerate(q.choices):
+            control = "radio" if q.kind == "single" else "checkbox"
+            parts.append(
+                f'<label class="llq-choice" data-i="{i}" data-correct="{int(c.correct)}">'
+                f'<input type="{control}" name="CHOICE_GROUP" value="{i}"> '
+                f'<span class="llq-text">{_markdown.to_inline_html(c.text)}</span>'
+                + (f'<span class="llq-fb llq-why" hidden>{_markdown.to_inline_html(c.feedback)}</span>' if c.feedback else "")
+                + "</label>"
+            )
+        parts.append("</div>")
+        if q.kind == "multiple":
+            parts.append('<div><button type="button" class="llq-check">Check</button></div>')
+        parts.append('<div class="llq-fb llq-wrong" hidden><strong>Not quite.</strong> <span class="llq-dir"></span></div>')
+    parts.append(f'<div class="llq-fb llq-right" hidden><strong>Correct.</strong> {_markdown.to_html(q.explanation)}</div>')
+    parts.append('<div class="llq-reveal"><button type="button" class="llq-show">Show answer</button></div>')
+    parts.append(f'<div class="llq-fb llq-answer" hidden><strong>Answer:</strong> {_answer_text(q)} {_markdown.to_html(q.explanation)}</div>')
+    parts.append("</div>")
+    return "\n".join(parts)
+
+
+def _answer_text(q: Question) -> str:
+    if q.kind == "numeric":
+        tol = q.tolerance + q.rtol * abs(q.answer)  # type: ignore[arg-type]
+        return html.escape(f"{q.answer:g} (accepted within ±{tol:.3g}).")
+    return "; ".join(_markdown.to_inline_html(q.choices[i].text) for i in q.correct_indices) + "."
+
+
+def render_html(qs: Sequence[Question], *, start: int = 1) -> str:
+    """Self-contained HTML for a block of questions (markup, style, script)."""
+    block_id = "llq-" + uuid.uuid4().hex[:12]
+    body = []
+    for k, q in enumerate(qs):
+        qhtml = _question_html(q, start + k if len(qs) > 1 or start != 1 else None)
+        body.append(qhtml.replace("CHOICE_GROUP", f"{block_id}-{k}"))
+    ids = json.dumps([q.id for q in qs])
+    return (
+        f'<div class="llq tex2jax_process" id="{block_id}" data-losslab="quiz" data-ids="{html.escape(ids)}">\n'
+        f"<style>{_asset('quiz.css')}</style>\n"
+        + "\n".join(body)
+        + f"\n<script>{_asset('quiz.js')}\nwindow.losslabQuiz.mount({json.dumps(block_id)});</script>\n</div>"
+    )
+
+
+def render_text(qs: Sequence[Question]) -> str:
+    """Plain-text form (no answers), for terminals and text-only viewers."""
+    lines = []
+    for q in qs:
+        lines.append(f"[{q.id}] {q.prompt.strip()}")
+        for i, c in enumerate(q.choices):
+            lines.append(f"  ({chr(97 + i)}) {c.text.strip()}")
+        if q.kind == "numeric":
+            lines.append("  (answer with a number)")
+    return "\n".join(lines)
+
+
+def quiz(*ids: str) -> None:
+    """Show the questions ``ids`` with immediate feedback (live kernel or static book).
+
+    Example
+    -------
+    >>> quiz("demo.gradient-sign", "demo.sigmoid-slope")  # doctest: +SKIP
+    """
+    if not ids:
+        raise ValueError("ids: give at least one question id")
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"ids: the same question is listed twice in {ids}")
+    qs = [question(i) for i in ids]
+    from IPython.display import display  # noqa: PLC0415
+
+    display(
+        {"text/html": render_html(qs), "text/plain": render_text(qs)},
+        raw=True,
+        metadata={"losslab": {"kind": "quiz", "ids": list(ids)}},
+    )

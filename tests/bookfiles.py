@@ -1,0 +1,174 @@
+"""What the book consists of, read from _toc.yml, and how its notebooks execute.
+
+Shared by the chapter-contract tests and the built-book tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / "_build" / ".jupyter_cache"
+CHAPTER_NAME = re.compile(r"^\d\d_[a-z0-9_]+$")
+TIME_LIMIT_S = 45.0
+TIMES: dict[str, float] = {}  # notebook name -> seconds, printed at the end of the run
+
+# Installed in the kernel through IPython's startup files: any connection or
+# name lookup that leaves this machine is recorded and refused.
+_NETWORK_GUARD = r'''
+import os as _os, socket as _socket
+
+_LOG = _os.environ["LOSSLAB_NETWORK_LOG"]
+def _local(host):
+    host = str(host)
+    return host in ("localhost", "::1", "0.0.0.0", "") or host.startswith("127.")
+
+def _refuse(what):
+    with open(_LOG, "a") as f:
+        f.write(what + "\n")
+    raise OSError("network access is disabled while the book's notebooks execute: " + what)
+
+_connect, _connect_ex, _getaddrinfo = _socket.socket.connect, _socket.socket.connect_ex, _socket.getaddrinfo
+
+def connect(self, address):
+    if self.family in (_socket.AF_INET, _socket.AF_INET6) and not _local(address[0]):
+        _refuse(f"connect {address!r}")
+    return _connect(self, address)
+
+def connect_ex(self, address):
+    if self.family in (_socket.AF_INET, _socket.AF_INET6) and not _local(address[0]):
+        _refuse(f"connect {address!r}")
+    return _connect_ex(self, address)
+
+def getaddrinfo(host, *args, **kwargs):
+    if host is not None and not _local(host if isinstance(host, str) else host.decode()):
+        _refuse(f"getaddrinfo {host!r}")
+    return _getaddrinfo(host, *args, **kwargs)
+
+_socket.socket.connect, _socket.socket.connect_ex, _socket.getaddrinfo = connect, connect_ex, getaddrinfo
+'''
+
+
+def toc_files() -> list[Path]:
+    """Every page listed in _toc.yml (root first), as paths with their suffix."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    names = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                names.append(entry["file"])
+            walk(entry.get("sections"))
+            walk(entry.get("chapters"))
+
+    walk(toc.get("chapters"))
+    walk(toc.get("parts"))
+    paths = []
+    for name in names:
+        for suffix in (".ipynb", ".md"):
+            if (ROOT / f"{name}{suffix}").exists():
+                paths.append(ROOT / f"{name}{suffix}")
+                break
+        else:
+            raise FileNotFoundError(f"_toc.yml lists {name!r}, but neither {name}.ipynb nor {name}.md exists")
+    return paths
+
+
+def notebooks() -> list[Path]:
+    return [p for p in toc_files() if p.suffix == ".ipynb"]
+
+
+def chapters() -> list[Path]:
+    """Notebooks named NN_slug.ipynb: the chapters, which carry the full contract."""
+    return [p for p in notebooks() if CHAPTER_NAME.match(p.stem)]
+
+
+def read(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def source(cell) -> str:
+    return cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+
+
+@dataclass
+class Execution:
+    notebook: nbformat.NotebookNode
+    seconds: float
+    network: list[str]
+    error: str | None
+
+
+def execute(path: Path, timeout: int = 300) -> Execution:
+    """Execute ``path`` as the book build does (static explorers), offline and timed.
+
+    On success the executed notebook goes into the build's execution cache,
+    so `jupyter-book build` reuses it instead of executing it again.
+    """
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    original = read(path)
+    nb = read(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        startup = Path(tmp) / "ipython" / "profile_default" / "startup"
+        startup.mkdir(parents=True)
+        (startup / "00-network-guard.py").write_text(_NETWORK_GUARD)
+        log = Path(tmp) / "network.log"
+        log.touch()
+        env = dict(os.environ, LOSSLAB_STATIC="1", IPYTHONDIR=str(Path(tmp) / "ipython"), LOSSLAB_NETWORK_LOG=str(log))
+        env.pop("LOSSLAB_DEVICE", None)
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+        error = None
+        start = time.perf_counter()
+        try:
+            client.execute(env=env)
+        except CellExecutionError as err:
+            error = str(err)
+        seconds = time.perf_counter() - start
+        network = [line for line in log.read_text().splitlines() if line]
+    if error is None:
+        _store_in_cache(path, original, nb, seconds)
+    return Execution(nb, seconds, network, error)
+
+
+def _store_in_cache(path: Path, original, executed, seconds: float) -> None:
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    executed.metadata["kernelspec"] = original.metadata.get("kernelspec")  # the cache key hashes it
+    cache = get_cache(str(CACHE))
+    cache.cache_notebook_bundle(
+        CacheBundleIn(executed, str(path), data={"execution_seconds": seconds}),
+        check_validity=False,
+        overwrite=True,
+    )
+
+
+def losslab_outputs(nb) -> list[dict]:
+    """The ``losslab`` metadata of every output (quizzes, exercises, explorers) in order."""
+    found = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            meta = out.get("metadata", {}).get("losslab")
+            if meta:
+                found.append(meta)
+    return found
+
+
+def stored_outputs(nb) -> list[int]:
+    """Indices of code cells stored with outputs or execution counts."""
+    return [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count"))]
+
+
+def dumps_outputs(nb) -> str:
+    return json.dumps([c.get("outputs", []) for c in nb.cells])

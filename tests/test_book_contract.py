@@ -1,0 +1,147 @@
+"""The chapter contract (DESIGN.md "A chapter"), checked for every page in _toc.yml.
+
+Static checks read the stored notebooks. The `chapters`-marked checks execute
+each notebook once (offline, timed, as the build does) and share the result.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import bookfiles as bf
+from losslab.book import read_repository, setup_cell
+from losslab.exercises import exercise
+from losslab.quiz import question
+
+NOTEBOOKS = bf.notebooks()
+CHAPTERS = bf.chapters()
+ids = [p.stem for p in NOTEBOOKS]
+
+MIN_EXPLORERS, MIN_QUESTIONS, MIN_EXERCISES = 2, 5, 2
+
+
+def headings(nb) -> list[str]:
+    found = []
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            found += [m.group(1).strip() for m in re.finditer(r"^#{1,3}\s+(.+)$", bf.source(cell), re.M)]
+    return found
+
+
+def test_toc_lists_pages_that_exist():
+    files = bf.toc_files()
+    assert files[0].name == "preface.md"
+    assert NOTEBOOKS, "_toc.yml lists no notebook"
+    assert len(set(files)) == len(files), "_toc.yml lists a page twice"
+
+
+def test_every_book_notebook_is_in_the_toc():
+    listed = set(NOTEBOOKS)
+    stray = [p.name for p in (bf.ROOT / "book").glob("*.ipynb") if p not in listed]
+    assert not stray, f"notebooks in book/ missing from _toc.yml (they would not be built): {stray}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_outputs_are_stripped_in_git(path):
+    nb = bf.read(path)
+    assert not bf.stored_outputs(nb), f"{path.name}: code cells {bf.stored_outputs(nb)} are stored with outputs; clear them"
+    assert "widgets" not in nb.metadata, f"{path.name}: stored widget state in the notebook metadata; clear it"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_title_objectives_and_setup_cell_come_first(path):
+    nb = bf.read(path)
+    first = nb.cells[0]
+    assert first.cell_type == "markdown" and bf.source(first).startswith("# "), f"{path.name}: must open with a '# Title' markdown cell"
+    assert re.search(r"^##\s+Learning objectives\s*$", bf.source(first), re.M), f"{path.name}: the first cell needs a '## Learning objectives' section"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code, f"{path.name}: no code cells"
+    url, branch = read_repository(bf.ROOT / "_config.yml")
+    src = bf.source(code[0])
+    m = re.search(r"losslab\.setup\(seed=(\d+)\)", src)
+    assert m, f"{path.name}: the first code cell must be the setup cell (`python -m losslab sync-setup` writes it)"
+    assert src == setup_cell(url, branch, seed=int(m.group(1))), (
+        f"{path.name}: the setup cell differs from the one _config.yml implies; run `python -m losslab sync-setup`"
+    )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_summary_and_references_close_the_page(path):
+    nb = bf.read(path)
+    heads = headings(nb)
+    assert "Summary" in heads, f"{path.name}: needs a '## Summary' section"
+    assert "References" in heads, f"{path.name}: needs a '## References' section"
+    assert heads.index("References") > heads.index("Summary"), f"{path.name}: References come after the Summary"
+    last = bf.source(nb.cells[-1])
+    assert "{footbibliography}" in last or "{bibliography}" in last, f"{path.name}: the last cell must hold the bibliography directive"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_exercise_stubs_are_the_bank_stubs(path):
+    """The stub a reader sees is the one assignments hand out: one source."""
+    nb = bf.read(path)
+    sources = [bf.source(c) for c in nb.cells if c.cell_type == "code"]
+    for i, src in enumerate(sources):
+        for m in re.finditer(r"check\(\s*\"([^\"]+)\"\s*,\s*(\w+)\s*\)", src):
+            ex = exercise(m.group(1))
+            assert any(s.strip() == ex.stub for s in sources[:i]), (
+                f"{path.name}: check({m.group(1)!r}) needs a cell before it whose source is exactly that exercise's stub"
+            )
+
+
+# --- executed -------------------------------------------------------------------
+
+_EXECUTED: dict = {}
+
+
+def executed(path) -> bf.Execution:
+    if path not in _EXECUTED:
+        _EXECUTED[path] = bf.execute(path)
+    return _EXECUTED[path]
+
+
+@pytest.mark.chapters
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_executes_offline_within_the_time_limit(path):
+    run = executed(path)
+    bf.TIMES[path.name] = run.seconds
+    assert run.error is None, f"{path.name} failed to execute:\n{run.error}"
+    assert not run.network, f"{path.name} tried to use the network: {run.network}"
+    assert run.seconds <= bf.TIME_LIMIT_S, f"{path.name} took {run.seconds:.1f} s; the limit is {bf.TIME_LIMIT_S:.0f} s"
+
+
+@pytest.mark.chapters
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_no_errors_or_stray_warnings_in_outputs(path):
+    run = executed(path)
+    assert run.error is None, "did not execute"
+    for i, cell in enumerate(run.notebook.cells):
+        for out in cell.get("outputs", []):
+            assert out.output_type != "error", f"{path.name}: cell {i} shows an error"
+            if out.output_type == "stream" and out.name == "stderr":
+                raise AssertionError(f"{path.name}: cell {i} wrote to stderr (the build treats it as an error):\n{out.text}")
+
+
+@pytest.mark.chapters
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_interactive_elements_render_and_exist(path):
+    run = executed(path)
+    assert run.error is None, "did not execute"
+    items = bf.losslab_outputs(run.notebook)
+    explorers = [m for m in items if m["kind"] == "explorer"]
+    quiz_ids = [q for m in items if m["kind"] == "quiz" for q in m["ids"]]
+    exercise_ids = [m["id"] for m in items if m["kind"] == "exercise"]
+    for qid in quiz_ids:
+        question(qid)  # raises KeyError for an unknown id
+    assert all(m["mode"] == "static" for m in explorers), "explorers must render static HTML in the build"
+    assert len(quiz_ids) == len(set(quiz_ids)), f"{path.name}: a question is shown twice"
+    if path in CHAPTERS:
+        assert len(explorers) >= MIN_EXPLORERS, f"{path.name}: {len(explorers)} explorers, need {MIN_EXPLORERS}"
+        assert len(set(quiz_ids)) >= MIN_QUESTIONS, f"{path.name}: {len(set(quiz_ids))} quiz questions, need {MIN_QUESTIONS}"
+        assert len(set(exercise_ids)) >= MIN_EXERCISES, f"{path.name}: {len(set(exercise_ids))} checked exercises, need {MIN_EXERCISES}"
+    else:
+        assert explorers and quiz_ids and exercise_ids, f"{path.name}: the demo page shows one of each mechanism"
+    html = bf.dumps_outputs(run.notebook)
+    assert "application/vnd.jupyter.widget-view+json" not in html, f"{path.name}: live widgets in a static build render blank"
