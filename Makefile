@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test unit chapters built env clean help
+.PHONY: book test unit chapters built env clean help cache-check
 
 help:
 	@echo "make book   build the book into _build/html"
@@ -23,9 +23,17 @@ $(STAMP): requirements.txt pyproject.toml
 
 env: $(STAMP)
 
-book: $(STAMP)
+# The execution cache is keyed on notebook sources only; drop it when the
+# package changes, so no page shows outputs of older code.
+PKG_HASH := $(shell find code -type f \( -name '*.py' -o -name '*.toml' -o -name '*.js' -o -name '*.css' \) | sort | xargs cat | sha1sum | cut -c1-12)
+cache-check:
+	@if [ ! -f _build/.package-$(PKG_HASH) ]; then \
+	  rm -rf _build/.jupyter_cache _build/.package-*; mkdir -p _build; touch _build/.package-$(PKG_HASH); \
+	  echo "package changed: cleared the notebook execution cache"; fi
+
+book: $(STAMP) cache-check
 	@start=$$(date +%s); \
-	$(BIN)/jupyter-book build . --warningiserror --keep-going && \
+	$(BIN)/jupyter-book build . --all --warningiserror --keep-going && \
 	echo "book built in $$(( $$(date +%s) - start )) s: open _build/html/index.html"
 
 unit: $(STAMP)
@@ -39,7 +47,7 @@ built: $(STAMP)
 
 # Chapters run once, in the chapter tests (timed, offline); they fill the
 # build's execution cache, so `book` reuses their outputs.
-test: $(STAMP)
+test: $(STAMP) cache-check
 	$(BIN)/python -m pytest -m "not built"
 	$(MAKE) --no-print-directory book
 	$(BIN)/python -m pytest -m built

@@ -13,7 +13,7 @@ import pytest
 import bookfiles as bf
 from losslab.book import read_repository, setup_cell
 from losslab.exercises import exercise
-from losslab.quiz import question
+from losslab.questions import question
 
 NOTEBOOKS = bf.notebooks()
 CHAPTERS = bf.chapters()

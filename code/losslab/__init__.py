@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 from .backend import describe, device, seed_everything  # noqa: E402
 from .book import glue, is_static, setup  # noqa: E402
 from .exercises import check, show_solution  # noqa: E402
-from .quiz import quiz  # noqa: E402
+from .questions import quiz  # noqa: E402
 
 __all__ = [
     "__version__",

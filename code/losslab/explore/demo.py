@@ -19,7 +19,7 @@ def render_sigmoid(w: float, b: float, show_slope: bool) -> Figure:
         ax.plot(x, w * s * (1 - s), label=r"slope $w\,\sigma(1-\sigma)$")
     ax.axhline(0.5, color="0.6", lw=0.8, ls=":")
     ax.set(xlim=(-6, 6), ylim=(-0.05, max(1.05, 0.3 * abs(w) + 0.05) if show_slope else 1.05), xlabel="x")
-    ax.set_title(f"w = {w:.3g}, b = {b:.3g}: steepest slope {abs(w) / 4:.3g} at x = {-b / w:.3g}")
+    ax.set_title(f"w = {w:.3g}, b = {b:.3g}: steepest slope {abs(w) / 4:.3g} at x = {-b / w + 0.0:.3g}")
     ax.legend(loc="upper left")
     return fig
 

@@ -1,6 +1,6 @@
 """Self-check questions: one bank of data serving the book, assignments and grading.
 
-Every question lives in ``losslab/questions/<prefix>.toml`` under a stable id
+Every question lives in ``losslab/bank/<prefix>.toml`` under a stable id
 ``<prefix>.<name>`` (for example ``loss.mse-outliers``), where ``<prefix>`` is
 the chapter's short name. A chapter shows questions with :func:`quiz`; an
 instructor's tools select them by id, chapter or tag and grade answers with
@@ -269,14 +269,14 @@ def parse_bank(text: str, prefix: str, source: str = "<string>") -> dict[str, Qu
 
 @lru_cache(maxsize=1)
 def load_bank() -> dict[str, Question]:
-    """Every question in ``losslab/questions/*.toml``, by id (read once, then cached)."""
+    """Every question in ``losslab/bank/*.toml``, by id (read once, then cached)."""
     bank: dict[str, Question] = {}
-    folder = resources.files("losslab") / "questions"
+    folder = resources.files("losslab") / "bank"
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
         if not entry.name.endswith(".toml"):
             continue
         prefix = entry.name[: -len(".toml")]
-        bank.update(parse_bank(entry.read_text(encoding="utf-8"), prefix, f"questions/{entry.name}"))
+        bank.update(parse_bank(entry.read_text(encoding="utf-8"), prefix, f"bank/{entry.name}"))
     return bank
 
 

@@ -1,0 +1,75 @@
+import json
+import re
+import shutil
+
+import pytest
+
+import bookfiles as bf
+from losslab import book
+from losslab.__main__ import sync_setup
+
+
+def test_setup_cell_installs_from_the_configured_repository():
+    url, branch = book.read_repository(bf.ROOT / "_config.yml")
+    src = book.setup_cell(url, branch)
+    assert f'"losslab @ git+{url}@{branch}"' in src
+    assert 'if "google.colab" in sys.modules:' in src
+    assert src.rstrip().endswith("device = losslab.setup(seed=0)")
+
+
+def test_setup_cell_executes_outside_colab(capsys):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    result = shell.run_cell(book.setup_cell("https://example.org/repo", "main", seed=3))
+    assert result.success, result.error_in_exec
+    assert "losslab" in capsys.readouterr().out
+    assert str(shell.user_ns["device"]) in ("cpu", "cuda", "mps")
+
+
+def test_read_repository_rejects_missing_or_insecure_urls(tmp_path):
+    cfg = tmp_path / "_config.yml"
+    cfg.write_text("repository:\n  url: http://insecure.example/repo\n  branch: main\n")
+    with pytest.raises(ValueError, match="repository.url"):
+        book.read_repository(cfg)
+    cfg.write_text("repository:\n  url: https://example.org/repo\n")
+    with pytest.raises(ValueError, match="repository.branch"):
+        book.read_repository(cfg)
+
+
+def test_sync_setup_rewrites_cells_after_the_url_changes(tmp_path):
+    shutil.copy(bf.ROOT / "book" / "how_this_book_works.ipynb", tmp_path / "page.ipynb")
+    cfg = tmp_path / "_config.yml"
+    cfg.write_text("repository:\n  url: https://example.org/fork\n  branch: dev\n")
+    changed = sync_setup(cfg, tmp_path)
+    assert changed == [tmp_path / "page.ipynb"]
+    nb = json.loads((tmp_path / "page.ipynb").read_text())
+    first_code = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    assert '"losslab @ git+https://example.org/fork@dev"' in "".join(first_code["source"])
+    assert sync_setup(cfg, tmp_path) == []  # idempotent
+
+
+def test_static_mode_follows_the_environment(monkeypatch):
+    monkeypatch.setenv(book.STATIC_ENV, "1")
+    assert book.is_static()
+    monkeypatch.setenv(book.STATIC_ENV, "0")
+    assert not book.is_static()
+    monkeypatch.delenv(book.STATIC_ENV)
+    assert not book.is_static()
+
+
+def test_glue_returns_its_value_and_rejects_bad_names():
+    assert book.glue("some_value", 0.25) == 0.25
+    with pytest.raises(ValueError, match="name"):
+        book.glue("not a name", 1)
+
+
+def test_the_config_loads_the_extension_that_marks_static_builds():
+    import yaml
+
+    cfg = yaml.safe_load((bf.ROOT / "_config.yml").read_text())
+    assert "losslab.sphinxext" in cfg["sphinx"]["extra_extensions"]
+    assert cfg["sphinx"]["config"]["nb_execution_raise_on_error"] is True
+    assert cfg["only_build_toc_files"] is True
+    assert "path_to_book" not in cfg["repository"]
+    assert re.match(r"https://github\.com/[\w.-]+/[\w.-]+$", cfg["repository"]["url"])

@@ -1,0 +1,121 @@
+import pytest
+import torch
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+
+from losslab import exercises as X
+
+ALL = X.all_exercises()
+
+
+def test_there_are_exercises():
+    assert "demo.relu" in ALL
+
+
+@pytest.mark.parametrize("eid", sorted(ALL))
+def test_reference_solution_passes_every_check(eid):
+    ex = ALL[eid]
+    report = ex.run(ex.reference())
+    assert report.ok, report.to_text()
+
+
+@pytest.mark.parametrize("eid", sorted(ALL))
+def test_every_known_wrong_version_is_rejected(eid):
+    ex = ALL[eid]
+    assert ex.wrong, f"{eid}: list known-wrong versions so the checks are tested"
+    for source in ex.wrong:
+        report = ex.run(ex.compile(source))
+        assert not report.ok, f"{eid}: this wrong version passed every check:\n{source}"
+
+
+@pytest.mark.parametrize("eid", sorted(ALL))
+def test_the_unfilled_stub_is_reported_as_not_attempted(eid):
+    ex = ALL[eid]
+    report = ex.run(ex.compile(ex.stub))
+    assert not report.attempted and report.passed == 0
+    assert "not attempted" in report.summary()
+
+
+def test_a_crashing_candidate_is_reported_not_raised():
+    def relu(x):
+        return 1 / 0
+
+    report = X.exercise("demo.relu").run(relu)
+    assert report.passed < report.total
+    assert any("ZeroDivisionError" in o.message for o in report.outcomes)
+
+
+def test_a_non_callable_fails_every_check_with_a_message():
+    report = X.exercise("demo.relu").run(42)
+    assert report.passed == 0
+    assert all("expected the function relu, got int" in o.message for o in report.outcomes)
+
+
+def test_failures_carry_the_hint():
+    report = X.exercise("demo.relu").run(lambda x: x)
+    failed = [o for o in report.outcomes if o.status == "fail"]
+    assert failed and all(o.hint for o in failed)
+    text = report.to_text()
+    assert "hint:" in text and "FAIL" in text
+
+
+def test_check_displays_and_never_raises_for_the_readers_code():
+    InteractiveShell.instance()
+
+    def relu(x):
+        raise RuntimeError("boom")
+
+    with capture_output() as cap:
+        result = X.check("demo.relu", relu)
+    assert result is None
+    (out,) = cap.outputs
+    meta = out.metadata["losslab"]
+    assert meta["kind"] == "exercise" and meta["id"] == "demo.relu"
+    assert meta["passed"] < meta["total"]
+    assert "RuntimeError: boom" in out.data["text/html"]
+
+
+def test_check_of_a_correct_function_reports_all_passed():
+    InteractiveShell.instance()
+    with capture_output() as cap:
+        X.check("demo.relu", lambda x: torch.clamp(x, min=0))
+    meta = cap.outputs[0].metadata["losslab"]
+    assert meta["passed"] == meta["total"] == 4
+
+
+def test_unknown_exercise_ids_are_a_clear_error():
+    with pytest.raises(KeyError, match="did you mean"):
+        X.check("demo.rleu", lambda x: x)
+    with pytest.raises(TypeError, match="exercise_id"):
+        X.exercise(3)
+
+
+def test_solutions_are_folded_away():
+    InteractiveShell.instance()
+    with capture_output() as cap:
+        X.show_solution("demo.relu")
+    out = cap.outputs[0]
+    assert out.data["text/html"].startswith("<details")
+    assert "torch.where" in out.data["text/html"] and "torch.where" not in out.data["text/plain"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(id="Bad", stub="def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()"), "id"),
+        (dict(stub="def g(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()"), "stub must define f"),
+        (dict(stub="def f(x):\n    pass"), "YOUR CODE HERE"),
+        (dict(entry="not a name"), "entry"),
+    ],
+)
+def test_malformed_exercises_are_rejected(kwargs, message):
+    base = dict(id="t.ok", title="t", prompt="p", entry="f",
+                stub="def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()", solution="def f(x):\n    return x")
+    with pytest.raises(ValueError, match=message):
+        X.Exercise(**(base | kwargs))
+
+
+def test_exercise_ids_are_unique():
+    with pytest.raises(ValueError, match="defined twice"):
+        X.Exercise(id="demo.relu", title="t", prompt="p", entry="f",
+                   stub="def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()", solution="def f(x):\n    return x")

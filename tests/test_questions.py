@@ -1,0 +1,175 @@
+import json
+import re
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+
+from losslab import questions as Q
+
+
+def parse(text, prefix="t"):
+    return Q.parse_bank(text, prefix, "test.toml")
+
+
+SINGLE = '''
+[[question]]
+id = "t.single"
+kind = "single"
+prompt = "Pick b."
+explanation = "b is right."
+choices = [{ text = "a", feedback = "a is wrong" }, { text = "b", correct = true }, { text = "c" }]
+'''
+MULTI = '''
+[[question]]
+id = "t.multi"
+kind = "multiple"
+prompt = "Pick a and c."
+explanation = "a and c."
+choices = [{ text = "a", correct = true }, { text = "b", feedback = "not b" }, { text = "c", correct = true }]
+'''
+NUMERIC = '''
+[[question]]
+id = "t.num"
+kind = "numeric"
+prompt = "About 0.25?"
+answer = 0.25
+tolerance = 0.01
+hint = "think"
+explanation = "0.25."
+'''
+
+
+def test_every_question_in_the_bank_is_valid_and_uniquely_identified():
+    bank = Q.load_bank()
+    assert bank, "the question bank is empty"
+    for qid, q in bank.items():
+        assert qid == q.id and Q.ID_PATTERN.match(qid)
+        if q.kind != "numeric":
+            # the answer key agrees with the grader
+            assert q.grade(q.correct_indices[0] if q.kind == "single" else list(q.correct_indices)).correct
+        else:
+            assert q.grade(q.answer).correct
+
+
+def test_single_choice_grading():
+    q = parse(SINGLE)["t.single"]
+    assert q.grade(1) == Q.Feedback(True, "b is right.")
+    assert q.grade(0) == Q.Feedback(False, "a is wrong")
+    assert q.grade(2).correct is False
+    with pytest.raises(ValueError, match="response"):
+        q.grade(3)
+    with pytest.raises(TypeError, match="response"):
+        q.grade("b")
+
+
+def test_multiple_choice_needs_the_exact_set():
+    q = parse(MULTI)["t.multi"]
+    assert q.grade([0, 2]).correct
+    assert q.grade({2, 0}).correct
+    assert not q.grade([0]).correct
+    fb = q.grade([0, 1, 2])
+    assert not fb.correct and "not b" in fb.message
+    assert "1 correct choice(s) not selected" in q.grade([0]).message
+    with pytest.raises(ValueError, match="response"):
+        q.grade([5])
+    with pytest.raises(TypeError, match="response"):
+        q.grade(0)
+
+
+def test_numeric_grading_uses_the_tolerance():
+    q = parse(NUMERIC)["t.num"]
+    assert q.grade(0.25).correct and q.grade("0.259").correct and q.grade(0.241).correct
+    assert not q.grade(0.2611).correct and not q.grade(0.2389).correct
+    assert q.grade(0.3).message == "think"
+    assert not q.grade(float("nan")).correct
+    with pytest.raises(ValueError, match="response"):
+        q.grade("a quarter")
+
+
+def test_relative_tolerance():
+    text = NUMERIC.replace("tolerance = 0.01", "rtol = 0.1").replace("answer = 0.25", "answer = 1000")
+    q = parse(text)["t.num"]
+    assert q.grade(1099).correct and not q.grade(1101).correct
+
+
+@pytest.mark.parametrize(
+    "mutation, message",
+    [
+        (lambda s: s.replace('id = "t.single"', 'id = "other.single"'), "must start with 't.'"),
+        (lambda s: s.replace('id = "t.single"', 'id = "t.Bad Id"'), "id"),
+        (lambda s: s.replace('kind = "single"', 'kind = "essay"'), "kind"),
+        (lambda s: s.replace("{ text = \"b\", correct = true }", "{ text = \"b\" }"), "exactly 1 correct"),
+        (lambda s: s.replace("{ text = \"c\" }", "{ text = \"c\", correct = true }"), "exactly 1 correct"),
+        (lambda s: s.replace('explanation = "b is right."', 'explanation = ""'), "explanation"),
+        (lambda s: s.replace('{ text = "c" }', '{ text = "b" }'), "same text"),
+        (lambda s: s.replace('prompt = "Pick b."', 'prompt = "Pick b."\nanwser = 3'), "unknown keys"),
+        (lambda s: s + s, "duplicate question id"),
+    ],
+)
+def test_malformed_banks_are_rejected_with_a_clear_message(mutation, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse(mutation(SINGLE))
+
+
+def test_numeric_questions_need_a_tolerance_and_a_finite_answer():
+    with pytest.raises(ValueError, match="tolerance"):
+        parse(NUMERIC.replace("tolerance = 0.01", ""))
+    with pytest.raises(ValueError, match="finite"):
+        parse(NUMERIC.replace("answer = 0.25", "answer = nan"))
+
+
+def test_unknown_ids_suggest_close_ones():
+    with pytest.raises(KeyError, match="did you mean"):
+        Q.question("demo.gradient-sing")
+
+
+def test_html_carries_all_feedback_and_is_self_contained():
+    q = parse(SINGLE)["t.single"]
+    html = Q.render_html([q])
+    assert html.count('class="llq-choice"') == 3
+    assert 'data-correct="1"' in html and html.count('data-correct="0"') == 2
+    assert "a is wrong" in html and "b is right." in html
+    assert "<script>" in html and "window.losslabQuiz.mount(" in html
+    assert "src=" not in html and "http" not in html  # nothing fetched
+    assert "tex2jax_process" in html  # Sphinx's MathJax only typesets marked elements
+
+
+def test_choice_groups_do_not_collide_between_blocks():
+    q = parse(SINGLE)["t.single"]
+    a, b = Q.render_html([q]), Q.render_html([q])
+    name = lambda h: re.search(r'name="([^"]+)"', h).group(1)  # noqa: E731
+    assert name(a) != name(b)
+
+
+def test_math_is_passed_to_mathjax_and_html_is_escaped():
+    text = SINGLE.replace('prompt = "Pick b."', "prompt = '''Is $a < b$ in <script>x</script>?'''")
+    html = Q.render_html([parse(text)["t.single"]])
+    assert r"\(a &lt; b\)" in html
+    assert "<script>x</script>" not in html
+
+
+def test_plain_text_never_reveals_the_answer():
+    for q in Q.load_bank().values():
+        text = Q.render_text([q])
+        assert q.explanation.strip() not in text
+        for c in q.choices:
+            if c.feedback:
+                assert c.feedback not in text
+
+
+def test_quiz_displays_with_ids_in_metadata():
+    InteractiveShell.instance()
+    with capture_output() as cap:
+        Q.quiz("demo.gradient-sign", "demo.sigmoid-slope")
+    (out,) = cap.outputs
+    assert out.metadata["losslab"] == {"kind": "quiz", "ids": ["demo.gradient-sign", "demo.sigmoid-slope"]}
+    assert "Question 2" in out.data["text/html"]
+    json.dumps(out.metadata)
+
+
+def test_quiz_argument_errors():
+    with pytest.raises(ValueError, match="ids"):
+        Q.quiz()
+    with pytest.raises(ValueError, match="twice"):
+        Q.quiz("demo.gradient-sign", "demo.gradient-sign")
