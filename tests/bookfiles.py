@@ -17,7 +17,9 @@ import nbformat
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-CACHE = ROOT / "_build" / ".jupyter_cache"
+# The book build's execution cache. Set LOSSLAB_EXEC_CACHE to use another
+# (for example when several people execute chapters at once on one checkout).
+CACHE = Path(os.environ.get("LOSSLAB_EXEC_CACHE", ROOT / "_build" / ".jupyter_cache"))
 CHAPTER_NAME = re.compile(r"^\d\d_[a-z0-9_]+$")
 TIME_LIMIT_S = 45.0
 TIMES: dict[str, float] = {}  # notebook name -> seconds, printed at the end of the run

@@ -122,6 +122,11 @@ def test_no_errors_or_stray_warnings_in_outputs(path):
             assert out.output_type != "error", f"{path.name}: cell {i} shows an error"
             if out.output_type == "stream" and out.name == "stderr":
                 raise AssertionError(f"{path.name}: cell {i} wrote to stderr (the build treats it as an error):\n{out.text}")
+            if "image/png" in out.get("data", {}) or "image/svg+xml" in out.get("data", {}):
+                raise AssertionError(
+                    f"{path.name}: cell {i} shows a bare image, which has no alt text; show figures with "
+                    "losslab.plots.show(fig, alt=...)"
+                )
 
 
 @pytest.mark.chapters

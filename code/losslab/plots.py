@@ -15,7 +15,7 @@ from typing import Any
 import matplotlib
 from matplotlib.figure import Figure
 
-__all__ = ["BOOK_STYLE", "use_book_style", "figure", "to_png", "PALETTE"]
+__all__ = ["BOOK_STYLE", "use_book_style", "figure", "to_png", "show", "PALETTE"]
 
 # Colour-blind-safe palette (Okabe & Ito) used for every series in the book.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
@@ -98,3 +98,32 @@ def to_png(fig: Figure, *, dpi: float = 100) -> bytes:
 
     plt.close(fig)  # no-op for a figure pyplot does not own
     return buf.getvalue()
+
+
+def show(fig: Figure, alt: str, *, dpi: float = 100) -> None:
+    """Display ``fig`` as an image with alt text (live, Colab and the static book alike).
+
+    Parameters
+    ----------
+    fig : Figure
+        Usually from :func:`figure`.
+    alt : str
+        What the figure shows, for readers who cannot see it (at least a few words).
+    """
+    if not isinstance(alt, str) or len(alt.strip()) < 10:
+        raise ValueError(f"alt: describe the figure in words (at least 10 characters), got {alt!r}")
+    import base64  # noqa: PLC0415
+    import html  # noqa: PLC0415
+
+    from IPython.display import display  # noqa: PLC0415
+
+    png = to_png(fig, dpi=dpi)
+    b64 = base64.b64encode(png).decode("ascii")
+    display(
+        {
+            "text/html": f'<img class="ll-figure" src="data:image/png;base64,{b64}" alt="{html.escape(alt.strip())}" style="max-width:100%;height:auto">',
+            "text/plain": f"[figure: {alt.strip()}]",
+        },
+        raw=True,
+        metadata={"losslab": {"kind": "figure", "alt": alt.strip()}},
+    )
