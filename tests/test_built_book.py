@@ -1,8 +1,10 @@
 """Checks on the built HTML (`make book` first; `make test` runs these after it).
 
-The browser test drives the pages in headless Chromium (Debian's package,
-which .ci/run installs) with Playwright; without them it is skipped with the
-reason shown.
+The browser tests drive every page in headless Chromium (Debian's package,
+which .ci/run installs) with Playwright, served from a local server with every
+other address blocked; without Chromium they are skipped with the reason
+shown. They also write screenshots of every chapter at laptop and phone widths
+to _build/screenshots/ for reviewers.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import re
 import shutil
 import threading
 from pathlib import Path
+from urllib.parse import unquote, urljoin, urlparse
 
 import pytest
 
@@ -22,6 +25,7 @@ from losslab.book import read_repository
 pytestmark = pytest.mark.built
 
 HTML = bf.ROOT / "_build" / "html"
+SHOTS = bf.ROOT / "_build" / "screenshots"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -67,69 +71,209 @@ def test_glued_numbers_reach_the_prose():
     assert re.search(r"The largest slope of the sigmoid is\s+0\.2500,\s+at\s+\S{0,12}z\s*=\S{0,12}\s*0\.00", text)
 
 
-@pytest.fixture(scope="module")
-def browser_page():
-    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    if CHROMIUM is None:
-        pytest.skip("no chromium on this machine (Debian: apt-get install chromium)")
-    handler = functools.partial(_QuietHandler, directory=str(HTML))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        yield base, page, errors
-        browser.close()
-    server.shutdown()
 
+def test_internal_links_and_anchors_resolve():
+    from bs4 import BeautifulSoup
+
+    ids: dict[Path, set[str]] = {}
+
+    def anchors(path: Path) -> set[str]:
+        if path not in ids:
+            soup = BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser")
+            ids[path] = {tag["id"] for tag in soup.find_all(id=True)} | {a["name"] for a in soup.find_all("a", attrs={"name": True})}
+        return ids[path]
+
+    broken = []
+    for page in sorted(HTML.rglob("*.html")):
+        soup = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser")
+        for a in soup.find_all("a", href=True):
+            href = a["href"]
+            parsed = urlparse(href)
+            if parsed.scheme or href.startswith(("mailto:", "javascript:", "//")):
+                continue
+            target = page if not parsed.path else (page.parent / unquote(parsed.path)).resolve()
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.exists():
+                broken.append(f"{page.relative_to(HTML)}: {href} (no such file)")
+            elif parsed.fragment and target.suffix == ".html" and unquote(parsed.fragment) not in anchors(target):
+                broken.append(f"{page.relative_to(HTML)}: {href} (no such anchor)")
+    assert not broken, "broken internal links:\n" + "\n".join(broken)
+
+
+# --- in a browser ----------------------------------------------------------------
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):  # keep the test output readable
         pass
 
 
-def test_demo_quiz_and_explorer_respond_without_a_kernel(browser_page):
-    base, page, errors = browser_page
-    page.goto(f"{base}/book/how_this_book_works.html")
-    single = page.locator('.llq-q[data-kind="single"]').first
-    choices = single.locator(".llq-choice")
-    wrong = [i for i in range(choices.count()) if choices.nth(i).get_attribute("data-correct") == "0"][0]
-    right = [i for i in range(choices.count()) if choices.nth(i).get_attribute("data-correct") == "1"][0]
-    choices.nth(wrong).click()
-    assert single.locator(".llq-wrong").is_visible() and not single.locator(".llq-right").is_visible()
-    choices.nth(right).click()
-    assert single.locator(".llq-right").is_visible() and not single.locator(".llq-wrong").is_visible()
+@pytest.fixture(scope="module")
+def browser():
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    if CHROMIUM is None:
+        pytest.skip("no chromium on this machine (Debian: apt-get install chromium)")
+    handler = functools.partial(_QuietHandler, directory=str(HTML))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/"
+    with playwright.sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )
+        yield base, chromium
+        chromium.close()
+    server.shutdown()
 
-    multi = page.locator('.llq-q[data-kind="multiple"]').first
-    boxes = multi.locator(".llq-choice")
-    for i in range(boxes.count()):
-        if boxes.nth(i).get_attribute("data-correct") == "1":
-            boxes.nth(i).locator("input").check()
-    multi.locator(".llq-check").click()
-    assert multi.locator(".llq-right").is_visible()
 
-    numeric = page.locator('.llq-q[data-kind="numeric"]').first
-    answer = float(numeric.locator("input").get_attribute("data-answer"))
-    numeric.locator("input").fill(str(answer * 2 + 1))
-    numeric.locator(".llq-check").click()
-    assert "too high" in numeric.locator(".llq-wrong").inner_text()
-    numeric.locator("input").fill(str(answer))
-    numeric.locator("input").press("Enter")
-    assert numeric.locator(".llq-right").is_visible()
+class Visit:
+    """One page in a fresh browser context: every request leaving the local server is blocked and recorded."""
 
-    explorer = page.locator(".lle").first
-    img = explorer.locator("img.lle-frame")
-    before, alt_before = img.get_attribute("src"), img.get_attribute("alt")
-    slider = explorer.locator('input[type="range"]').first
-    slider.fill(slider.get_attribute("max"))
-    assert img.get_attribute("src") != before
-    assert img.get_attribute("alt") != alt_before
-    ours = [e for e in errors if "losslab" in e or "llq" in e or "lle" in e]
-    assert not ours, ours
+    def __init__(self, browser, url: str, width: int = 1280, height: int = 900):
+        base, chromium = browser
+        self.context = chromium.new_context(viewport={"width": width, "height": height})
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.outside: list[str] = []
+        self.failed: list[str] = []
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("response", lambda r: r.status >= 400 and self.failed.append(f"{r.status} {r.url}"))
+
+        def route(r):
+            if r.request.url.startswith(base) or r.request.url.startswith("data:"):
+                r.continue_()
+            else:
+                self.outside.append(r.request.url)
+                r.abort()
+
+        self.page.route("**/*", route)
+        self.page.goto(urljoin(base, url), wait_until="load")
+
+    def wait_for_math(self):
+        self.page.wait_for_function("() => !window.MathJax || !MathJax.startup || MathJax.startup.promise.then(() => true)")
+        self.page.wait_for_timeout(100)
+
+    def close(self):
+        self.context.close()
+
+
+def rel_url(path: Path) -> str:
+    return page_of(path).relative_to(HTML).as_posix()
+
+
+@pytest.mark.parametrize("path", bf.toc_files(), ids=lambda p: p.stem)
+def test_page_loads_offline_without_errors_and_every_image_has_alt_text(browser, path):
+    visit = Visit(browser, rel_url(path))
+    try:
+        visit.wait_for_math()
+        assert not visit.errors, f"JavaScript errors: {visit.errors}"
+        assert not visit.outside, f"requests leaving the local server: {visit.outside}"
+        assert not visit.failed, f"failed requests: {visit.failed}"
+        missing = visit.page.eval_on_selector_all(
+            "article img", "imgs => imgs.filter(i => !(i.getAttribute('alt') || '').trim()).map(i => i.outerHTML.slice(0, 120))"
+        )
+        assert not missing, f"images without alt text: {missing}"
+        if visit.page.locator(".math").count():
+            assert visit.page.locator("mjx-container").count() > 0, "MathJax did not typeset the page"
+    finally:
+        visit.close()
+
+
+def _answer_wrong_then_right(q, kind: str) -> None:
+    choices = q.locator(".llq-choice")
+    if kind == "numeric":
+        inp = q.locator("input.llq-input")
+        answer = float(inp.get_attribute("data-answer"))
+        tol = float(inp.get_attribute("data-tol")) + float(inp.get_attribute("data-rtol")) * abs(answer)
+        inp.fill(repr(answer + 10 * tol + 1))
+        q.locator(".llq-check").click()
+        assert q.locator(".llq-wrong").is_visible() and "too high" in q.locator(".llq-wrong").inner_text()
+        inp.fill(repr(answer))
+        q.locator(".llq-check").click()
+    else:
+        flags = [choices.nth(i).get_attribute("data-correct") == "1" for i in range(choices.count())]
+        wrong = flags.index(False)
+        choices.nth(wrong).locator("input").check()
+        if kind == "multiple":
+            q.locator(".llq-check").click()
+        assert q.locator(".llq-wrong").is_visible() and not q.locator(".llq-right").is_visible()
+        if choices.nth(wrong).locator(".llq-why").count():
+            assert choices.nth(wrong).locator(".llq-why").is_visible()
+        for i, good in enumerate(flags):
+            box = choices.nth(i).locator("input")
+            if good:
+                box.check()
+            elif kind == "multiple":
+                box.uncheck()
+        if kind == "multiple":
+            q.locator(".llq-check").click()
+    assert q.locator(".llq-right").is_visible() and not q.locator(".llq-wrong").is_visible()
+
+
+@pytest.mark.parametrize("path", bf.notebooks(), ids=lambda p: p.stem)
+def test_every_quiz_gives_feedback_and_every_explorer_responds(browser, path):
+    visit = Visit(browser, rel_url(path))
+    page = visit.page
+    try:
+        visit.wait_for_math()
+        questions = page.locator(".llq-q")
+        assert questions.count() > 0
+        for i in range(questions.count()):
+            q = questions.nth(i)
+            _answer_wrong_then_right(q, q.get_attribute("data-kind"))
+        prompts = page.locator(".llq-prompt")
+        if page.locator(".llq-prompt .math").count():
+            assert page.locator(".llq-prompt mjx-container").count() > 0, "quiz math was not typeset"
+
+        explorers = page.locator(".lle")
+        assert explorers.count() > 0
+        for i in range(explorers.count()):
+            ex = explorers.nth(i)
+            img = ex.locator("img.lle-frame")
+            control = ex.locator("[data-j]").first
+            before_src, before_alt = img.get_attribute("src"), img.get_attribute("alt")
+            kind = control.evaluate("el => el.type")
+            if kind == "checkbox":
+                control.click()
+            elif kind == "range":
+                top = control.get_attribute("max")
+                control.fill("0" if control.input_value() == top else top)
+            else:
+                options = control.locator("option")
+                current = control.input_value()
+                other = next(options.nth(k).get_attribute("value") for k in range(options.count())
+                             if options.nth(k).get_attribute("value") != current)
+                control.select_option(other)
+            assert img.get_attribute("src") != before_src, f"explorer {i}: the figure did not change"
+            assert img.get_attribute("alt") != before_alt, f"explorer {i}: the alt text did not follow the figure"
+            name = ex.get_attribute("data-name")
+            assert f"{name}." in unquote(page.url), "the page address does not record the explorer's settings"
+            # The address reproduces the view: reopen it and find the same frame.
+            shown = img.get_attribute("src")
+            again = Visit(browser, page.url.split("/", 3)[3])
+            try:
+                same = again.page.locator(f'.lle[data-name="{name}"] img.lle-frame').get_attribute("src")
+                assert same == shown, f"explorer {name}: opening the recorded address shows another frame"
+            finally:
+                again.close()
+        assert not visit.errors, f"JavaScript errors: {visit.errors}"
+    finally:
+        visit.close()
+
+
+@pytest.mark.parametrize("path", bf.notebooks(), ids=lambda p: p.stem)
+def test_screenshots_at_laptop_and_phone_width(browser, path):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for label, (width, height) in {"laptop": (1366, 900), "phone": (390, 844)}.items():
+        visit = Visit(browser, rel_url(path), width, height)
+        try:
+            visit.wait_for_math()
+            out = SHOTS / f"{path.stem}-{label}.jpg"
+            visit.page.screenshot(path=str(out), full_page=True, type="jpeg", quality=60)
+            assert out.stat().st_size > 10_000
+            overflow = visit.page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 1, f"{label}: the page scrolls sideways by {overflow}px"
+        finally:
+            visit.close()

@@ -191,6 +191,8 @@ class Toggle:
     def format(self, value: Any) -> str:
         return "on" if value else "off"
 
+    # static_values() is [False, True]: index 0 is "off", index 1 is "on"
+
 
 Control = Slider | Choice | Toggle
 
@@ -347,23 +349,23 @@ class Explorer:
         rows = []
         for j, (k, c) in enumerate(zip(names, self.controls.values())):
             label = e(c.label or k)
+            labels = [c.format(v) for v in statics[j]]
+            data = f'data-j="{j}" data-name="{e(k)}" data-labels="{e(json.dumps(labels))}" aria-label="{label}"'
             if isinstance(c, Slider):
-                labels = [c.format(v) for v in statics[j]]
                 rows.append(
                     f'<label class="lle-ctl"><span class="lle-name">{label}</span>'
-                    f'<input type="range" min="0" max="{len(statics[j]) - 1}" step="1" value="{start[j]}" '
-                    f'data-j="{j}" data-labels="{e(json.dumps(labels))}" aria-label="{label}">'
+                    f'<input type="range" min="0" max="{len(statics[j]) - 1}" step="1" value="{start[j]}" {data}>'
                     f'<output class="lle-val">{e(labels[start[j]])}</output></label>'
                 )
             elif isinstance(c, Choice):
                 opts = "".join(
-                    f'<option value="{i}"{" selected" if i == start[j] else ""}>{e(c.format(v))}</option>'
-                    for i, v in enumerate(statics[j])
+                    f'<option value="{i}"{" selected" if i == start[j] else ""}>{e(text)}</option>'
+                    for i, text in enumerate(labels)
                 )
-                rows.append(f'<label class="lle-ctl"><span class="lle-name">{label}</span><select data-j="{j}" aria-label="{label}">{opts}</select></label>')
+                rows.append(f'<label class="lle-ctl"><span class="lle-name">{label}</span><select {data}>{opts}</select></label>')
             else:
                 checked = " checked" if start[j] == 1 else ""
-                rows.append(f'<label class="lle-ctl"><input type="checkbox" data-j="{j}"{checked}> <span class="lle-name">{label}</span></label>')
+                rows.append(f'<label class="lle-ctl"><input type="checkbox" {data}{checked}> <span class="lle-name">{label}</span></label>')
         payload = json.dumps({"frames": frames, "alts": alts})
         return (
             f'<div class="lle" id="{uid}" data-losslab="explorer" data-name="{e(self.name)}">'
@@ -371,7 +373,8 @@ class Explorer:
             f'<div class="lle-title">{e(self.title)}</div>'
             f'<div class="lle-controls">{"".join(rows)}</div>'
             f'<img class="lle-frame" src="data:image/png;base64,{frames[start_key]}" alt="{e(alts[start_key])}">'
-            f'<div class="lle-note">Pre-rendered at {self.n_frames} settings; run this chapter in Jupyter or Colab for continuous controls.</div>'
+            f'<div class="lle-note">Pre-rendered at {self.n_frames} settings; run this chapter in Jupyter or Colab for continuous controls. '
+            "The page address records the settings, so a link to it opens this exact view.</div>"
             f'<script type="application/json" class="lle-data">{payload}</script>'
             f"<script>{_asset('explorer.js')}\nwindow.losslabExplorer.mount({json.dumps(uid)});</script>"
             "</div>"
