@@ -87,3 +87,12 @@ def test_describe_names_version_torch_and_device():
     assert f"torch {torch.__version__.split('+')[0]}" in line
     assert f"CPU ({torch.get_num_threads()} threads)" in line
     assert "\n" not in line
+
+
+def test_single_thread_restores_the_thread_count_even_after_an_error():
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError):
+        with backend.single_thread("cpu"):
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before
