@@ -1,0 +1,257 @@
+"""Explorers of book/03_gradient_descent.ipynb: an optimizer race, momentum on a quadratic, the step size on a bowl.
+
+See Chapter 3. Trajectories come from :func:`losslab.optim.run_trajectories`
+on the test functions of :mod:`losslab.landscapes`; each explorer caches the
+runs it has made, so the static book computes each one once and a live
+control that only slices a run (steps, which start) costs only the drawing.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+import torch
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+
+from .. import landscapes, optim, plots
+from . import Choice, Explorer, Slider, registered
+
+# --- 1. the race -------------------------------------------------------------------
+
+#: Per function: the box drawn, three starts, and each optimizer's base learning rate
+#: (tuned so that at scale 1 every method makes progress without diverging).
+RACE = {
+    "rosenbrock": dict(
+        fn=landscapes.rosenbrock(), domain=((-2.0, 2.0), (-1.0, 3.0)),
+        starts=((-1.2, 1.0), (-1.5, 2.5), (1.8, 0.5)),
+        lr=dict(gd=1.2e-3, momentum=1.5e-4, nesterov=1.5e-4, rmsprop=4e-3, adam=3e-2)),
+    "six_hump_camel": dict(
+        fn=landscapes.six_hump_camel(), domain=((-2.0, 2.0), (-1.1, 1.1)),
+        # near the stable direction (1, 0.062) of the saddle at the origin, nudged slightly off it
+        starts=((0.5, 0.032), (-0.5, -0.032), (0.9, 0.8)),
+        lr=dict(gd=2e-2, momentum=4e-3, nesterov=4e-3, rmsprop=1e-2, adam=3e-2)),
+    "rastrigin": dict(
+        fn=landscapes.rastrigin(), domain=((-5.12, 5.12), (-5.12, 5.12)),
+        starts=((4.3, 3.6), (-2.6, 3.2), (1.4, -4.2)),
+        lr=dict(gd=2e-3, momentum=4e-4, nesterov=4e-4, rmsprop=5e-2, adam=2e-1)),
+}
+RACE_LABELS = {"rosenbrock": "Rosenbrock valley", "six_hump_camel": "saddle (six-hump camel)", "rastrigin": "Rastrigin egg crate"}
+METHOD_LABELS = {"gd": "GD", "momentum": "heavy ball", "nesterov": "Nesterov", "rmsprop": "RMSProp", "adam": "Adam"}
+LR_SCALES = (1.0, 3.0)
+
+
+def _race_update(method: str, lr: torch.Tensor, momentum: float) -> optim.Update:
+    if method == "gd":
+        return optim.optimizer("sgd", lr=lr, label="GD")
+    if method in ("momentum", "nesterov"):
+        m = max(momentum, 1e-6) if method == "nesterov" else momentum
+        return optim.optimizer("sgd", lr=lr, momentum=m, nesterov=method == "nesterov")
+    return optim.optimizer(method, lr=lr)
+
+
+RACE_STEPS = 200
+
+
+@lru_cache(maxsize=64)
+def _race_batch(function: str, method: str, scales: tuple, momentum: float, start: int):
+    """One batched run: a row per learning-rate scale in ``scales``, all from the same start."""
+    cfg = RACE[function]
+    x0 = torch.tensor([cfg["starts"][start]] * len(scales), dtype=torch.float64)  # (S, 2)
+    lrs = torch.tensor([cfg["lr"][method] * s for s in scales], dtype=torch.float64)  # (S,)
+    update = _race_update(method, lrs, momentum)
+    return optim.run_trajectories(cfg["fn"], x0, update, RACE_STEPS, bound=1e3, device="cpu")
+
+
+def race_run(function: str, method: str, lr_scale: float, momentum: float, start: int):
+    """One optimizer's path [RACE_STEPS + 1, 2], its loss [RACE_STEPS + 1] and the step it diverged at (-1: never).
+
+    The static scales of the explorer run together in one batch (and are cached); any other scale runs alone.
+    """
+    scales = LR_SCALES if lr_scale in LR_SCALES else (lr_scale,)
+    run = _race_batch(function, method, scales, momentum, start)
+    i = scales.index(lr_scale)
+    return run.path[:, i], run.loss[:, i], int(run.diverged_at[i])
+
+
+@lru_cache(maxsize=8)
+def _contour(function: str, n: int = 120):
+    cfg = RACE[function]
+    xs, ys, z = landscapes.evaluate_grid(cfg["fn"], cfg["domain"], n)
+    fmin = cfg["fn"].f_min or 0.0
+    return xs.numpy(), ys.numpy(), (z - fmin).numpy() + 1e-3
+
+
+def render_race(function: str, lr_scale: float, momentum: float, steps: int, start: int) -> Figure:
+    """Paths of GD, heavy ball, Nesterov, RMSProp and Adam on a contour plot, and the loss gap versus step."""
+    cfg = RACE[function]
+    methods = list(METHOD_LABELS)
+    xs, ys, z = _contour(function)
+    fig, (ax, bx) = plots.figure(1, 2, size=(9.6, 3.9), layout="fixed")
+    fig.subplots_adjust(left=0.06, right=0.985, bottom=0.13, top=0.9, wspace=0.22)
+    ax.contour(xs, ys, z, levels=np.geomspace(z.min() * 1.01, z.max(), 18), norm=LogNorm(), cmap="Greys", linewidths=0.6)
+    for m in cfg["fn"].minima:
+        ax.plot(*m, marker="*", color="k", ms=9, ls="none")
+    fmin = cfg["fn"].f_min or 0.0
+    for k, method in enumerate(methods):
+        path, loss, div = race_run(function, method, float(lr_scale), float(momentum), int(start))
+        path = path[: steps + 1].numpy()
+        color = plots.PALETTE[k]
+        label = METHOD_LABELS[method] + (f" (diverged at {div})" if 0 <= div <= steps else "")
+        ax.plot(path[:, 0], path[:, 1], color=color, lw=1.3, label=label)
+        ax.plot(path[-1, 0], path[-1, 1], "o", color=color, ms=4)
+        gap = (loss[: steps + 1] - fmin).clamp_min(1e-12).numpy()
+        if 0 <= div <= steps:
+            gap = gap[:div]
+        bx.semilogy(gap, color=color, lw=1.3)
+    ax.plot(*cfg["starts"][start], "s", color="k", ms=5)
+    (x0, x1), (y0, y1) = cfg["domain"]
+    ax.set(xlim=(x0, x1), ylim=(y0, y1), xlabel="x", ylabel="y")
+    bx.legend(*ax.get_legend_handles_labels(), loc="upper right", fontsize=7.5)
+    ax.set_title(f"{RACE_LABELS[function]}, learning rates x {lr_scale:.2g}", fontsize=10)
+    bx.set(xlabel="step", ylabel=r"$f - f_{\min}$", xlim=(0, steps))
+    bx.set_title(f"momentum {momentum:.2g}, {steps} steps", fontsize=10)
+    return fig
+
+
+@registered
+def race_explorer() -> Explorer:
+    """Optimizer race on Rosenbrock, a saddle and Rastrigin."""
+    return Explorer(
+        "gd.race",
+        render_race,
+        controls={
+            "function": Choice(list(RACE), default="rosenbrock", labels=[RACE_LABELS[k] for k in RACE], label="function"),
+            "lr_scale": Slider(0.1, 10.0, default=1.0, log=True, static=list(LR_SCALES), label="learning rates x"),
+            "momentum": Slider(0.0, 0.99, default=0.9, static=[0.9], label="momentum"),
+            "steps": Slider(10, RACE_STEPS, default=RACE_STEPS, integer=True, static=[RACE_STEPS], label="steps"),
+            "start": Slider(0, 2, default=0, integer=True, step=1, static=[0], label="start"),
+        },
+        title="An optimizer race: the same start, five update rules",
+        alt=("Contour plot of the {function} function with the paths of gradient descent, heavy-ball and Nesterov "
+             "momentum, RMSProp and Adam from start {start}, learning rates scaled by {lr_scale:.2g}, "
+             "momentum {momentum:.2g}; beside it the loss gap versus step on a log scale for {steps} steps"),
+    )
+
+
+# --- 2. momentum on a quadratic --------------------------------------------------------
+
+MOMENTUM_STEPS = 150
+
+
+@lru_cache(maxsize=128)
+def momentum_run(lr_L: float, beta: float, kappa: float):
+    """GD (beta = 0) and heavy ball on the rotated quadratic with eigenvalues 1 and kappa, in one batch of 2 rows."""
+    fn = landscapes.quadratic(kappa, angle=math.pi / 6)
+    lr = lr_L / kappa
+    x0 = torch.tensor([[-2.5, 2.0], [-2.5, 2.0]], dtype=torch.float64)  # (2, 2)
+    update = optim.optimizer("sgd", lr=torch.tensor([lr, lr], dtype=torch.float64),
+                             momentum=torch.tensor([0.0, beta], dtype=torch.float64))
+    run = optim.run_trajectories(fn, x0, update, MOMENTUM_STEPS, bound=1e8, device="cpu")
+    err = run.path.norm(dim=-1).clamp_min(1e-300)  # (T + 1, 2)
+    half = MOMENTUM_STEPS // 2
+    measured = optim.measured_rate(err, start=half, stop=MOMENTUM_STEPS)
+    theory = optim.heavy_ball_rate(torch.tensor([lr, lr], dtype=torch.float64),
+                                   torch.tensor([0.0, beta], dtype=torch.float64), [1.0, kappa])
+    return fn, run, err, measured, theory
+
+
+def render_momentum(lr_L: float, beta: float, kappa: float) -> Figure:
+    """Paths of GD and heavy ball on a quadratic; distance to the minimum versus step; rate versus beta."""
+    fn, run, err, measured, theory = momentum_run(float(lr_L), float(beta), float(kappa))
+    fig, (ax, bx, cx) = plots.figure(1, 3, size=(10.5, 3.5), layout="fixed")
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.15, top=0.86, wspace=0.28)
+    xs, ys, z = landscapes.evaluate_grid(fn, ((-3.0, 3.0), (-3.0, 3.0)), 80)
+    ax.contour(xs.numpy(), ys.numpy(), z.numpy(), levels=np.geomspace(0.02, float(z.max()), 12), cmap="Greys", linewidths=0.6)
+    names = ["GD", f"heavy ball, beta {beta:.2g}"]
+    for k in range(2):
+        path = run.path[:, k].numpy()
+        div = int(run.diverged_at[k])
+        stop = div if div >= 0 else path.shape[0]
+        ax.plot(path[:stop, 0], path[:stop, 1], color=plots.PALETTE[k], lw=1.1, marker=".", ms=2.5)
+        e = err[:stop, k].numpy()
+        rate = "diverges" if div >= 0 or float(theory[k]) >= 1 else f"measured {float(measured[k]):.4f}, theory {float(theory[k]):.4f}"
+        bx.semilogy(e, color=plots.PALETTE[k], lw=1.3, label=f"{names[k]}: {rate}")
+    ax.set(xlim=(-3, 3), ylim=(-3, 3), aspect="equal", xlabel="x", ylabel="y")
+    ax.set_title(f"kappa = {kappa:.3g}, lr = {lr_L:.2g}/L", fontsize=10)
+    bx.set(xlabel="step", ylabel="distance to minimum", ylim=(1e-16, 1e3), xlim=(0, MOMENTUM_STEPS))
+    bx.legend(loc="lower left", fontsize=7)
+    bx.set_title("error per step", fontsize=10)
+    grid = torch.linspace(0, 0.995, 200, dtype=torch.float64)
+    curve = optim.heavy_ball_rate(torch.full_like(grid, lr_L / kappa), grid, [1.0, kappa]).numpy()
+    cx.plot(grid.numpy(), curve, color="0.3", lw=1.2, label="theory: max |eigenvalue|")
+    if int(run.diverged_at[1]) < 0:
+        cx.plot([beta], [float(measured[1])], "o", color=plots.PALETTE[1], label="measured")
+    _, best_beta, best_rate = optim.heavy_ball_best(1.0, float(kappa))
+    cx.axhline(best_rate, color=plots.PALETTE[2], lw=0.9, ls="--", label=r"best: $(\sqrt{\kappa}-1)/(\sqrt{\kappa}+1)$")
+    cx.set(xlabel="momentum beta", ylabel="rate per step", ylim=(max(0.0, best_rate - 0.2), 1.05), xlim=(0, 1))
+    cx.legend(loc="lower left", fontsize=7)
+    cx.set_title(f"best beta = {best_beta:.3f} (at its own lr)", fontsize=10)
+    return fig
+
+
+@registered
+def momentum_explorer() -> Explorer:
+    """Heavy-ball momentum on a quadratic, measured rate beside the theoretical one."""
+    return Explorer(
+        "gd.momentum",
+        render_momentum,
+        controls={
+            "lr_L": Slider(0.05, 4.0, default=1.0, static=[1.0], label="learning rate x L"),
+            "beta": Slider(0.0, 0.99, default=0.5, static=[0.0, 0.5, 0.9], label="momentum beta"),
+            "kappa": Slider(2.0, 200.0, default=100.0, log=True, static=[100.0], label="condition number kappa"),
+        },
+        title="Momentum on an ill-conditioned quadratic",
+        alt=("Paths of gradient descent and heavy-ball momentum with beta {beta:.2g} on a quadratic with condition "
+             "number {kappa:.3g} at learning rate {lr_L:.2g}/L; the distance to the minimum per step on a log scale "
+             "with measured and theoretical rates; and the theoretical rate as a function of beta"),
+    )
+
+
+# --- 3. the step size on a bowl ----------------------------------------------------------
+
+BOWL_KAPPA = 4.0
+BOWL_STEPS = 40
+
+
+def render_bowl(lr_L: float) -> Figure:
+    """Gradient descent on the bowl 0.5 (x^2 + 4 y^2) with lr = lr_L / L: path, and distance per step."""
+    fn = landscapes.quadratic(BOWL_KAPPA)
+    lr = lr_L / BOWL_KAPPA
+    run = optim.run_trajectories(fn, torch.tensor([[-2.5, 1.5]], dtype=torch.float64), optim.optimizer("sgd", lr=lr),
+                                 BOWL_STEPS, bound=1e6, device="cpu")
+    path = run.path[:, 0].numpy()
+    fig, (ax, bx) = plots.figure(1, 2, size=(9.0, 3.5), layout="fixed")
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.15, top=0.86, wspace=0.25)
+    xs, ys, z = landscapes.evaluate_grid(fn, ((-3.0, 3.0), (-3.0, 3.0)), 80)
+    ax.contour(xs.numpy(), ys.numpy(), z.numpy(), levels=np.geomspace(0.05, float(z.max()), 10), cmap="Greys", linewidths=0.6)
+    shown = path[: min(len(path), 25)]
+    ax.plot(shown[:, 0], shown[:, 1], color=plots.PALETTE[0], marker="o", ms=3, lw=1)
+    ax.set(xlim=(-3, 3), ylim=(-3, 3), aspect="equal", xlabel="x", ylabel="y")
+    fx, fy = abs(1 - lr), abs(1 - lr * BOWL_KAPPA)
+    verdict = ("too small: crawls" if lr_L < 0.5 else "about right" if lr_L <= 1.2 else
+               "oscillates, converges" if lr_L < 2 else "diverges")
+    ax.set_title(f"lr = {lr_L:.2g}/L: {verdict}", fontsize=10)
+    dist = np.linalg.norm(path, axis=1)
+    bx.semilogy(np.arange(len(dist)), np.maximum(dist, 1e-300), color=plots.PALETTE[0], lw=1.4, label="distance")
+    bx.semilogy(np.arange(len(dist)), dist[0] * max(fx, fy) ** np.arange(len(dist)), color=plots.PALETTE[1], ls="--",
+                lw=1, label=f"rate max(|1 - lr|, |1 - 4 lr|) = {max(fx, fy):.3f}")
+    bx.set(xlabel="step", ylabel="distance to minimum", ylim=(1e-12, 1e6))
+    bx.legend(loc="lower left", fontsize=7.5)
+    bx.set_title(f"factors per step: x {fx:.2f}, y {fy:.2f}", fontsize=10)
+    return fig
+
+
+@registered
+def bowl_explorer() -> Explorer:
+    """Too small, right, too large: the learning rate on a bowl."""
+    return Explorer(
+        "gd.bowl",
+        render_bowl,
+        controls={"lr_L": Slider(0.05, 2.3, default=1.0, static=[0.2, 1.0, 1.8, 2.1], label="learning rate x L")},
+        title="The learning rate on a bowl: too small, right, too large",
+        alt=("Gradient descent on the bowl x^2/2 + 2 y^2 at learning rate {lr_L:.2g}/L: its zig-zag path on the contours "
+             "and its distance to the minimum per step on a log scale, with the predicted rate"),
+    )
