@@ -1,0 +1,223 @@
+"""Exercises for Chapter 6, "Vanishing and exploding gradients" (book/06_vanishing_exploding_gradients.ipynb)."""
+
+import math
+
+import torch
+
+from . import Exercise
+
+# --- He initialization ----------------------------------------------------------------------------
+
+he_init = Exercise(
+    id="grads.he-init",
+    title="He initialization",
+    entry="he_normal",
+    prompt=(
+        "Write `he_normal(fan_out, fan_in, generator)`: a float64 weight matrix of shape `(fan_out, fan_in)` "
+        "with independent entries drawn from $\\mathcal N(0, 2/n_{\\text{in}})$, using `generator` for the draw."
+    ),
+    stub='''
+import torch
+
+def he_normal(fan_out: int, fan_in: int, generator: torch.Generator) -> torch.Tensor:
+    """Weights (fan_out, fan_in), float64, entries ~ N(0, 2 / fan_in)."""
+    # YOUR CODE HERE
+    raise NotImplementedError()
+''',
+    solution='''
+import math
+import torch
+
+def he_normal(fan_out: int, fan_in: int, generator: torch.Generator) -> torch.Tensor:
+    """Weights (fan_out, fan_in), float64, entries ~ N(0, 2 / fan_in)."""
+    std = math.sqrt(2.0 / fan_in)
+    return torch.randn(fan_out, fan_in, generator=generator, dtype=torch.float64) * std
+''',
+    wrong=(
+        # fan_out instead of fan_in
+        "import math, torch\ndef he_normal(fan_out, fan_in, generator):\n"
+        "    return torch.randn(fan_out, fan_in, generator=generator, dtype=torch.float64) * math.sqrt(2.0 / fan_out)\n",
+        # the variance used as the standard deviation
+        "import torch\ndef he_normal(fan_out, fan_in, generator):\n"
+        "    return torch.randn(fan_out, fan_in, generator=generator, dtype=torch.float64) * (2.0 / fan_in)\n",
+        # LeCun / Xavier-for-square variance 1/fan_in: ReLU halves the signal at each layer
+        "import math, torch\ndef he_normal(fan_out, fan_in, generator):\n"
+        "    return torch.randn(fan_out, fan_in, generator=generator, dtype=torch.float64) / math.sqrt(fan_in)\n",
+        # transposed shape
+        "import math, torch\ndef he_normal(fan_out, fan_in, generator):\n"
+        "    return torch.randn(fan_in, fan_out, generator=generator, dtype=torch.float64) * math.sqrt(2.0 / fan_in)\n",
+        # ignores the generator
+        "import math, torch\ndef he_normal(fan_out, fan_in, generator):\n"
+        "    return torch.randn(fan_out, fan_in, dtype=torch.float64) * math.sqrt(2.0 / fan_in)\n",
+    ),
+)
+
+
+@he_init.check("returns a float64 tensor of shape (fan_out, fan_in)", hint="`torch.randn(fan_out, fan_in, ...)`: rows are outputs.")
+def _(f, ref):
+    w = f(30, 70, torch.Generator().manual_seed(0))
+    assert isinstance(w, torch.Tensor), f"expected a torch.Tensor, got {type(w).__name__}"
+    assert tuple(w.shape) == (30, 70), f"expected shape (30, 70), got {tuple(w.shape)}"
+    assert w.dtype == torch.float64, f"expected float64, got {w.dtype}"
+
+
+@he_init.check("is reproducible from the generator", hint="Pass `generator=generator` to the sampling function.")
+def _(f, ref):
+    a = f(20, 10, torch.Generator().manual_seed(5))
+    b = f(20, 10, torch.Generator().manual_seed(5))
+    c = f(20, 10, torch.Generator().manual_seed(6))
+    assert torch.equal(a, b), "two generators with the same seed gave different weights"
+    assert not torch.equal(a, c), "different seeds gave the same weights"
+
+
+@he_init.check("entries have mean 0 and variance 2 / fan_in",
+               hint="The variance is $2/n_{in}$, so the standard deviation is $\\sqrt{2/n_{in}}$; $n_{in}$ is the number of columns.")
+def _(f, ref):
+    # 100 x 1000 = 1e5 draws: the sample variance has relative standard error sqrt(2/n) = 0.45%;
+    # allow 5 of them. The layer is far from square, so fan_in and fan_out are told apart.
+    w = f(1000, 100, torch.Generator().manual_seed(1))
+    target = 2.0 / 100
+    var = float(w.var())
+    assert abs(var / target - 1) < 5 * math.sqrt(2 / w.numel()), f"variance {var:.5f}, expected {target:.5f}"
+    assert abs(float(w.mean())) < 5 * math.sqrt(target / w.numel()), f"mean {float(w.mean()):.5f}, expected about 0"
+
+
+@he_init.check("keeps the signal's scale flat through 20 ReLU layers",
+               hint="With $\\mathrm{Var}(W) = 2/n_{in}$ each ReLU layer keeps $\\mathbb E[h^2]$: the factor 2 undoes the half the ReLU zeroes.")
+def _(f, ref):
+    # Width 256: one layer's factor fluctuates by about 10%, so 20 layers wander by a factor
+    # of about e^{0.45}; the check allows a factor 3 while a wrong variance is off by 2^20.
+    g = torch.Generator().manual_seed(2)
+    h = torch.randn(128, 256, generator=g, dtype=torch.float64)  # (B, n)
+    start = float(h.pow(2).mean())
+    for _ in range(20):
+        h = torch.relu(h @ f(256, 256, g).T)  # (B, n)
+    ratio = float(h.pow(2).mean()) / start
+    assert 1 / 3 < ratio < 3, f"E[h^2] changed by a factor {ratio:.3g} over 20 layers; He initialization keeps it near 1"
+
+
+# --- clipping by global norm ------------------------------------------------------------------------
+
+clip_norm = Exercise(
+    id="grads.clip-global-norm",
+    title="Clipping by global norm",
+    entry="clip_by_global_norm",
+    prompt=(
+        "Write `clip_by_global_norm(grads, max_norm)`: given a list of gradient tensors, return "
+        "`(clipped, total_norm)` where `total_norm` is the 2-norm of all entries together and every tensor is "
+        "multiplied by $\\min\\big(1, \\text{max\\_norm}/(\\text{total\\_norm} + 10^{-6})\\big)$, as "
+        "`torch.nn.utils.clip_grad_norm_` does. Return new tensors; leave the inputs unchanged."
+    ),
+    stub='''
+import torch
+
+def clip_by_global_norm(grads: list[torch.Tensor], max_norm: float) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Scale all gradients together so their joint 2-norm is at most max_norm; return (clipped, total_norm)."""
+    # YOUR CODE HERE
+    raise NotImplementedError()
+''',
+    solution='''
+import torch
+
+def clip_by_global_norm(grads: list[torch.Tensor], max_norm: float) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Scale all gradients together so their joint 2-norm is at most max_norm; return (clipped, total_norm)."""
+    total_norm = torch.sqrt(sum((g * g).sum() for g in grads))
+    coef = torch.clamp(max_norm / (total_norm + 1e-6), max=1.0)
+    return [g * coef for g in grads], total_norm
+''',
+    wrong=(
+        # each tensor clipped on its own: changes the direction of the whole gradient
+        "import torch\ndef clip_by_global_norm(grads, max_norm):\n"
+        "    out = [g * torch.clamp(max_norm / (g.norm() + 1e-6), max=1.0) for g in grads]\n"
+        "    return out, torch.sqrt(sum((g * g).sum() for g in grads))\n",
+        # no clamp at 1: small gradients are blown up to max_norm
+        "import torch\ndef clip_by_global_norm(grads, max_norm):\n"
+        "    total = torch.sqrt(sum((g * g).sum() for g in grads))\n"
+        "    return [g * max_norm / (total + 1e-6) for g in grads], total\n",
+        # sum of the per-tensor norms instead of the norm of all entries
+        "import torch\ndef clip_by_global_norm(grads, max_norm):\n"
+        "    total = sum(g.norm() for g in grads)\n"
+        "    coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)\n"
+        "    return [g * coef for g in grads], total\n",
+        # clipping by value
+        "import torch\ndef clip_by_global_norm(grads, max_norm):\n"
+        "    total = torch.sqrt(sum((g * g).sum() for g in grads))\n"
+        "    return [g.clamp(-max_norm, max_norm) for g in grads], total\n",
+        # in place: the caller's gradients change
+        "import torch\ndef clip_by_global_norm(grads, max_norm):\n"
+        "    total = torch.sqrt(sum((g * g).sum() for g in grads))\n"
+        "    coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)\n"
+        "    return [g.mul_(coef) for g in grads], total\n",
+    ),
+)
+
+
+def _grads(seed: int, scale: float = 1.0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(s, generator=g, dtype=torch.float64) * scale for s in [(4, 3), (5,), (2, 2, 2)]]
+
+
+def _torch_clip(grads: list[torch.Tensor], max_norm: float) -> tuple[list[torch.Tensor], torch.Tensor]:
+    params = []
+    for t in grads:
+        p = torch.zeros_like(t, requires_grad=True)
+        p.grad = t.clone()
+        params.append(p)
+    total = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    return [p.grad for p in params], total
+
+
+@clip_norm.check("returns (list of tensors, total norm) with the shapes of the input",
+                 hint="Return a pair: the clipped tensors in a list, then the norm before clipping.")
+def _(f, ref):
+    grads = _grads(0)
+    out = f([g.clone() for g in grads], 1.0)
+    assert isinstance(out, tuple) and len(out) == 2, "expected a pair (clipped, total_norm)"
+    clipped, total = out
+    assert len(clipped) == len(grads), f"expected {len(grads)} tensors, got {len(clipped)}"
+    for a, g in zip(clipped, grads):
+        assert isinstance(a, torch.Tensor) and a.shape == g.shape, "each clipped tensor must keep its shape"
+    assert float(total) == float(total), "total_norm is NaN"
+
+
+@clip_norm.check("matches torch.nn.utils.clip_grad_norm_ on large gradients",
+                 hint="The total norm is $\\sqrt{\\sum_k \\|g_k\\|^2}$ over all tensors together, not per tensor.")
+def _(f, ref):
+    for seed, max_norm in [(1, 1.0), (2, 0.25), (3, 5.0)]:
+        grads = _grads(seed, scale=3.0)
+        clipped, total = f([g.clone() for g in grads], max_norm)
+        expected, expected_total = _torch_clip(grads, max_norm)
+        assert abs(float(total) - float(expected_total)) <= 1e-10 * float(expected_total), (
+            f"total norm {float(total):.6g}, PyTorch gives {float(expected_total):.6g}")
+        for a, b in zip(clipped, expected):
+            assert torch.allclose(a, b, rtol=1e-10, atol=0), f"clipped gradients differ from PyTorch's (max_norm={max_norm})"
+
+
+@clip_norm.check("leaves gradients below the threshold unchanged",
+                 hint="Clip only *down*: the factor is $\\min(1, \\cdot)$.")
+def _(f, ref):
+    grads = _grads(4, scale=1e-3)
+    clipped, _ = f([g.clone() for g in grads], 1.0)
+    expected, _ = _torch_clip(grads, 1.0)
+    for a, b in zip(clipped, expected):
+        assert torch.allclose(a, b, rtol=1e-12, atol=0), "a small gradient was rescaled; it should pass through unchanged"
+
+
+@clip_norm.check("keeps the direction of the whole gradient",
+                 hint="Multiply every tensor by the same factor.")
+def _(f, ref):
+    grads = _grads(5)
+    grads[0] = grads[0] * 100  # one tensor dominates the norm
+    clipped, _ = f([g.clone() for g in grads], 1.0)
+    before = torch.cat([g.flatten() for g in grads])
+    after = torch.cat([g.flatten() for g in clipped])
+    cos = float(torch.nn.functional.cosine_similarity(before, after, dim=0))
+    assert cos > 1 - 1e-12, f"cosine between the gradient before and after clipping is {cos:.6f}, expected 1"
+
+
+@clip_norm.check("does not modify its input", hint="Return `g * coef`, not `g.mul_(coef)`.")
+def _(f, ref):
+    grads = _grads(6, scale=10.0)
+    copies = [g.clone() for g in grads]
+    f(copies, 1.0)
+    assert all(torch.equal(a, b) for a, b in zip(copies, grads)), "the input gradients changed"
