@@ -8,6 +8,12 @@ sync-setup [--config _config.yml] [--book book]
 explorer-latency
     Time one live update (render + PNG) of every registered explorer: the
     book's target is under 100 ms on a laptop CPU. A benchmark, not a test.
+assign [IDS ...] [--chapter P] [--tag T] [--notebook NB [--context]] [--spec FILE] --name NAME --out DIR
+    Write a student notebook, an instructor notebook with the answer key,
+    the grading manifest and an nbgrader source notebook (``losslab.assign``).
+grade MANIFEST SUBMISSIONS --out DIR [--time-limit S] [--memory-mb M] [--workers N]
+    Grade a folder of submitted notebooks, each task in its own limited
+    process; write grades.csv and feedback/<student>.md (``losslab.grade``).
 """
 
 from __future__ import annotations
@@ -69,6 +75,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", type=Path, default=Path("_config.yml"))
     p.add_argument("--book", type=Path, default=Path("book"))
     sub.add_parser("explorer-latency", help="time one live update of every explorer")
+    p = sub.add_parser("assign", help="build student, instructor and nbgrader notebooks from question and exercise ids")
+    p.add_argument("ids", nargs="*", help="question or exercise ids, e.g. demo.relu")
+    p.add_argument("--chapter", action="append", default=[], metavar="PREFIX", help="every item of a chapter prefix (repeatable)")
+    p.add_argument("--tag", action="append", default=[], help="every question with this tag (repeatable)")
+    p.add_argument("--notebook", type=Path, help="the items a book page uses, in page order")
+    p.add_argument("--context", action="store_true", help="keep the page's own prose and code around the items")
+    p.add_argument("--spec", type=Path, help="an assignment file (TOML); flags add to it")
+    p.add_argument("--name", help="assignment name (file names); default: the spec's name or 'assignment'")
+    p.add_argument("--title", default="", help="title shown in the notebooks")
+    p.add_argument("--out", type=Path, default=Path("assignments"), help="output folder (default: assignments)")
+    p = sub.add_parser("grade", help="grade submitted notebooks safely and write grades.csv and feedback")
+    p.add_argument("manifest", type=Path, help="the <name>.assignment.json written by assign")
+    p.add_argument("submissions", type=Path, help="folder of <student>.ipynb or <student>/.../*.ipynb")
+    p.add_argument("--out", type=Path, default=Path("graded"), help="output folder (default: graded)")
+    p.add_argument("--time-limit", type=float, default=60.0, help="wall-clock seconds per task (default 60)")
+    p.add_argument("--memory-mb", type=int, default=2048, help="memory per task beyond the imports, MiB (default 2048)")
+    p.add_argument("--workers", type=int, default=1, help="tasks run at once (default 1)")
+    p.add_argument("--lenient-check-cells", action="store_true", help="grade exercises whose visible check cell was edited or deleted")
     args = parser.parse_args(argv)
     if args.command == "sync-setup":
         changed = sync_setup(args.config, args.book)
@@ -77,6 +101,51 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'explorer':40s} {'ms per update':>14s}  (target < 100 ms)")
         for name, seconds in explorer_latency():
             print(f"{name:40s} {seconds * 1e3:14.1f}")
+    elif args.command == "assign":
+        return _assign(args)
+    elif args.command == "grade":
+        return _grade(args)
+    return 0
+
+
+def _assign(args: argparse.Namespace) -> int:
+    from . import assign  # noqa: PLC0415
+
+    try:
+        if args.spec is not None:
+            a = assign.load_spec(args.spec, name=args.name, title=args.title or None)
+            extra = assign.select(args.ids, chapters=args.chapter, tags=args.tag, notebook=args.notebook) if (args.ids or args.chapter or args.tag or args.notebook) else []
+            a.items += [assign.Item(i) for i in extra if i not in {it.id for it in a.items}]
+            if args.context:
+                a.context = True
+            if args.notebook:
+                a.notebook = args.notebook
+        else:
+            a = assign.build(args.name or "assignment", ids=args.ids, chapters=args.chapter, tags=args.tag,
+                             notebook=args.notebook, context=args.context, title=args.title)
+    except (KeyError, ValueError) as err:
+        print(f"losslab assign: {err.args[0] if err.args else err}", file=sys.stderr)
+        return 2
+    paths = assign.write_assignment(a, args.out)
+    print(f"{a.name}: {len(a.items)} items ({', '.join(it.id for it in a.items)})")
+    for role, path in paths.items():
+        print(f"  {role:10s} {path}")
+    return 0
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from .grade import Limits, grade  # noqa: PLC0415
+
+    try:
+        limits = Limits(time_s=args.time_limit, memory_mb=args.memory_mb, workers=args.workers)
+        results = grade(args.manifest, args.submissions, args.out, limits=limits, strict_checks=not args.lenient_check_cells)
+    except (OSError, KeyError, ValueError) as err:
+        print(f"losslab grade: {err}", file=sys.stderr)
+        return 2
+    for sub in results:
+        flags = sorted({r.status for r in sub.items} - {"correct", "partial", "wrong", "unanswered"})
+        print(f"{sub.student:24s} {sub.total:7.2f} / {sub.max:g}" + (f"   ({', '.join(flags)})" if flags else ""))
+    print(f"wrote {args.out / 'grades.csv'} and {len(results)} feedback files in {args.out / 'feedback'}")
     return 0
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import html
 import importlib
+import os
 import pkgutil
 import re
 import traceback
@@ -282,9 +283,21 @@ def check(exercise_id: str, candidate: Any) -> None:
 
 
 def show_solution(exercise_id: str) -> None:
-    """Show the reference solution folded away, for readers who want to compare."""
+    """Show the reference solution folded away, for readers who want to compare.
+
+    An instructor's build leaves every solution out with ``LOSSLAB_SOLUTIONS=0``
+    in the environment of the build (``LOSSLAB_SOLUTIONS=0 make book``).
+    """
     ex = exercise(exercise_id)
     from IPython.display import display  # noqa: PLC0415
+
+    if os.environ.get("LOSSLAB_SOLUTIONS", "1").strip().lower() in ("0", "false", "no", "off"):
+        display(
+            {"text/plain": f"(the solution to {ex.id} is left out of this edition)"},
+            raw=True,
+            metadata={"losslab": {"kind": "solution", "id": exercise_id, "omitted": True}},
+        )
+        return
 
     code = html.escape(ex.solution)
     display(
