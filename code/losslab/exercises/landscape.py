@@ -1,0 +1,209 @@
+"""Exercises for book/02_loss_landscapes.ipynb (Chapter 2, "Loss landscapes")."""
+
+import torch
+
+from . import Exercise
+
+# --------------------------------------------------------------------------------
+classify_ex = Exercise(
+    id="landscape.classify",
+    title="Classify a critical point",
+    entry="classify_critical_point",
+    prompt=(
+        "Write `classify_critical_point(hessian)`: given the symmetric Hessian $H$ (an $n \\times n$ float64 tensor) "
+        "at a critical point, return `\"minimum\"` if every eigenvalue is positive, `\"maximum\"` if every one is "
+        "negative, `\"saddle\"` if there are eigenvalues of both signs, and `\"degenerate\"` otherwise (some "
+        "eigenvalue is zero and the others share one sign, so the second-derivative test says nothing). Count an "
+        "eigenvalue as zero when $|\\lambda| \\le 10^{-9}$."
+    ),
+    stub='''
+import torch
+
+def classify_critical_point(hessian: torch.Tensor) -> str:
+    """'minimum', 'maximum', 'saddle' or 'degenerate' from the eigenvalues of a symmetric [n, n] Hessian."""
+    # YOUR CODE HERE
+    raise NotImplementedError()
+''',
+    solution='''
+import torch
+
+def classify_critical_point(hessian: torch.Tensor) -> str:
+    """'minimum', 'maximum', 'saddle' or 'degenerate' from the eigenvalues of a symmetric [n, n] Hessian."""
+    eig = torch.linalg.eigvalsh(hessian)  # real, ascending: H is symmetric
+    pos, neg = eig > 1e-9, eig < -1e-9
+    if bool(pos.all()):
+        return "minimum"
+    if bool(neg.all()):
+        return "maximum"
+    if bool(pos.any()) and bool(neg.any()):
+        return "saddle"
+    return "degenerate"
+''',
+    wrong=(
+        # the diagonal entries are not the eigenvalues
+        '''
+import torch
+def classify_critical_point(hessian):
+    d = torch.diagonal(hessian)
+    if bool((d > 1e-9).all()): return "minimum"
+    if bool((d < -1e-9).all()): return "maximum"
+    if bool((d > 1e-9).any()) and bool((d < -1e-9).any()): return "saddle"
+    return "degenerate"
+''',
+        # the determinant's sign alone cannot tell a minimum from a maximum
+        '''
+import torch
+def classify_critical_point(hessian):
+    det = float(torch.linalg.det(hessian))
+    if det > 1e-9: return "minimum"
+    if det < -1e-9: return "saddle"
+    return "degenerate"
+''',
+        # zero eigenvalues counted as positive: a flat direction is not a guarantee of a minimum
+        '''
+import torch
+def classify_critical_point(hessian):
+    eig = torch.linalg.eigvalsh(hessian)
+    if bool((eig >= 0).all()): return "minimum"
+    if bool((eig < 0).all()): return "maximum"
+    return "saddle"
+''',
+        # any zero eigenvalue called degenerate, even with both signs present (that is still a saddle)
+        '''
+import torch
+def classify_critical_point(hessian):
+    eig = torch.linalg.eigvalsh(hessian)
+    if bool((eig.abs() <= 1e-9).any()): return "degenerate"
+    if bool((eig > 0).all()): return "minimum"
+    if bool((eig < 0).all()): return "maximum"
+    return "saddle"
+''',
+    ),
+)
+
+
+def _rotated(eigs, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    n = len(eigs)
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    return q @ torch.diag(torch.tensor(eigs, dtype=torch.float64)) @ q.T
+
+
+@classify_ex.check("diagonal Hessians", hint="At a critical point the sign pattern of the eigenvalues decides.")
+def _(f, ref):
+    cases = {(2.0, 3.0): "minimum", (-1.0, -4.0): "maximum", (2.0, -1.0): "saddle"}
+    for eigs, want in cases.items():
+        got = f(torch.diag(torch.tensor(eigs, dtype=torch.float64)))
+        assert got == want, f"diag{eigs} gave {got!r}, expected {want!r}"
+
+
+@classify_ex.check("rotated (non-diagonal) Hessians",
+                   hint="Use the eigenvalues (`torch.linalg.eigvalsh`), not the diagonal entries or the determinant.")
+def _(f, ref):
+    for eigs, want in (((1.0, -0.2), "saddle"), ((-1.0, -3.0), "maximum"), ((0.5, 4.0), "minimum"),
+                       ((2.0, 1.0, -0.1), "saddle"), ((-1.0, -2.0, -3.0), "maximum")):
+        h = _rotated(eigs, seed=len(eigs))
+        got = f(h)
+        assert got == want, f"a Hessian with eigenvalues {eigs} (rotated, so off-diagonal entries are nonzero) gave {got!r}, expected {want!r}"
+    h = torch.tensor([[1.0, 2.0], [2.0, 1.0]], dtype=torch.float64)  # eigenvalues 3 and -1, positive diagonal
+    assert f(h) == "saddle", f"[[1, 2], [2, 1]] has eigenvalues 3 and -1, a saddle; got {f(h)!r}"
+
+
+@classify_ex.check("zero eigenvalues", hint="With a zero eigenvalue and no sign change the test is inconclusive: "
+                   "'degenerate'. With both signs present it is a saddle regardless.")
+def _(f, ref):
+    for h, want, what in (
+        (torch.zeros(2, 2, dtype=torch.float64), "degenerate", "the monkey saddle's zero Hessian"),
+        (torch.diag(torch.tensor([1.0, 0.0], dtype=torch.float64)), "degenerate", "diag(1, 0)"),
+        (torch.diag(torch.tensor([-2.0, 0.0], dtype=torch.float64)), "degenerate", "diag(-2, 0)"),
+        (torch.diag(torch.tensor([1.0, 0.0, -1.0], dtype=torch.float64)), "saddle", "diag(1, 0, -1)"),
+    ):
+        got = f(h)
+        assert got == want, f"{what} gave {got!r}, expected {want!r}"
+
+
+# --------------------------------------------------------------------------------
+filter_ex = Exercise(
+    id="landscape.filter-normalize",
+    title="Filter normalization",
+    entry="filter_normalize",
+    prompt=(
+        "Write `filter_normalize(d, w)`: `d` and `w` have the same shape `[out, ...]` (a weight matrix `[out, in]` or "
+        "a convolution kernel `[out, channels, k, k]`). Each *filter* is one output unit's weights, `w[i]`. Return a "
+        "new tensor whose filter `i` points along `d[i]` with the norm of `w[i]`: "
+        "$d_i \\leftarrow d_i \\, \\lVert w_i \\rVert / \\lVert d_i \\rVert$. Do not modify `d`."
+    ),
+    stub='''
+import torch
+
+def filter_normalize(d: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Rescale each filter d[i] (everything but the first index) to the norm of w[i]."""
+    # YOUR CODE HERE
+    raise NotImplementedError()
+''',
+    solution='''
+import torch
+
+def filter_normalize(d: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Rescale each filter d[i] (everything but the first index) to the norm of w[i]."""
+    d_rows = d.reshape(d.shape[0], -1)  # (out, rest)
+    w_rows = w.reshape(w.shape[0], -1)
+    scale = w_rows.norm(dim=1, keepdim=True) / d_rows.norm(dim=1, keepdim=True)  # (out, 1)
+    return (d_rows * scale).reshape(d.shape)
+''',
+    wrong=(
+        # layer normalization: one scale for the whole tensor
+        "def filter_normalize(d, w):\n    return d * w.norm() / d.norm()\n",
+        # columns instead of rows
+        "def filter_normalize(d, w):\n    return d * w.norm(dim=0, keepdim=True) / d.norm(dim=0, keepdim=True)\n",
+        # unit filters: forgot to multiply by the weights' norms
+        "def filter_normalize(d, w):\n    r = d.reshape(d.shape[0], -1)\n    return (r / r.norm(dim=1, keepdim=True)).reshape(d.shape)\n",
+        # in place
+        "def filter_normalize(d, w):\n    r = d.reshape(d.shape[0], -1)\n    r.mul_(w.reshape(w.shape[0], -1).norm(dim=1, keepdim=True) / r.norm(dim=1, keepdim=True))\n    return d\n",
+        # only the last dimension of a conv kernel treated as the filter
+        "def filter_normalize(d, w):\n    return d * w.norm(dim=-1, keepdim=True) / d.norm(dim=-1, keepdim=True)\n",
+    ),
+)
+
+
+def _pair(shape, seed):
+    g = torch.Generator().manual_seed(seed)
+    d = torch.randn(*shape, generator=g, dtype=torch.float64)
+    w = torch.randn(*shape, generator=g, dtype=torch.float64) * torch.linspace(0.1, 3.0, shape[0], dtype=torch.float64).reshape(-1, *[1] * (len(shape) - 1))
+    return d, w
+
+
+@filter_ex.check("same shape, filter norms equal the weights' filter norms",
+                 hint="A filter is a row `w[i]`: use `reshape(out, -1)` and `.norm(dim=1, keepdim=True)`.")
+def _(f, ref):
+    d, w = _pair((6, 5), 0)
+    out = f(d.clone(), w)
+    assert isinstance(out, torch.Tensor) and out.shape == d.shape, f"expected a tensor of shape {tuple(d.shape)}"
+    got, want = out.norm(dim=1), w.norm(dim=1)
+    assert torch.allclose(got, want, rtol=1e-10), f"row norms {got.tolist()} should equal the weights' {want.tolist()}"
+
+
+@filter_ex.check("each filter keeps its direction",
+                 hint="Multiply each row of `d` by a positive number; do not mix rows or columns.")
+def _(f, ref):
+    d, w = _pair((4, 7), 1)
+    out = f(d.clone(), w)
+    cos = torch.nn.functional.cosine_similarity(out, d, dim=1)
+    assert torch.allclose(cos, torch.ones_like(cos), atol=1e-10), f"cosines between new and old filters: {cos.tolist()}"
+
+
+@filter_ex.check("works for convolution kernels [out, channels, k, k]",
+                 hint="Everything except the first index belongs to the filter.")
+def _(f, ref):
+    d, w = _pair((3, 2, 3, 3), 2)
+    out = f(d.clone(), w)
+    assert out.shape == d.shape, f"expected shape {tuple(d.shape)}, got {tuple(out.shape)}"
+    assert torch.allclose(out, ref(d, w), rtol=1e-10, atol=1e-12), "the kernel was normalized differently from filter by filter"
+
+
+@filter_ex.check("does not modify d", hint="Avoid in-place operations such as `mul_` on `d` or on a view of it.")
+def _(f, ref):
+    d, w = _pair((3, 4), 3)
+    before = d.clone()
+    f(d, w)
+    assert torch.equal(d, before), "the direction d was changed in place"
