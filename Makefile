@@ -25,7 +25,8 @@ env: $(STAMP)
 
 # The execution cache is keyed on notebook sources only; drop it when the
 # package changes, so no page shows outputs of older code.
-PKG_HASH := $(shell find code -type f \( -name '*.py' -o -name '*.toml' -o -name '*.js' -o -name '*.css' \) | sort | xargs cat | sha1sum | cut -c1-12)
+# LOSSLAB_SOLUTIONS=0 (an edition without solutions) changes outputs too.
+PKG_HASH := $(shell (find code -type f \( -name '*.py' -o -name '*.toml' -o -name '*.js' -o -name '*.css' \) | sort | xargs cat; echo "solutions=$(LOSSLAB_SOLUTIONS)") | sha1sum | cut -c1-12)
 cache-check:
 	@if [ ! -f _build/.package-$(PKG_HASH) ]; then \
 	  rm -rf _build/.jupyter_cache _build/.package-*; mkdir -p _build; touch _build/.package-$(PKG_HASH); \

@@ -129,7 +129,8 @@ def execute(path: Path, timeout: int = 300) -> Execution:
         log.touch()
         env = dict(os.environ, LOSSLAB_STATIC="1", IPYTHONDIR=str(Path(tmp) / "ipython"), LOSSLAB_NETWORK_LOG=str(log))
         env.pop("LOSSLAB_DEVICE", None)
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
+                                resources={"metadata": {"path": str(path.parent)}})
         error = None
         start = time.perf_counter()
         try:
@@ -144,13 +145,28 @@ def execute(path: Path, timeout: int = 300) -> Execution:
 
 
 def _store_in_cache(path: Path, original, executed, seconds: float) -> None:
+    """Store ``executed``'s outputs under the key the build will look up.
+
+    jupyter-cache keys a notebook on its code cells *with their metadata* and
+    its kernelspec, so the outputs are copied onto the stored source
+    notebook: execution adds cell metadata (timings) that the source lacks.
+    """
+    import copy
+
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
 
-    executed.metadata["kernelspec"] = original.metadata.get("kernelspec")  # the cache key hashes it
+    bundle = copy.deepcopy(original)
+    for cell, done in zip(bundle.cells, executed.cells, strict=True):
+        if cell.cell_type == "code":
+            cell.outputs = done.outputs
+            cell.execution_count = done.execution_count
+    for key in ("language_info", "widgets"):
+        if key in executed.metadata:
+            bundle.metadata[key] = executed.metadata[key]
     cache = get_cache(str(CACHE))
     cache.cache_notebook_bundle(
-        CacheBundleIn(executed, str(path), data={"execution_seconds": seconds}),
+        CacheBundleIn(bundle, str(path), data={"execution_seconds": seconds}),
         check_validity=False,
         overwrite=True,
     )

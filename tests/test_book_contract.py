@@ -150,3 +150,14 @@ def test_interactive_elements_render_and_exist(path):
         assert explorers and quiz_ids and exercise_ids, f"{path.name}: the demo page shows one of each mechanism"
     html = bf.dumps_outputs(run.notebook)
     assert "application/vnd.jupyter.widget-view+json" not in html, f"{path.name}: live widgets in a static build render blank"
+
+
+@pytest.mark.chapters
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_the_build_will_find_this_execution_in_its_cache(path):
+    """The build reuses the outputs stored here instead of executing the chapter again."""
+    from jupyter_cache import get_cache
+
+    assert executed(path).error is None, "did not execute"
+    record = get_cache(str(bf.CACHE)).match_cache_notebook(bf.read(path))  # raises KeyError on a miss
+    assert record.uri == str(path)
