@@ -163,22 +163,55 @@ def rel_url(path: Path) -> str:
     return page_of(path).relative_to(HTML).as_posix()
 
 
-@pytest.mark.parametrize("path", bf.toc_files(), ids=lambda p: p.stem)
-def test_page_loads_offline_without_errors_and_every_image_has_alt_text(browser, path):
-    visit = Visit(browser, rel_url(path))
-    try:
-        visit.wait_for_math()
-        assert not visit.errors, f"JavaScript errors: {visit.errors}"
-        assert not visit.outside, f"requests leaving the local server: {visit.outside}"
-        assert not visit.failed, f"failed requests: {visit.failed}"
-        missing = visit.page.eval_on_selector_all(
-            "article img", "imgs => imgs.filter(i => !(i.getAttribute('alt') || '').trim()).map(i => i.outerHTML.slice(0, 120))"
-        )
-        assert not missing, f"images without alt text: {missing}"
-        if visit.page.locator(".math").count():
-            assert visit.page.locator("mjx-container").count() > 0, "MathJax did not typeset the page"
-    finally:
+@pytest.fixture(scope="module")
+def opened(browser):
+    """Each page opened once (laptop width, math typeset) and shared by the tests below, in file order."""
+    visits: dict[Path, Visit] = {}
+
+    def get(path: Path) -> Visit:
+        if path not in visits:
+            visits[path] = Visit(browser, rel_url(path), *LAPTOP)
+            visits[path].wait_for_math()
+        return visits[path]
+
+    yield get
+    for visit in visits.values():
         visit.close()
+
+
+LAPTOP, PHONE = (1366, 900), (390, 844)
+
+
+@pytest.mark.parametrize("path", bf.toc_files(), ids=lambda p: p.stem)
+def test_page_loads_offline_without_errors_and_every_image_has_alt_text(opened, path):
+    visit = opened(path)
+    assert not visit.errors, f"JavaScript errors: {visit.errors}"
+    assert not visit.outside, f"requests leaving the local server: {visit.outside}"
+    assert not visit.failed, f"failed requests: {visit.failed}"
+    missing = visit.page.eval_on_selector_all(
+        "article img", "imgs => imgs.filter(i => !(i.getAttribute('alt') || '').trim()).map(i => i.outerHTML.slice(0, 120))"
+    )
+    assert not missing, f"images without alt text: {missing}"
+    if visit.page.locator(".math").count():
+        assert visit.page.locator("mjx-container").count() > 0, "MathJax did not typeset the page"
+
+
+@pytest.mark.parametrize("path", bf.notebooks(), ids=lambda p: p.stem)
+def test_screenshots_at_laptop_and_phone_width(opened, path):
+    """Before anything is clicked, so the screenshots show what a reader first sees."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = opened(path).page
+    try:
+        for label, (width, height) in {"laptop": LAPTOP, "phone": PHONE}.items():
+            page.set_viewport_size({"width": width, "height": height})
+            page.wait_for_timeout(150)  # let the theme's responsive layout settle
+            out = SHOTS / f"{path.stem}-{label}.jpg"
+            page.screenshot(path=str(out), full_page=True, type="jpeg", quality=50)
+            assert out.stat().st_size > 10_000
+            overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 1, f"{label}: the page scrolls sideways by {overflow}px"
+    finally:
+        page.set_viewport_size({"width": LAPTOP[0], "height": LAPTOP[1]})
 
 
 def _answer_wrong_then_right(q, kind: str) -> None:
@@ -212,68 +245,64 @@ def _answer_wrong_then_right(q, kind: str) -> None:
     assert q.locator(".llq-right").is_visible() and not q.locator(".llq-wrong").is_visible()
 
 
+def _movable_control(explorer):
+    """The first control of an explorer that has more than one value in the static book."""
+    controls = explorer.locator("[data-j]")
+    for k in range(controls.count()):
+        control = controls.nth(k)
+        kind = control.evaluate("el => el.type")
+        if kind == "checkbox" or (kind == "range" and int(control.get_attribute("max")) > 0) \
+                or (kind.startswith("select") and control.locator("option").count() > 1):
+            return control, kind
+    raise AssertionError(f"explorer {explorer.get_attribute('data-name')}: no control can change the figure")
+
+
+def _move(control, kind: str) -> None:
+    if kind == "checkbox":
+        control.click()
+    elif kind == "range":
+        top = control.get_attribute("max")
+        control.fill("0" if control.input_value() == top else top)
+    else:
+        options = control.locator("option")
+        current = control.input_value()
+        other = next(options.nth(k).get_attribute("value") for k in range(options.count())
+                     if options.nth(k).get_attribute("value") != current)
+        control.select_option(other)
+
+
 @pytest.mark.parametrize("path", bf.notebooks(), ids=lambda p: p.stem)
-def test_every_quiz_gives_feedback_and_every_explorer_responds(browser, path):
-    visit = Visit(browser, rel_url(path))
+def test_every_quiz_gives_feedback_and_every_explorer_responds(browser, opened, path):
+    visit = opened(path)
     page = visit.page
+    questions = page.locator(".llq-q")
+    assert questions.count() > 0
+    for i in range(questions.count()):
+        q = questions.nth(i)
+        _answer_wrong_then_right(q, q.get_attribute("data-kind"))
+    if page.locator(".llq-prompt .math").count():
+        assert page.locator(".llq-prompt mjx-container").count() > 0, "quiz math was not typeset"
+
+    explorers = page.locator(".lle")
+    assert explorers.count() > 0
+    shown = {}
+    for i in range(explorers.count()):
+        ex = explorers.nth(i)
+        name = ex.get_attribute("data-name")
+        img = ex.locator("img.lle-frame")
+        before_src, before_alt = img.get_attribute("src"), img.get_attribute("alt")
+        _move(*_movable_control(ex))
+        assert img.get_attribute("src") != before_src, f"explorer {name}: the figure did not change"
+        assert img.get_attribute("alt") != before_alt, f"explorer {name}: the alt text did not follow the figure"
+        assert f"{name}." in unquote(page.url), f"explorer {name}: the page address does not record its settings"
+        shown[name] = img.get_attribute("src")
+    assert not visit.errors, f"JavaScript errors: {visit.errors}"
+
+    # The address reproduces the view: reopen it and find the same frame in every explorer.
+    again = Visit(browser, page.url.split("/", 3)[3])
     try:
-        visit.wait_for_math()
-        questions = page.locator(".llq-q")
-        assert questions.count() > 0
-        for i in range(questions.count()):
-            q = questions.nth(i)
-            _answer_wrong_then_right(q, q.get_attribute("data-kind"))
-        prompts = page.locator(".llq-prompt")
-        if page.locator(".llq-prompt .math").count():
-            assert page.locator(".llq-prompt mjx-container").count() > 0, "quiz math was not typeset"
-
-        explorers = page.locator(".lle")
-        assert explorers.count() > 0
-        for i in range(explorers.count()):
-            ex = explorers.nth(i)
-            img = ex.locator("img.lle-frame")
-            control = ex.locator("[data-j]").first
-            before_src, before_alt = img.get_attribute("src"), img.get_attribute("alt")
-            kind = control.evaluate("el => el.type")
-            if kind == "checkbox":
-                control.click()
-            elif kind == "range":
-                top = control.get_attribute("max")
-                control.fill("0" if control.input_value() == top else top)
-            else:
-                options = control.locator("option")
-                current = control.input_value()
-                other = next(options.nth(k).get_attribute("value") for k in range(options.count())
-                             if options.nth(k).get_attribute("value") != current)
-                control.select_option(other)
-            assert img.get_attribute("src") != before_src, f"explorer {i}: the figure did not change"
-            assert img.get_attribute("alt") != before_alt, f"explorer {i}: the alt text did not follow the figure"
-            name = ex.get_attribute("data-name")
-            assert f"{name}." in unquote(page.url), "the page address does not record the explorer's settings"
-            # The address reproduces the view: reopen it and find the same frame.
-            shown = img.get_attribute("src")
-            again = Visit(browser, page.url.split("/", 3)[3])
-            try:
-                same = again.page.locator(f'.lle[data-name="{name}"] img.lle-frame').get_attribute("src")
-                assert same == shown, f"explorer {name}: opening the recorded address shows another frame"
-            finally:
-                again.close()
-        assert not visit.errors, f"JavaScript errors: {visit.errors}"
+        for name, src in shown.items():
+            same = again.page.locator(f'.lle[data-name="{name}"] img.lle-frame').get_attribute("src")
+            assert same == src, f"explorer {name}: opening the recorded address shows another frame"
     finally:
-        visit.close()
-
-
-@pytest.mark.parametrize("path", bf.notebooks(), ids=lambda p: p.stem)
-def test_screenshots_at_laptop_and_phone_width(browser, path):
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    for label, (width, height) in {"laptop": (1366, 900), "phone": (390, 844)}.items():
-        visit = Visit(browser, rel_url(path), width, height)
-        try:
-            visit.wait_for_math()
-            out = SHOTS / f"{path.stem}-{label}.jpg"
-            visit.page.screenshot(path=str(out), full_page=True, type="jpeg", quality=60)
-            assert out.stat().st_size > 10_000
-            overflow = visit.page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
-            assert overflow <= 1, f"{label}: the page scrolls sideways by {overflow}px"
-        finally:
-            visit.close()
+        again.close()
