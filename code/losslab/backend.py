@@ -202,5 +202,5 @@ def describe(dev: torch.device | str | None = None) -> str:
         where = f"Apple GPU (MPS) on {platform.machine()}"
     else:
         where = f"CPU ({torch.get_num_threads()} threads)"
-    arrays = "CuPy kernels available" if dev.type == "cuda" and has_cupy() else "NumPy arrays"
+    arrays = "CuPy arrays" if dev.type == "cuda" and has_cupy() else "NumPy arrays"
     return f"losslab {__version__} | torch {torch.__version__.split('+')[0]} | {where} | {arrays}"
