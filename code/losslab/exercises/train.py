@@ -1,0 +1,214 @@
+"""Exercises for book/08_convergence.ipynb: early stopping with patience, and reading three training histories.
+
+The early-stopping checks compare with :func:`losslab.train.early_stopping_point`,
+the rule :class:`losslab.train.EarlyStopping` applies during training. See Chapter 8.
+"""
+
+import math
+
+import numpy as np
+
+from .. import train as T
+from . import Exercise
+
+# --- early stopping ------------------------------------------------------------------
+
+early_stopping = Exercise(
+    id="train.early-stopping",
+    title="Early stopping with patience",
+    entry="early_stopping",
+    prompt=(
+        "Write `early_stopping(val_losses, patience, min_delta=0.0)`. Walk through the validation losses in order, "
+        "keeping the best value so far. Evaluation $i$ improves when $v_i < v^* - \\delta$ (the first always does; "
+        "a tie or a NaN does not). Each evaluation that does not improve adds one to a counter, and an improvement "
+        "resets it to 0. Stop at the evaluation where the counter reaches `patience`. Return `(stop, best)`: the "
+        "index where training stops (the last index if it never stops) and the index of the best evaluation, "
+        "whose weights are restored."
+    ),
+    stub='''
+def early_stopping(val_losses: list[float], patience: int, min_delta: float = 0.0) -> tuple[int, int]:
+    """Return (stop, best): where early stopping with this patience stops, and the evaluation it restores."""
+    # YOUR CODE HERE
+    raise NotImplementedError()
+''',
+    solution='''
+def early_stopping(val_losses: list[float], patience: int, min_delta: float = 0.0) -> tuple[int, int]:
+    """Return (stop, best): where early stopping with this patience stops, and the evaluation it restores."""
+    best, best_i, wait = float("inf"), 0, 0
+    for i, v in enumerate(val_losses):
+        if v < best - min_delta:  # an improvement: remember it, reset the counter
+            best, best_i, wait = v, i, 0
+        else:
+            wait += 1
+            if wait >= patience:
+                return i, best_i
+    return len(val_losses) - 1, best_i
+''',
+    wrong=(
+        # one evaluation too late: waits for patience + 1 bad evaluations
+        "def early_stopping(val_losses, patience, min_delta=0.0):\n"
+        "    best, best_i, wait = float('inf'), 0, 0\n"
+        "    for i, v in enumerate(val_losses):\n"
+        "        if v < best - min_delta:\n            best, best_i, wait = v, i, 0\n"
+        "        else:\n            wait += 1\n            if wait > patience:\n                return i, best_i\n"
+        "    return len(val_losses) - 1, best_i\n",
+        # never resets the counter: counts every bad evaluation since the start
+        "def early_stopping(val_losses, patience, min_delta=0.0):\n"
+        "    best, best_i, wait = float('inf'), 0, 0\n"
+        "    for i, v in enumerate(val_losses):\n"
+        "        if v < best - min_delta:\n            best, best_i = v, i\n"
+        "        else:\n            wait += 1\n            if wait >= patience:\n                return i, best_i\n"
+        "    return len(val_losses) - 1, best_i\n",
+        # a tie counts as an improvement
+        "def early_stopping(val_losses, patience, min_delta=0.0):\n"
+        "    best, best_i, wait = float('inf'), 0, 0\n"
+        "    for i, v in enumerate(val_losses):\n"
+        "        if v <= best - min_delta:\n            best, best_i, wait = v, i, 0\n"
+        "        else:\n            wait += 1\n            if wait >= patience:\n                return i, best_i\n"
+        "    return len(val_losses) - 1, best_i\n",
+        # keeps the last weights instead of the best
+        "def early_stopping(val_losses, patience, min_delta=0.0):\n"
+        "    best, wait = float('inf'), 0\n"
+        "    for i, v in enumerate(val_losses):\n"
+        "        if v < best - min_delta:\n            best, wait = v, 0\n"
+        "        else:\n            wait += 1\n            if wait >= patience:\n                return i, i\n"
+        "    return len(val_losses) - 1, len(val_losses) - 1\n",
+        # ignores min_delta
+        "def early_stopping(val_losses, patience, min_delta=0.0):\n"
+        "    best, best_i, wait = float('inf'), 0, 0\n"
+        "    for i, v in enumerate(val_losses):\n"
+        "        if v < best:\n            best, best_i, wait = v, i, 0\n"
+        "        else:\n            wait += 1\n            if wait >= patience:\n                return i, best_i\n"
+        "    return len(val_losses) - 1, best_i\n",
+        # treats NaN as an improvement (not (v >= best) is True for NaN)
+        "def early_stopping(val_losses, patience, min_delta=0.0):\n"
+        "    best, best_i, wait = float('inf'), 0, 0\n"
+        "    for i, v in enumerate(val_losses):\n"
+        "        if not (v >= best - min_delta):\n            best, best_i, wait = v, i, 0\n"
+        "        else:\n            wait += 1\n            if wait >= patience:\n                return i, best_i\n"
+        "    return len(val_losses) - 1, best_i\n",
+    ),
+)
+
+
+def _same(f, values, patience, min_delta=0.0):
+    got = f(list(values), patience, min_delta)
+    expected = T.early_stopping_point(values, patience, min_delta)
+    assert isinstance(got, tuple) and len(got) == 2, f"expected a pair (stop, best), got {got!r}"
+    assert tuple(int(v) for v in got) == expected, (
+        f"early_stopping({list(values)}, patience={patience}, min_delta={min_delta}) gave {got}, expected {expected}")
+
+
+@early_stopping.check("stops once `patience` evaluations in a row have not improved",
+                      hint="Count the evaluations since the last improvement; stop when the count *reaches* `patience`.")
+def _(f, ref):
+    _same(f, [1.0, 0.8, 0.7, 0.72, 0.75, 0.71, 0.69], 3)  # stops at 5, keeps 2
+
+
+@early_stopping.check("an improvement resets the count", hint="Set the counter back to 0 whenever the loss improves.")
+def _(f, ref):
+    _same(f, [1.0, 0.9, 0.95, 0.85, 0.86, 0.87, 0.84], 2)  # stops at 5, keeps 3
+
+
+@early_stopping.check("returns the best evaluation, not the last one",
+                      hint="Remember the index of the best loss so far; its weights are the ones restored.")
+def _(f, ref):
+    _same(f, [0.5, 0.6, 0.7, 0.8], 2)  # stops at 2, keeps 0
+
+
+@early_stopping.check("ties, NaN and changes within min_delta are not improvements",
+                      hint="Improve only when `v < best - min_delta`; comparisons with NaN are False.")
+def _(f, ref):
+    _same(f, [1.0, 1.0, 1.0], 2)
+    _same(f, [1.0, math.nan, math.nan, 0.5], 2)
+    _same(f, [1.0, 0.995, 0.99, 0.985, 0.5], 2, 0.01)
+
+
+@early_stopping.check("never stops while the loss keeps improving", hint="Return the last index when patience is never used up.")
+def _(f, ref):
+    _same(f, [1.0, 0.9, 0.8, 0.7, 0.6], 1)
+
+
+@early_stopping.check("agrees with losslab.train.early_stopping_point on 200 random curves",
+                      hint="Compare with `early_stopping_point` on a short list you write by hand.")
+def _(f, ref):
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(1, 30))
+        values = np.round(1.0 + np.cumsum(rng.normal(0, 0.05, n)), 2)  # rounded: ties happen
+        _same(f, values.tolist(), int(rng.integers(1, 6)), float(rng.choice([0.0, 0.01, 0.05])))
+
+
+# --- reading three histories ----------------------------------------------------------
+
+MYSTERY = {"A": ("underfitting", 5), "B": ("overfitting", 6), "C": ("too-slow", 7)}
+
+
+def mystery_histories() -> dict:
+    """The three histories of the exercise: ``{"A": History, "B": ..., "C": ...}``."""
+    return {run: T.synthetic_history(kind, seed=seed) for run, (kind, seed) in MYSTERY.items()}
+
+
+diagnose_runs = Exercise(
+    id="train.diagnose-runs",
+    title="Diagnose three training histories",
+    entry="diagnose_runs",
+    prompt=(
+        "The chapter plots three training histories, A, B and C. Read their curves and name the main pathology "
+        "of each, as one of the names of `losslab.train.PATHOLOGIES`: "
+        '"healthy", "diverged", "spikes", "unshuffled", "bad-initial-loss", "too-slow", "underfitting", '
+        '"plateau" or "overfitting". Return a dict such as `{"A": "healthy", "B": "spikes", "C": "plateau"}`.'
+    ),
+    stub='''
+def diagnose_runs() -> dict[str, str]:
+    """Map each run "A", "B", "C" to the name of its main pathology (a key of losslab.train.PATHOLOGIES)."""
+    # YOUR CODE HERE
+    raise NotImplementedError()
+''',
+    solution='''
+def diagnose_runs() -> dict[str, str]:
+    """Map each run "A", "B", "C" to the name of its main pathology (a key of losslab.train.PATHOLOGIES)."""
+    return {
+        "A": "underfitting",  # levels off high, validation right beside training
+        "B": "overfitting",   # validation turns up while training keeps falling
+        "C": "too-slow",      # still falling steadily at the end
+    }
+''',
+    wrong=(
+        "def diagnose_runs():\n    return {'A': 'too-slow', 'B': 'overfitting', 'C': 'underfitting'}\n",
+        "def diagnose_runs():\n    return {'A': 'underfitting', 'B': 'healthy', 'C': 'too-slow'}\n",
+        "def diagnose_runs():\n    return {'A': 'plateau', 'B': 'overfitting', 'C': 'too-slow'}\n",
+        "def diagnose_runs():\n    return {'A': 'underfitting', 'B': 'overfitting', 'C': 'plateau'}\n",
+        "def diagnose_runs():\n    return {'A': 'Underfitting', 'B': 'overfit', 'C': 'slow'}\n",
+    ),
+)
+
+
+def _answers(f) -> dict:
+    got = f()
+    assert isinstance(got, dict), f"expected a dict like {{'A': ..., 'B': ..., 'C': ...}}, got {type(got).__name__}"
+    assert set(got) == {"A", "B", "C"}, f"expected the keys 'A', 'B', 'C', got {sorted(got)}"
+    bad = {k: v for k, v in got.items() if v not in T.PATHOLOGIES}
+    assert not bad, f"{bad}: each answer must be one of {list(T.PATHOLOGIES)}"
+    return got
+
+
+@diagnose_runs.check("answers with the pathology names", hint="Use the exact names of `losslab.train.PATHOLOGIES`.")
+def _(f, ref):
+    _answers(f)
+
+
+@diagnose_runs.check("run A", hint="Where does A's training loss end, compared with its start? Is it still falling? "
+                                   "Where is its validation loss?")
+def _(f, ref):
+    assert _answers(f)["A"] == MYSTERY["A"][0], "not quite: look at where A ends and at its last third"
+
+
+@diagnose_runs.check("run B", hint="Follow B's validation curve after its lowest point.")
+def _(f, ref):
+    assert _answers(f)["B"] == MYSTERY["B"][0], "not quite: compare B's validation and training curves late in the run"
+
+
+@diagnose_runs.check("run C", hint="Is C still improving at the end? How much did its last third contribute?")
+def _(f, ref):
+    assert _answers(f)["C"] == MYSTERY["C"][0], "not quite: look at C's slope at the end of the run"
