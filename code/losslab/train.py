@@ -456,27 +456,25 @@ class History:
         """Turn the recorded lists into float64 arrays (``eval_steps`` int64); return self."""
         self.step_loss = np.asarray(self.step_loss, dtype=np.float64).reshape(-1)
         t = len(self.step_loss)
-        for name in ("lr", "grad_norm"):
-            arr = np.asarray(getattr(self, name), dtype=np.float64).reshape(-1)
-            if len(arr) == 0:
-                arr = np.full(t, np.nan)
-            if len(arr) != t:
-                raise ValueError(f"{name}: expected {t} values (one per step, like step_loss), got {len(arr)}")
-            setattr(self, name, arr)
+        self._columns(("lr", "grad_norm"), t, "one per step, like step_loss")
         self.terms = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in self.terms.items()}
         for k, v in self.terms.items():
             if len(v) != t:
                 raise ValueError(f"terms[{k!r}]: expected {t} values (one per step), got {len(v)}")
         self.eval_steps = np.asarray(self.eval_steps, dtype=np.int64).reshape(-1)
-        e = len(self.eval_steps)
-        for name in ("train_loss", "val_loss", "train_acc", "val_acc"):
+        self._columns(("train_loss", "val_loss", "train_acc", "val_acc"), len(self.eval_steps),
+                      "one per evaluation, like eval_steps")
+        return self
+
+    def _columns(self, names: tuple[str, ...], n: int, what: str) -> None:
+        """Make each named record a float64 array of length ``n`` (all NaN when it was not recorded)."""
+        for name in names:
             arr = np.asarray(getattr(self, name), dtype=np.float64).reshape(-1)
             if len(arr) == 0:
-                arr = np.full(e, np.nan)
-            if len(arr) != e:
-                raise ValueError(f"{name}: expected {e} values (one per evaluation, like eval_steps), got {len(arr)}")
+                arr = np.full(n, np.nan)
+            if len(arr) != n:
+                raise ValueError(f"{name}: expected {n} values ({what}), got {len(arr)}")
             setattr(self, name, arr)
-        return self
 
     @property
     def steps(self) -> np.ndarray:
