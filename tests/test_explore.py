@@ -109,6 +109,8 @@ def test_the_live_widget_updates_its_image_in_place():
     assert after == small().frame(a=2.0)
     box.controls["kind"].value = "dashed"
     assert box.image.value == small().frame(a=2.0, kind="dashed")
+    # sliders redraw once on release, not at every position passed while dragging
+    assert box.controls["a"].continuous_update is False
 
 
 def test_show_is_static_in_the_build_and_live_in_a_kernel(monkeypatch):

@@ -385,6 +385,9 @@ class Explorer:
         """The live ipywidgets shell: controls above an image updated in place."""
         import ipywidgets as w  # noqa: PLC0415
 
+        # Sliders report on release (continuous_update=False): a frame takes
+        # 0.1-0.4 s to draw, and redrawing every position passed while
+        # dragging would queue up frames that lag behind the hand.
         ctrls: dict[str, Any] = {}
         for k, c in self.controls.items():
             desc = c.label or k
@@ -393,13 +396,13 @@ class Explorer:
                 if c.log:
                     ctrls[k] = w.FloatLogSlider(value=c.default, base=10, min=math.log10(c.min), max=math.log10(c.max),
                                                 step=(math.log10(c.max) - math.log10(c.min)) / 100, description=desc, style=style,
-                                                readout_format=".3g")
+                                                readout_format=".3g", continuous_update=False)
                 elif c.integer:
                     ctrls[k] = w.IntSlider(value=int(c.default), min=int(c.min), max=int(c.max), step=int(c.step or 1),
-                                           description=desc, style=style)
+                                           description=desc, style=style, continuous_update=False)
                 else:
                     ctrls[k] = w.FloatSlider(value=c.default, min=c.min, max=c.max, step=c.step or (c.max - c.min) / 100,
-                                             description=desc, style=style, readout_format=".3g")
+                                             description=desc, style=style, readout_format=".3g", continuous_update=False)
             elif isinstance(c, Choice):
                 options = [(c.format(v), v) for v in c.options]
                 ctrls[k] = w.Dropdown(options=options, value=c.initial, description=desc, style=style)
