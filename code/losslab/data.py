@@ -47,11 +47,13 @@ def digits(
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
+    standardize: bool = True,
 ) -> tuple[Split, Split, Split]:
     """scikit-learn's digits, shuffled with ``seed`` and split into train, validation and test.
 
     Features are standardized with the training split's mean and standard
-    deviation (pixels constant in training get standard deviation 1). The
+    deviation (pixels constant in training get standard deviation 1); with
+    ``standardize=False`` they stay raw pixel values 0-16. The
     test split is whatever is left after ``n_train + n_val`` (at least 1).
 
     Parameters
@@ -82,10 +84,12 @@ def digits(
     order = torch.randperm(total, generator=generator(seed))
     x = torch.as_tensor(data.data, dtype=torch.float64)[order]  # (1797, 64)
     y = torch.as_tensor(data.target, dtype=torch.int64)[order]  # (1797,)
-    mean = x[:n_train].mean(0)
-    std = x[:n_train].std(0)
-    std = torch.where(std > 0, std, torch.ones_like(std))
-    x = ((x - mean) / std).to(dtype)
+    if standardize:
+        mean = x[:n_train].mean(0)
+        std = x[:n_train].std(0)
+        std = torch.where(std > 0, std, torch.ones_like(std))
+        x = (x - mean) / std
+    x = x.to(dtype)
     cuts = [(0, n_train), (n_train, n_train + n_val), (n_train + n_val, total)]
     return tuple(Split(x[a:b].to(device), y[a:b].to(device)) for a, b in cuts)  # type: ignore[return-value]
 

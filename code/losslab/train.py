@@ -1395,16 +1395,7 @@ BUGS: dict[str, str] = {
 
 def digits_unnormalized(n_train: int = 1000, n_val: int = 397, *, seed: int = 0) -> tuple[Split, Split, Split]:
     """:func:`losslab.data.digits` without the standardization: raw pixel values 0-16, same order and splits."""
-    from sklearn.datasets import load_digits  # noqa: PLC0415
-
-    raw = load_digits()
-    total = raw.data.shape[0]
-    data.digits(n_train, n_val, seed=seed)  # validates the sizes
-    order = torch.randperm(total, generator=backend.generator(seed))  # the shuffle of data.digits
-    x = torch.as_tensor(raw.data, dtype=torch.float32)[order]
-    y = torch.as_tensor(raw.target, dtype=torch.int64)[order]
-    cuts = [(0, n_train), (n_train, n_train + n_val), (n_train + n_val, total)]
-    return tuple(Split(x[a:b], y[a:b]) for a, b in cuts)  # type: ignore[return-value]
+    return data.digits(n_train, n_val, seed=seed, standardize=False)
 
 
 @lru_cache(maxsize=2)
