@@ -173,7 +173,7 @@ def _sgd(p, g, state, *, lr, momentum, dampening, nesterov, weight_decay):
 
 def _adagrad(p, g, state, *, lr, lr_decay, weight_decay, initial_accumulator_value, eps):
     step = state.get("step", 0) + 1
-    if weight_decay != 0:
+    if _nonzero(weight_decay):  # a float, or a tensor broadcasting to p (one decay per stacked model)
         g = g + weight_decay * p
     clr = lr / (1 + (step - 1) * lr_decay)
     total = state.get("sum")
@@ -184,7 +184,7 @@ def _adagrad(p, g, state, *, lr, lr_decay, weight_decay, initial_accumulator_val
 
 def _rmsprop(p, g, state, *, lr, alpha, eps, weight_decay, momentum, centered):
     step = state.get("step", 0) + 1
-    if weight_decay != 0:
+    if _nonzero(weight_decay):  # a float, or a tensor broadcasting to p (one decay per stacked model)
         g = g + weight_decay * p
     sq = state.get("square_avg", torch.zeros_like(p))
     sq = alpha * sq + (1 - alpha) * g * g
@@ -207,7 +207,7 @@ def _rmsprop(p, g, state, *, lr, alpha, eps, weight_decay, momentum, centered):
 def _adam(p, g, state, *, lr, betas, eps, weight_decay, amsgrad, decoupled):
     b1, b2 = betas
     step = state.get("step", 0) + 1
-    if weight_decay != 0:
+    if _nonzero(weight_decay):  # a float, or a tensor broadcasting to p (one decay per stacked model)
         if decoupled:
             p = p * (1 - lr * weight_decay)  # AdamW: shrink the weights, outside the adaptive scaling
         else:

@@ -36,6 +36,7 @@ from torch.func import vmap
 from . import backend
 from .backend import generator as make_generator
 from .data import Split, regression_1d
+from .optim import _adam as _optim_adam
 
 __all__ = [
     "l2_penalty",
@@ -370,19 +371,12 @@ def adam_step(param: torch.Tensor, grad_p: torch.Tensor, state: AdamState, *, lr
 
 
 def _adam_update(param, grad_p, state, *, lr, b1, b2, eps, wd, decoupled):
-    """:func:`adam_step` without the input checks (the ensemble trainer's inner loop)."""
-    if decoupled:
-        param = param * (1 - lr * wd)  # AdamW: shrink the weights themselves
-    else:
-        grad_p = grad_p + wd * param  # Adam + L2: the penalty's gradient is rescaled with the data's
-    step = state.step + 1
-    exp_avg = torch.lerp(state.exp_avg, grad_p, 1 - b1)
-    exp_avg_sq = state.exp_avg_sq * b2 + (1 - b2) * grad_p * grad_p
-    bias1 = 1 - b1**step
-    bias2 = 1 - b2**step
-    denom = exp_avg_sq.sqrt() / math.sqrt(bias2) + eps
-    param = param - (lr / bias1) * exp_avg / denom
-    return param, AdamState(step, exp_avg, exp_avg_sq)
+    """:func:`adam_step` without the input checks (the ensemble trainer's inner loop): the update of
+    :mod:`losslab.optim`, which also runs the tensor-valued decay of a stacked ensemble."""
+    moments = {"step": state.step, "exp_avg": state.exp_avg, "exp_avg_sq": state.exp_avg_sq}
+    param, new = _optim_adam(param, grad_p, moments, lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd,
+                             amsgrad=False, decoupled=decoupled)
+    return param, AdamState(new["step"], new["exp_avg"], new["exp_avg_sq"])
 
 
 # --- dropout ------------------------------------------------------------------------
