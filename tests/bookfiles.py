@@ -21,7 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # (for example when several people execute chapters at once on one checkout).
 CACHE = Path(os.environ.get("LOSSLAB_EXEC_CACHE", ROOT / "_build" / ".jupyter_cache"))
 CHAPTER_NAME = re.compile(r"^\d\d_[a-z0-9_]+$")
+# The budget is a benchmark figure, printed per chapter at the end of the run
+# (conftest.py); the test fails only past a generous guard, so a loaded CI
+# machine does not fail a healthy chapter.
 TIME_LIMIT_S = 45.0
+TIME_GUARD_S = 3 * TIME_LIMIT_S
 TIMES: dict[str, float] = {}  # notebook name -> seconds, printed at the end of the run
 
 # Installed in the kernel through IPython's startup files: any connection or

@@ -58,10 +58,30 @@ def test_static_mode_follows_the_environment(monkeypatch):
     assert not book.is_static()
 
 
-def test_glue_returns_its_value_and_rejects_bad_names():
-    assert book.glue("some_value", 0.25) == 0.25
+def test_glue_rejects_bad_names():
     with pytest.raises(ValueError, match="name"):
         book.glue("not a name", 1)
+
+
+def test_a_cell_ending_in_glue_prints_no_stray_value():
+    """In a real kernel, a cell whose last line is glue(...) shows the value only where the prose asks for it."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("import losslab\nx = 0.14096502606708886\nlosslab.glue('x', x)"),
+        nbformat.v4.new_code_cell("losslab.glue('y', 2 * x, display=True)"),
+    ]
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    first, second = (c.outputs for c in nb.cells)
+    shown = [o for o in first if o.output_type in ("execute_result", "display_data")
+             and "0.1409650260" in o.get("data", {}).get("text/plain", "")
+             and "scrapbook" not in o.get("metadata", {})]
+    assert not shown, f"a cell ending in glue() printed its value: {shown}"
+    assert not [o for o in first if o.output_type == "execute_result"], "glue() returned a value that IPython displayed"
+    # display=True still shows it, once, through myst-nb's glue output.
+    assert any("0.2819300521" in o.get("data", {}).get("text/plain", "") for o in second)
 
 
 def test_the_config_loads_the_extension_that_marks_static_builds():

@@ -63,11 +63,15 @@ def setup(seed: int = 0, *, quiet: bool = False) -> torch.device:
     return dev
 
 
-def glue(name: str, value: Any, display: bool = False) -> Any:
-    """Store ``value`` under ``name`` for the prose (``{glue:text}`name```) and return it.
+def glue(name: str, value: Any, display: bool = False) -> None:
+    """Store ``value`` under ``name`` for the prose (``{glue:text}`name```).
 
     In the built book this is myst-nb's ``glue``. Without myst-nb (Colab),
-    the value is shown when ``display`` is True and otherwise only returned.
+    the value is shown when ``display`` is True and otherwise nothing happens.
+
+    Returns None on purpose: a cell whose last line is ``glue(...)`` must not
+    print the raw value (``0.14096502606708886``) into the page. Keep the
+    value in a variable of your own if a later line needs it.
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"name: expected a Python-identifier-like string, got {name!r}")
@@ -78,9 +82,9 @@ def glue(name: str, value: Any, display: bool = False) -> Any:
             from IPython.display import display as _display  # noqa: PLC0415
 
             _display(value)
-        return value
+        return None
     _glue(name, value, display=display)
-    return value
+    return None
 
 
 # --- the setup cell -----------------------------------------------------------
