@@ -1421,7 +1421,8 @@ def gradient_descent_sharpness(
     with torch.no_grad():
         for k, part, s in zip(names, torch.split(theta, sizes), shapes):
             own[k].copy_(part.reshape(s))
-    return SharpnessRun(lr, torch.tensor(losses), torch.tensor(at), torch.tensor(sharp))
+    f64 = torch.float64
+    return SharpnessRun(lr, torch.tensor(losses, dtype=f64), torch.tensor(at), torch.tensor(sharp, dtype=f64))
 
 
 # ---- curvature ----------------------------------------------------------------
