@@ -1,11 +1,14 @@
 """Explorers of Chapter 2 (book/02_loss_landscapes.ipynb): test functions and slices of real networks.
 
 - :func:`test_function_explorer`: a test function and a point on it: contours
-  with the gradient arrow and the Hessian's eigenvectors, the 3-D surface,
-  the eigenvalues and the point's type.
+  with the gradient arrow (its length proportional to the gradient's, none
+  where the gradient vanishes) and the Hessian's eigenvectors (solid: curving
+  up, dashed: curving down, dotted: flat), the 3-D surface, the eigenvalues
+  and the point's type. :func:`point_geometry` computes what is drawn.
 - :func:`network_slice_explorer`: a 2-D slice of a trained network's loss on
   the digits along two random directions, with a 1-D profile; choose the
-  model, the normalization of the directions and the scale.
+  model, the normalization of the directions and the scale. The networks are
+  trained to the same training loss (:func:`network_models`).
 
 Heavy work (training the networks, the scans) happens once in the factory;
 ``render`` only slices precomputed arrays and draws.
