@@ -184,3 +184,21 @@ def test_the_build_will_find_this_execution_in_its_cache(path):
     assert executed(path).error is None, "did not execute"
     record = get_cache(str(bf.CACHE)).match_cache_notebook(bf.read(path))  # raises KeyError on a miss
     assert record.uri == str(path)
+
+
+def test_notation_page_follows_teaching_and_lists_each_symbol_once():
+    """book/notation.md: one row per symbol group, each symbol with one meaning, in the toc's first part."""
+    names = [p.name for p in bf.toc_files()]
+    assert "notation.md" in names, "_toc.yml must list book/notation"
+    assert names.index("notation.md") == names.index("teaching_with_this_book.md") + 1
+    text = (bf.ROOT / "book" / "notation.md").read_text()
+    assert text.startswith("# Notation\n")
+    rows = [line for line in text.splitlines() if line.startswith("| $")]
+    assert len(rows) >= 40, f"only {len(rows)} symbol rows"
+    symbols = []
+    for row in rows:
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        assert len(cells) == 3 and all(cells), f"a row needs symbol | meaning | introduced in (no '|' inside math): {row}"
+        symbols += re.findall(r"\$([^$]+)\$", cells[0])
+    dupes = sorted({s for s in symbols if symbols.count(s) > 1})
+    assert not dupes, f"symbols listed twice on the notation page: {dupes}"
