@@ -1,0 +1,235 @@
+"""``python -m losslab.gpucheck``: verify the package and the book on an NVIDIA GPU, in one command.
+
+Run it from the repository root on a machine with a CUDA GPU (PyTorch with
+CUDA, and CuPy for the kernels). It does, in order, and reports each:
+
+1. the GPU tests (``pytest -m gpu``) and the unit tests with
+   ``LOSSLAB_DEVICE=cuda`` (``pytest -m "not chapters and not built"``);
+2. the benchmark (:mod:`losslab.bench`) on the GPU, as a table;
+3. every page of the book executed twice, with ``LOSSLAB_DEVICE=cuda`` and
+   with ``LOSSLAB_DEVICE=cpu``, claims strict (a claim that fails on either
+   device fails the page), then every glued value compared between the two
+   runs against the tolerances in ``book/device_tolerances.toml``.
+
+On a machine that has PyTorch and CuPy but no Jupyter (no nbclient,
+ipykernel, ...), pass ``--wheels DIR``: the wheels there are installed into a
+private folder (``pip install --no-index --no-deps --target``) that this
+process and the kernels it starts use. Results go to ``--out`` (default
+``_build/gpucheck``): ``report.md``, ``bench.json``, ``pages.json``.
+Exit status 0 only if every step passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["main", "compare_glued", "load_tolerances", "glued_values"]
+
+
+def _install_wheels(wheels: Path) -> Path:
+    target = Path(tempfile.mkdtemp(prefix="losslab-site-"))
+    files = sorted(str(p) for p in wheels.glob("*.whl"))
+    if not files:
+        raise SystemExit(f"--wheels: no .whl files in {wheels}")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                    "--target", str(target), *files], check=True)
+    sys.path.insert(0, str(target))
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return target
+
+
+def load_tolerances(path: Path) -> dict:
+    """The tolerance rules: ``default_rtol``, ``default_atol`` and ``[[rule]]`` entries
+    (``page`` and ``names`` glob patterns; ``rtol``/``atol``, or ``skip = true``; a ``reason``)."""
+    try:
+        import tomllib  # noqa: PLC0415
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # noqa: PLC0415
+    spec = tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    for i, rule in enumerate(spec.get("rule", [])):
+        if "page" not in rule or "names" not in rule or "reason" not in rule:
+            raise ValueError(f"{path}: rule {i} needs page, names and reason")
+        if not rule.get("skip") and "rtol" not in rule and "atol" not in rule:
+            raise ValueError(f"{path}: rule {i} needs rtol/atol or skip = true")
+    return spec
+
+
+def _tolerance(spec: dict, page: str, name: str) -> tuple[float, float, bool, str]:
+    for rule in spec.get("rule", []):
+        if fnmatch.fnmatch(page, rule["page"]) and any(fnmatch.fnmatch(name, pat) for pat in rule["names"]):
+            return float(rule.get("rtol", 0.0)), float(rule.get("atol", 0.0)), bool(rule.get("skip")), rule["reason"]
+    return float(spec.get("default_rtol", 1e-4)), float(spec.get("default_atol", 1e-9)), False, "default"
+
+
+def glued_values(nb) -> dict[str, str]:
+    """``name -> text/plain`` of every value the page glued (myst-nb's glue outputs)."""
+    found = {}
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            meta = out.get("metadata", {}).get("scrapbook")
+            if meta and "name" in meta:
+                found[meta["name"]] = out.get("data", {}).get("text/plain", "")
+    return found
+
+
+def _as_number(text: str) -> float | None:
+    text = text.strip().strip("'\"")
+    for prefix in ("np.float64(", "np.float32(", "tensor(", "np.int64("):
+        if text.startswith(prefix) and text.endswith(")"):
+            text = text[len(prefix):-1].split(",")[0]
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def compare_glued(page: str, a: dict[str, str], b: dict[str, str], spec: dict) -> list[dict]:
+    """Compare the glued values of two runs of ``page``; one dict per value with ``ok``."""
+    rows = []
+    for name in sorted(set(a) | set(b)):
+        rtol, atol, skip, reason = _tolerance(spec, page, name)
+        va, vb = a.get(name), b.get(name)
+        row = {"page": page, "name": name, "cpu": va, "cuda": vb, "rtol": rtol, "atol": atol, "reason": reason}
+        if va is None or vb is None:
+            row.update(ok=False, why="glued in one run only")
+        elif skip:
+            row.update(ok=True, why=f"not compared: {reason}")
+        else:
+            xa, xb = _as_number(va), _as_number(vb)
+            if xa is None or xb is None:
+                row.update(ok=(va == vb), why="text differs" if va != vb else "same text")
+            elif math.isnan(xa) or math.isnan(xb):
+                row.update(ok=math.isnan(xa) and math.isnan(xb), why="NaN")
+            else:
+                gap = abs(xa - xb)
+                row.update(ok=gap <= atol + rtol * abs(xa), why=f"|diff| {gap:.3g}", rel=gap / abs(xa) if xa else gap)
+        rows.append(row)
+    return rows
+
+
+def _execute(path: Path, device: str, timeout: int = 900):
+    import nbformat  # noqa: PLC0415
+    from nbclient import NotebookClient  # noqa: PLC0415
+    from nbclient.exceptions import CellExecutionError  # noqa: PLC0415
+
+    nb = nbformat.read(str(path), as_version=4)
+    env = dict(os.environ, LOSSLAB_STATIC="1", LOSSLAB_CLAIMS="strict", LOSSLAB_DEVICE=device)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    start, error = time.perf_counter(), None
+    try:
+        client.execute(env=env)
+    except CellExecutionError as err:
+        error = str(err)[-3000:]
+    return nb, time.perf_counter() - start, error
+
+
+def _pages(root: Path) -> list[Path]:
+    import yaml  # noqa: PLC0415
+
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    names = [toc["root"]]
+
+    def walk(entries):
+        for e in entries or []:
+            if "file" in e:
+                names.append(e["file"])
+            walk(e.get("sections"))
+            walk(e.get("chapters"))
+
+    walk(toc.get("chapters"))
+    walk(toc.get("parts"))
+    return [root / f"{n}.ipynb" for n in names if (root / f"{n}.ipynb").exists()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m losslab.gpucheck", description=__doc__.splitlines()[0])
+    parser.add_argument("--wheels", type=Path, help="install these wheels first (for a machine without Jupyter)")
+    parser.add_argument("--out", type=Path, default=Path("_build/gpucheck"))
+    parser.add_argument("--skip-tests", action="store_true")
+    parser.add_argument("--skip-bench", action="store_true")
+    parser.add_argument("--skip-pages", action="store_true")
+    parser.add_argument("--pages", nargs="*", help="page stems to run (default: every notebook in _toc.yml)")
+    parser.add_argument("--device", default="cuda", help="the device to compare with the CPU (default cuda)")
+    args = parser.parse_args(argv)
+    root = Path.cwd()
+    if not (root / "_toc.yml").exists():
+        raise SystemExit("run python -m losslab.gpucheck from the repository root (where _toc.yml is)")
+    if args.wheels:
+        _install_wheels(args.wheels)
+    args.out.mkdir(parents=True, exist_ok=True)
+    import torch  # noqa: PLC0415
+
+    report = [f"# losslab GPU check ({time.strftime('%Y-%m-%d %H:%M')})", ""]
+    ok = True
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("no CUDA device: the GPU steps are skipped (the CPU page runs still run with --device cpu)")
+        report.append("No CUDA device found.")
+    else:
+        from . import backend  # noqa: PLC0415
+
+        report.append(f"Device: {backend.describe(torch.device(args.device))}")
+
+    def step(title: str, cmd: list[str], env: dict | None = None) -> bool:
+        print(f"== {title}: {' '.join(cmd)}", flush=True)
+        t0 = time.perf_counter()
+        rc = subprocess.run(cmd, env=dict(os.environ, **(env or {}))).returncode
+        report.append(f"- {title}: {'passed' if rc == 0 else f'FAILED (rc {rc})'} in {time.perf_counter() - t0:.0f} s")
+        return rc in (0, 5)  # 5: pytest collected nothing (no GPU tests selected)
+
+    if not args.skip_tests:
+        ok &= step("GPU tests", [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "tests"])
+        ok &= step(f"unit tests with LOSSLAB_DEVICE={args.device}",
+                   [sys.executable, "-m", "pytest", "-q", "-x", "-m", "not chapters and not built", "tests"],
+                   {"LOSSLAB_DEVICE": args.device})
+    if not args.skip_bench and torch.cuda.is_available():
+        from . import bench  # noqa: PLC0415
+
+        dev = torch.device(args.device)
+        rows, bw = bench.run(dev)
+        table = bench.format_rows(rows, bw, dev)
+        print(table)
+        report += ["", "## Benchmark", "", table, ""]
+        (args.out / "bench.json").write_text(json.dumps({"copy_gbps": bw, "rows": [dict(r.__dict__, ratio=r.ratio) for r in rows]}, indent=1))
+    if not args.skip_pages:
+        spec = load_tolerances(root / "book" / "device_tolerances.toml")
+        pages = [p for p in _pages(root) if not args.pages or p.stem in args.pages]
+        results, compared = [], []
+        report += ["", "## Pages (cpu vs " + args.device + ")", "", "| page | cpu s | " + args.device + " s | glued values | beyond tolerance | errors |",
+                   "|---|---|---|---|---|---|"]
+        for path in pages:
+            runs = {}
+            for dev in ("cpu", args.device):
+                print(f"== executing {path.name} on {dev}", flush=True)
+                runs[dev] = _execute(path, dev)
+            (nb_c, s_c, e_c), (nb_g, s_g, e_g) = runs["cpu"], runs[args.device]
+            rows = compare_glued(path.stem, glued_values(nb_c), glued_values(nb_g), spec) if not (e_c or e_g) else []
+            bad = [r for r in rows if not r["ok"]]
+            ok &= not (e_c or e_g or bad)
+            compared += rows
+            errors = "; ".join(f"{d}: {e.splitlines()[-1] if e else ''}" for d, e in (("cpu", e_c), (args.device, e_g)) if e)
+            report.append(f"| {path.stem} | {s_c:.1f} | {s_g:.1f} | {len(rows)} | "
+                          f"{', '.join(r['name'] for r in bad) or '-'} | {errors or '-'} |")
+            results.append({"page": path.stem, "cpu_s": s_c, "device_s": s_g, "cpu_error": e_c, "device_error": e_g})
+        (args.out / "pages.json").write_text(json.dumps({"pages": results, "values": compared}, indent=1, default=str))
+        beyond = [r for r in compared if not r["ok"]]
+        if beyond:
+            report += ["", "Values beyond tolerance:", ""]
+            report += [f"- {r['page']} {r['name']}: cpu {r['cpu']} vs {r['cuda']} ({r['why']}, rtol {r['rtol']})" for r in beyond]
+    report.append("")
+    report.append("ALL PASSED" if ok else "SOME STEPS FAILED")
+    (args.out / "report.md").write_text("\n".join(report) + "\n")
+    print("\n".join(report))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
