@@ -184,3 +184,16 @@ def test_the_build_will_find_this_execution_in_its_cache(path):
     assert executed(path).error is None, "did not execute"
     record = get_cache(str(bf.CACHE)).match_cache_notebook(bf.read(path))  # raises KeyError on a miss
     assert record.uri == str(path)
+
+
+@pytest.mark.chapters
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_the_reader_edition_has_no_myst_left(path):
+    """Jupyter and Colab render the reader edition: every glued value and citation resolved, no role or directive left."""
+    from losslab import reader
+
+    run = executed(path)
+    assert run.error is None, "did not execute"
+    edition = reader.convert(bf.read(path), run.notebook, reader.Bibliography(bf.ROOT / "book" / "references.bib"))
+    assert not reader.leftover_markup(edition), f"{path.name}: MyST left in the reader edition"
+    assert not bf.stored_outputs(edition)

@@ -32,7 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["main", "compare_glued", "load_tolerances", "glued_values"]
+from .reader import book_pages, glued_values
+
+__all__ = ["main", "compare_glued", "load_tolerances"]
 
 
 def _install_wheels(wheels: Path) -> Path:
@@ -68,17 +70,6 @@ def _tolerance(spec: dict, page: str, name: str) -> tuple[float, float, bool, st
         if fnmatch.fnmatch(page, rule["page"]) and any(fnmatch.fnmatch(name, pat) for pat in rule["names"]):
             return float(rule.get("rtol", 0.0)), float(rule.get("atol", 0.0)), bool(rule.get("skip")), rule["reason"]
     return float(spec.get("default_rtol", 1e-4)), float(spec.get("default_atol", 1e-9)), False, "default"
-
-
-def glued_values(nb) -> dict[str, str]:
-    """``name -> text/plain`` of every value the page glued (myst-nb's glue outputs)."""
-    found = {}
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            meta = out.get("metadata", {}).get("scrapbook")
-            if meta and "name" in meta:
-                found[meta["name"]] = out.get("data", {}).get("text/plain", "")
-    return found
 
 
 def _as_number(text: str) -> float | None:
@@ -132,24 +123,6 @@ def _execute(path: Path, device: str, timeout: int = 900):
     return nb, time.perf_counter() - start, error
 
 
-def _pages(root: Path) -> list[Path]:
-    import yaml  # noqa: PLC0415
-
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
-    names = [toc["root"]]
-
-    def walk(entries):
-        for e in entries or []:
-            if "file" in e:
-                names.append(e["file"])
-            walk(e.get("sections"))
-            walk(e.get("chapters"))
-
-    walk(toc.get("chapters"))
-    walk(toc.get("parts"))
-    return [root / f"{n}.ipynb" for n in names if (root / f"{n}.ipynb").exists()]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m losslab.gpucheck", description=__doc__.splitlines()[0])
     parser.add_argument("--wheels", type=Path, help="install these wheels first (for a machine without Jupyter)")
@@ -201,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "bench.json").write_text(json.dumps({"copy_gbps": bw, "rows": [dict(r.__dict__, ratio=r.ratio) for r in rows]}, indent=1))
     if not args.skip_pages:
         spec = load_tolerances(root / "book" / "device_tolerances.toml")
-        pages = [p for p in _pages(root) if not args.pages or p.stem in args.pages]
+        pages = [p for p in book_pages(root) if not args.pages or p.stem in args.pages]
         results, compared = [], []
         report += ["", "## Pages (cpu vs " + args.device + ")", "", "| page | cpu s | " + args.device + " s | glued values | beyond tolerance | errors |",
                    "|---|---|---|---|---|---|"]
