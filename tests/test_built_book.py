@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import unquote, urljoin, urlparse
 
 import pytest
+import yaml
 
 import bookfiles as bf
 from losslab.book import read_repository
@@ -59,10 +60,13 @@ def test_pages_carry_static_interactives_not_blank_widgets(path):
 def test_launch_buttons_point_at_this_notebook(path):
     html = page_of(path).read_text(encoding="utf-8")
     url, branch = read_repository(bf.ROOT / "_config.yml")
+    reader = yaml.safe_load((bf.ROOT / "_config.yml").read_text())["sphinx"]["config"]["losslab_reader_branch"]
     repo = url.removeprefix("https://github.com/")
     rel = path.relative_to(bf.ROOT).as_posix()
-    assert f"https://colab.research.google.com/github/{repo}/blob/{branch}/{rel}" in html
-    assert f"https://mybinder.org/v2/gh/{repo}/{branch}?urlpath=lab/tree/{rel}" in html
+    # Colab and Binder open the reader edition (MyST converted); editing goes to the source.
+    assert f"https://colab.research.google.com/github/{repo}/blob/{reader}/{rel}" in html
+    assert f"https://mybinder.org/v2/gh/{repo}/{reader}?urlpath=lab/tree/{rel}" in html
+    assert f"{url}/edit/{branch}/{rel}" in html
 
 
 def test_glued_numbers_reach_the_prose():

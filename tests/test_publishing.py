@@ -27,6 +27,17 @@ def test_pages_publishes_exactly_the_build_output():
     assert wf["permissions"]["pages"] == "write"
 
 
+def test_pages_publishes_the_reader_edition_on_the_branch_the_launch_buttons_open():
+    wf = load("pages.yml")
+    runs = "\n".join(s.get("run", "") for s in steps(wf))
+    assert "python -m losslab.reader --out _build/reader" in runs
+    assert "losslab_reader_branch" in runs and 'git push --force origin "$branch"' in runs
+    assert wf["permissions"]["contents"] == "write"
+    cfg = yaml.safe_load((bf.ROOT / "_config.yml").read_text())
+    reader = cfg["sphinx"]["config"]["losslab_reader_branch"]
+    assert reader and reader != cfg["repository"]["branch"]
+
+
 def test_the_readme_commands_are_the_ones_ci_runs():
     readme = (bf.ROOT / "README.md").read_text()
     assert "make book" in readme and "make test" in readme
@@ -62,3 +73,12 @@ def test_the_package_ranges_admit_the_pinned_environment():
         name = req.name.lower().replace("_", "-")
         assert name in pins, f"{name} is a dependency but requirements.txt does not pin it"
         assert req.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} is outside {req.specifier}"
+
+
+def test_binder_installs_the_cpu_build_of_the_pinned_torch():
+    binder = (bf.ROOT / "binder" / "requirements.txt").read_text()
+    pins = (bf.ROOT / "requirements.txt").read_text()
+    torch_pin = re.search(r"^torch==([\w.]+)$", pins, re.M).group(1)
+    assert re.search(rf"^torch=={re.escape(torch_pin)}\+cpu$", binder, re.M)
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in binder
+    assert re.search(r"^-r \.\./requirements\.txt$", binder, re.M), "binder must install the same pins"

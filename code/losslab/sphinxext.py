@@ -5,6 +5,11 @@
   instead of live widgets (which render blank without a kernel).
 - It asks Sphinx to load MathJax on every page, because quiz and exercise
   outputs carry math even on pages whose prose has none.
+- It points the Colab and Binder launch buttons at the *reader edition*
+  (:mod:`losslab.reader`), published on the branch named by the Sphinx
+  option ``losslab_reader_branch`` (``_config.yml``), so a reader who
+  launches a page gets prose that Jupyter and Colab render. The edit and
+  source buttons keep pointing at the source on the main branch.
 - It drops duplicate script tags: Jupyter Book registers sphinx-thebe's inline
   configuration script once per read pass, and a second copy redeclares its
   ``const`` variables, a JavaScript error on every page.
@@ -37,8 +42,27 @@ def dedupe_scripts(app, pagename, templatename, context, doctree) -> None:  # no
     scripts[:] = unique
 
 
+def reader_launch_links(app, pagename, templatename, context, doctree) -> None:  # noqa: ANN001 (Sphinx event)
+    """Rewrite the Colab and Binder launch URLs from the source branch to the reader-edition branch."""
+    reader = app.config.losslab_reader_branch
+    branch = (app.config.html_theme_options or {}).get("repository_branch") or ""
+    if not reader or not branch or reader == branch:
+        return
+    for group in context.get("header_buttons", []):
+        if group.get("label") != "launch-buttons":
+            continue
+        for button in group.get("buttons", []):
+            url = button.get("url", "")
+            if button.get("text") == "Colab":
+                button["url"] = url.replace(f"/blob/{branch}/", f"/blob/{reader}/", 1)
+            elif button.get("text") == "Binder":
+                button["url"] = url.replace(f"/{branch}?urlpath=", f"/{reader}?urlpath=", 1)
+
+
 def setup(app):  # noqa: ANN001, ANN201  (Sphinx's extension entry point)
     os.environ[STATIC_ENV] = "1"
     app.set_html_assets_policy("always")
+    app.add_config_value("losslab_reader_branch", "", "html")
     app.connect("html-page-context", dedupe_scripts, priority=100)  # before any handler that returns a template
+    app.connect("html-page-context", reader_launch_links, priority=502)  # after the theme adds the buttons (501)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
