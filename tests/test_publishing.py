@@ -50,8 +50,9 @@ def test_drift_workflow_runs_on_a_schedule_with_unpinned_newest_versions():
     wf = load("drift.yml")
     on = wf.get(True, wf.get("on"))  # YAML reads the key `on` as True
     assert "schedule" in on and on["schedule"][0]["cron"]
-    runs = "\n".join(s.get("run", "") for s in steps(wf))
-    assert "requirements.txt" not in runs, "the drift job must ignore the pins"
+    newest = [s.get("run", "") for s in steps(wf) if "pinned" not in s.get("name", "")]
+    runs = "\n".join(newest)
+    assert "requirements.txt" not in runs, "the drift job's newest environment must ignore the pins"
     assert "--upgrade-strategy eager" in runs and '-e ".[dev]"' in runs
     assert "pytest" in runs and "not built" in runs
 
@@ -82,3 +83,12 @@ def test_binder_installs_the_cpu_build_of_the_pinned_torch():
     assert re.search(rf"^torch=={re.escape(torch_pin)}\+cpu$", binder, re.M)
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in binder
     assert re.search(r"^-r \.\./requirements\.txt$", binder, re.M), "binder must install the same pins"
+
+
+def test_drift_compares_every_pages_glued_values_with_the_pinned_run():
+    wf = load("drift.yml")
+    runs = "\n".join(s.get("run", "") for s in steps(wf))
+    assert ".pinned/bin/pip install -r requirements.txt" in runs
+    assert ".pinned/bin/python -m losslab.glued save _build/pinned.json" in runs
+    assert ".venv/bin/python -m losslab.glued save _build/newest.json" in runs
+    assert "losslab.glued compare _build/pinned.json _build/newest.json --kind versions" in runs

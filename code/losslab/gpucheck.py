@@ -9,7 +9,7 @@ CUDA, and CuPy for the kernels). It does, in order, and reports each:
 3. every page of the book executed twice, with ``LOSSLAB_DEVICE=cuda`` and
    with ``LOSSLAB_DEVICE=cpu``, claims strict (a claim that fails on either
    device fails the page), then every glued value compared between the two
-   runs against the tolerances in ``book/device_tolerances.toml``.
+   runs against the tolerances in ``book/tolerances.toml``.
 
 On a machine that has PyTorch and CuPy but no Jupyter (no nbclient,
 ipykernel, ...), pass ``--wheels DIR``: the wheels there are installed into a
@@ -22,9 +22,7 @@ Exit status 0 only if every step passed.
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import json
-import math
 import os
 import subprocess
 import sys
@@ -32,9 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from .glued import compare_glued, execute_page, load_tolerances
 from .reader import book_pages, glued_values
 
-__all__ = ["main", "compare_glued", "load_tolerances"]
+__all__ = ["main"]
 
 
 def _install_wheels(wheels: Path) -> Path:
@@ -47,80 +46,6 @@ def _install_wheels(wheels: Path) -> Path:
     sys.path.insert(0, str(target))
     os.environ["PYTHONPATH"] = os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return target
-
-
-def load_tolerances(path: Path) -> dict:
-    """The tolerance rules: ``default_rtol``, ``default_atol`` and ``[[rule]]`` entries
-    (``page`` and ``names`` glob patterns; ``rtol``/``atol``, or ``skip = true``; a ``reason``)."""
-    try:
-        import tomllib  # noqa: PLC0415
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # noqa: PLC0415
-    spec = tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    for i, rule in enumerate(spec.get("rule", [])):
-        if "page" not in rule or "names" not in rule or "reason" not in rule:
-            raise ValueError(f"{path}: rule {i} needs page, names and reason")
-        if not rule.get("skip") and "rtol" not in rule and "atol" not in rule:
-            raise ValueError(f"{path}: rule {i} needs rtol/atol or skip = true")
-    return spec
-
-
-def _tolerance(spec: dict, page: str, name: str) -> tuple[float, float, bool, str]:
-    for rule in spec.get("rule", []):
-        if fnmatch.fnmatch(page, rule["page"]) and any(fnmatch.fnmatch(name, pat) for pat in rule["names"]):
-            return float(rule.get("rtol", 0.0)), float(rule.get("atol", 0.0)), bool(rule.get("skip")), rule["reason"]
-    return float(spec.get("default_rtol", 1e-4)), float(spec.get("default_atol", 1e-9)), False, "default"
-
-
-def _as_number(text: str) -> float | None:
-    text = text.strip().strip("'\"")
-    for prefix in ("np.float64(", "np.float32(", "tensor(", "np.int64("):
-        if text.startswith(prefix) and text.endswith(")"):
-            text = text[len(prefix):-1].split(",")[0]
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
-def compare_glued(page: str, a: dict[str, str], b: dict[str, str], spec: dict) -> list[dict]:
-    """Compare the glued values of two runs of ``page``; one dict per value with ``ok``."""
-    rows = []
-    for name in sorted(set(a) | set(b)):
-        rtol, atol, skip, reason = _tolerance(spec, page, name)
-        va, vb = a.get(name), b.get(name)
-        row = {"page": page, "name": name, "cpu": va, "cuda": vb, "rtol": rtol, "atol": atol, "reason": reason}
-        if va is None or vb is None:
-            row.update(ok=False, why="glued in one run only")
-        elif skip:
-            row.update(ok=True, why=f"not compared: {reason}")
-        else:
-            xa, xb = _as_number(va), _as_number(vb)
-            if xa is None or xb is None:
-                row.update(ok=(va == vb), why="text differs" if va != vb else "same text")
-            elif math.isnan(xa) or math.isnan(xb):
-                row.update(ok=math.isnan(xa) and math.isnan(xb), why="NaN")
-            else:
-                gap = abs(xa - xb)
-                row.update(ok=gap <= atol + rtol * abs(xa), why=f"|diff| {gap:.3g}", rel=gap / abs(xa) if xa else gap)
-        rows.append(row)
-    return rows
-
-
-def _execute(path: Path, device: str, timeout: int = 900):
-    import nbformat  # noqa: PLC0415
-    from nbclient import NotebookClient  # noqa: PLC0415
-    from nbclient.exceptions import CellExecutionError  # noqa: PLC0415
-
-    nb = nbformat.read(str(path), as_version=4)
-    env = dict(os.environ, LOSSLAB_STATIC="1", LOSSLAB_CLAIMS="strict", LOSSLAB_DEVICE=device)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
-    start, error = time.perf_counter(), None
-    try:
-        client.execute(env=env)
-    except CellExecutionError as err:
-        error = str(err)[-3000:]
-    return nb, time.perf_counter() - start, error
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         report += ["", "## Benchmark", "", table, ""]
         (args.out / "bench.json").write_text(json.dumps({"copy_gbps": bw, "rows": [dict(r.__dict__, ratio=r.ratio) for r in rows]}, indent=1))
     if not args.skip_pages:
-        spec = load_tolerances(root / "book" / "device_tolerances.toml")
+        spec = load_tolerances(root / "book" / "tolerances.toml", kind="devices")
         pages = [p for p in book_pages(root) if not args.pages or p.stem in args.pages]
         results, compared = [], []
         report += ["", "## Pages (cpu vs " + args.device + ")", "", "| page | cpu s | " + args.device + " s | glued values | beyond tolerance | errors |",
@@ -182,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             runs = {}
             for dev in ("cpu", args.device):
                 print(f"== executing {path.name} on {dev}", flush=True)
-                runs[dev] = _execute(path, dev)
+                runs[dev] = execute_page(path, dev)
             (nb_c, s_c, e_c), (nb_g, s_g, e_g) = runs["cpu"], runs[args.device]
             rows = compare_glued(path.stem, glued_values(nb_c), glued_values(nb_g), spec) if not (e_c or e_g) else []
             bad = [r for r in rows if not r["ok"]]
@@ -196,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         beyond = [r for r in compared if not r["ok"]]
         if beyond:
             report += ["", "Values beyond tolerance:", ""]
-            report += [f"- {r['page']} {r['name']}: cpu {r['cpu']} vs {r['cuda']} ({r['why']}, rtol {r['rtol']})" for r in beyond]
+            report += [f"- {r['page']} {r['name']}: cpu {r['a']} vs {r['b']} ({r['why']}, rtol {r['rtol']})" for r in beyond]
     report.append("")
     report.append("ALL PASSED" if ok else "SOME STEPS FAILED")
     (args.out / "report.md").write_text("\n".join(report) + "\n")
