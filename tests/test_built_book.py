@@ -280,6 +280,9 @@ def test_every_quiz_gives_feedback_and_every_explorer_responds(browser, opened, 
     visit = opened(path)
     page = visit.page
     questions = page.locator(".llq-q")
+    interactive = path in bf.chapters() or path.stem == "how_this_book_works"  # appendices may have neither
+    if not interactive and not questions.count() and not page.locator(".lle").count():
+        pytest.skip(f"{path.stem} has no quiz or explorer")
     assert questions.count() > 0
     for i in range(questions.count()):
         q = questions.nth(i)
