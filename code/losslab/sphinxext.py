@@ -64,6 +64,7 @@ def reader_launch_links(app, pagename, templatename, context, doctree) -> None: 
             elif button.get("text") == "Binder":
                 button["url"] = url.replace(f"/{branch}?urlpath=", f"/{reader}?urlpath=", 1)
 
+
 #: Scripts only the search page needs.
 _SEARCH_ONLY = ("searchtools.js", "language_data.js")
 
