@@ -169,7 +169,7 @@ def test_interactive_elements_render_and_exist(path):
         assert len(explorers) >= MIN_EXPLORERS, f"{path.name}: {len(explorers)} explorers, need {MIN_EXPLORERS}"
         assert len(set(quiz_ids)) >= MIN_QUESTIONS, f"{path.name}: {len(set(quiz_ids))} quiz questions, need {MIN_QUESTIONS}"
         assert len(set(exercise_ids)) >= MIN_EXERCISES, f"{path.name}: {len(set(exercise_ids))} checked exercises, need {MIN_EXERCISES}"
-    else:
+    elif path.stem == "how_this_book_works":
         assert explorers and quiz_ids and exercise_ids, f"{path.name}: the demo page shows one of each mechanism"
     html = bf.dumps_outputs(run.notebook)
     assert "application/vnd.jupyter.widget-view+json" not in html, f"{path.name}: live widgets in a static build render blank"
@@ -184,6 +184,19 @@ def test_the_build_will_find_this_execution_in_its_cache(path):
     assert executed(path).error is None, "did not execute"
     record = get_cache(str(bf.CACHE)).match_cache_notebook(bf.read(path))  # raises KeyError on a miss
     assert record.uri == str(path)
+
+
+@pytest.mark.chapters
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_the_reader_edition_has_no_myst_left(path):
+    """Jupyter and Colab render the reader edition: every glued value and citation resolved, no role or directive left."""
+    from losslab import reader
+
+    run = executed(path)
+    assert run.error is None, "did not execute"
+    edition = reader.convert(bf.read(path), run.notebook, reader.Bibliography(bf.ROOT / "book" / "references.bib"))
+    assert not reader.leftover_markup(edition), f"{path.name}: MyST left in the reader edition"
+    assert not bf.stored_outputs(edition)
 
 
 def test_notation_page_follows_teaching_and_lists_each_symbol_once():
