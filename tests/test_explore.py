@@ -226,3 +226,11 @@ def test_gd_momentum_rate_is_measured_before_a_fast_run_underflows():
     start, stop = gd.measurement_window(err[:, 1])
     assert stop < gd.MOMENTUM_STEPS and float(err[stop + 1, 1]) <= 1e-250 < float(err[stop, 1])
     assert float(measured[1]) == pytest.approx(float(theory[1]), rel=0.01)
+
+
+@pytest.mark.parametrize("lr_L, verdict", [(0.2, "too small: crawls"), (1.0, "about right"), (1.8, "oscillates, converges"),
+                                           (2.0, "oscillates, never converges"), (2.1, "diverges")])
+def test_gd_bowl_title_is_read_off_the_run(lr_L, verdict):
+    from losslab.explore import gd
+
+    assert gd.render_bowl(lr_L).axes[0].get_title().endswith(": " + verdict)

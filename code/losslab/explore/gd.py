@@ -346,6 +346,26 @@ BOWL_KAPPA = 4.0
 BOWL_STEPS = 40
 
 
+def bowl_verdict(path: np.ndarray) -> str:
+    """What a run on the bowl did, read off its path [T + 1, 2]: diverges, oscillates, crawls, or about right.
+
+    It diverges if it ends farther from the minimum than it started; it oscillates if
+    a coordinate changes sign from one step to the next, and converges only if the
+    distance still shrinks over the second half of the run; it crawls if the distance
+    shrinks by less than 10% per step on average; otherwise the step is about right.
+    """
+    dist = np.linalg.norm(path, axis=1)
+    if not np.isfinite(dist).all() or dist[-1] > dist[0]:
+        return "diverges"
+    oscillates = bool((path[1:] * path[:-1] < 0).any())
+    if dist[-1] >= 0.99 * dist[len(dist) // 2] > 0:
+        return "oscillates, never converges" if oscillates else "stalls"
+    if oscillates:
+        return "oscillates, converges"
+    rate = (dist[-1] / dist[0]) ** (1 / (len(dist) - 1)) if dist[-1] > 0 else 0.0
+    return "too small: crawls" if rate > 0.9 else "about right"
+
+
 def render_bowl(lr_L: float) -> Figure:
     """Gradient descent on the bowl 0.5 (x^2 + 4 y^2) with lr = lr_L / L: path, and distance per step."""
     fn = landscapes.quadratic(BOWL_KAPPA)
@@ -362,10 +382,8 @@ def render_bowl(lr_L: float) -> Figure:
     ax.plot(shown[:, 0], shown[:, 1], color=plots.PALETTE[0], marker="o", ms=3, lw=1)
     ax.set(xlim=(-3, 3), ylim=(-3, 3), aspect="equal", xlabel="x", ylabel="y")
     fx, fy = abs(1 - lr), abs(1 - lr * BOWL_KAPPA)
-    verdict = ("too small: crawls" if lr_L < 0.5 else "about right" if lr_L <= 1.2 else
-               "oscillates, converges" if lr_L < 2 else "diverges")
-    ax.set_title(f"lr = {lr_L:.2g}/L: {verdict}", fontsize=10)
     dist = np.linalg.norm(path, axis=1)
+    ax.set_title(f"lr = {lr_L:.2g}/L: {bowl_verdict(path)}", fontsize=10)
     bx.semilogy(np.arange(len(dist)), np.maximum(dist, 1e-300), color=plots.PALETTE[0], lw=1.4, label="distance")
     bx.semilogy(np.arange(len(dist)), dist[0] * max(fx, fy) ** np.arange(len(dist)), color=plots.PALETTE[1], ls="--",
                 lw=1, label=f"rate max(|1 - lr|, |1 - 4 lr|) = {max(fx, fy):.3f}")
