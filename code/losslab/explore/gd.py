@@ -39,8 +39,8 @@ RACE = {
     "six_hump_camel": dict(
         fn=landscapes.six_hump_camel(), domain=((-2.0, 2.0), (-1.1, 1.1)),
         # close to the set of starts from which gradient descent (lr 0.02) runs into the
-        # saddle at the origin (y = 0.0337 at x = 0.5, near its stable direction (1, 0.062)),
-        # about 1e-4 off it, so that GD lingers at the saddle; the second start is the mirror image
+        # saddle at the origin (y = 0.03363 at x = 0.5, near its stable direction (1, 0.062)),
+        # 2.3e-4 below it, so that GD lingers at the saddle; the second start is the mirror image
         starts=((0.5, 0.0334), (-0.5, -0.0334), (0.9, 0.8)),
         lr=dict(gd=2e-2, momentum=4e-3, nesterov=4e-3, rmsprop=1e-2, adam=3e-2)),
     "rastrigin": dict(
@@ -335,8 +335,9 @@ def momentum_explorer() -> Explorer:
         },
         title="Momentum on an ill-conditioned quadratic",
         alt=("Paths of gradient descent and heavy-ball momentum with beta {beta:.3g} on a quadratic with condition "
-             "number {kappa:.3g} at learning rate {lr_L:.3g}/L; the distance to the minimum per step on a log scale "
-             "with the measured and the theoretical rate; and the theoretical rate as a function of beta"),
+             "number {kappa:.3g} at learning rate {lr_L:.3g}/L; the distance to the minimum per step on a log scale, "
+             "labelled with the theoretical rate and, where the run converges, the measured one; and the theoretical "
+             "rate as a function of beta, with Polyak's best setting marked"),
     )
 
 
