@@ -56,34 +56,53 @@ def _positions(layout: GraphLayout) -> list[tuple[float, float]]:
 
 
 def edge_routes(layout: GraphLayout) -> list[np.ndarray]:
-    """Control points of the cubic Bezier curve that draws each edge of ``layout``.
+    """The points of the line that draws each edge of ``layout``, in drawing units.
 
-    An edge between neighbouring columns runs from the right side of its
-    input's box to the left side of its user's box. An edge that skips
-    columns (the skip connection ``x -> r`` of the running example) would run
-    behind the boxes in between, so it leaves the top of its input's box,
-    arcs above every box of the graph and enters its user's box from above;
-    several such edges get arcs of increasing height.
+    An edge between neighbouring columns is an S-curve from the right side of
+    its input's box to the left side of its user's box, inside the gap
+    between the two columns. An edge that skips columns (the skip connection
+    ``x -> r`` of the running example) would run behind the boxes in between,
+    so it climbs to a lane above every box, crosses there and comes down to
+    its user: it leaves its input through the top of the box when nothing
+    sits above it in its column (else from the right side, up the gap between
+    columns), and enters its user from above when nothing sits above that one
+    (else down the gap on its left and in from the side). Each such edge gets
+    its own lane; corners are rounded. No edge crosses a box it does not join.
 
     Returns
     -------
-    list of ndarray, shape (4, 2)
-        One per ``layout.edges`` entry, in drawing units.
+    list of ndarray, shape (N, 2)
+        One polyline per ``layout.edges`` entry, from the input to the user.
     """
     pos = _positions(layout)
     top = max(y for _, y in pos) + _BOX_H / 2
+    col = [round(x / _SX) for x, _ in pos]
+
+    def top_free(k: int) -> bool:
+        return not any(col[m] == col[k] and pos[m][1] > pos[k][1] for m in range(len(pos)))
+
     routes, lane = [], 0
     for i, j in layout.edges:
         (x0, y0), (x1, y1) = pos[i], pos[j]
-        if round((x1 - x0) / _SX) <= 1:
+        if col[j] - col[i] <= 1:
             a, b = (x0 + _BOX_W / 2, y0), (x1 - _BOX_W / 2, y1)
             mid = (a[0] + b[0]) / 2
-            routes.append(np.array([a, (mid, y0), (mid, y1), b]))
+            routes.append(bezier(np.array([a, (mid, y0), (mid, y1), b])))
+            continue
+        lane += 1
+        ylane = top + (0.25 + 0.3 * lane) * _SY
+        shift = 0.12 * (lane - 1)                              # edges sharing a gap do not overlap
+        if top_free(i):
+            way = [(x0, y0 + _BOX_H / 2), (x0, ylane)]
         else:
-            lane += 1
-            peak = top + 0.55 * lane * _SY                    # the curve rises to 3/4 of this height
-            a, b = (x0, y0 + _BOX_H / 2), (x1, y1 + _BOX_H / 2)
-            routes.append(np.array([a, (x0, peak), (x1, peak), b]))
+            gap = x0 + _SX / 2 - shift
+            way = [(x0 + _BOX_W / 2, y0), (gap, y0), (gap, ylane)]
+        if top_free(j):
+            way += [(x1, ylane), (x1, y1 + _BOX_H / 2)]
+        else:
+            gap = x1 - _SX / 2 + shift
+            way += [(gap, ylane), (gap, y1), (x1 - _BOX_W / 2, y1)]
+        routes.append(_rounded(np.array(way, dtype=float), radius=0.3))
     return routes
 
 
@@ -94,12 +113,26 @@ def bezier(points: np.ndarray, n: int = 64) -> np.ndarray:
     return (1 - t) ** 3 * p0 + 3 * (1 - t) ** 2 * t * p1 + 3 * (1 - t) * t ** 2 * p2 + t ** 3 * p3
 
 
+def _rounded(way: np.ndarray, radius: float, n: int = 9) -> np.ndarray:
+    """The polyline through ``way`` (K, 2) with each inner corner replaced by a quadratic arc of ``radius``."""
+    out = [way[0]]
+    for k in range(1, len(way) - 1):
+        p, a, b = way[k], way[k - 1], way[k + 1]
+        r = min(radius, np.linalg.norm(p - a) / 2, np.linalg.norm(b - p) / 2)
+        u = p - r * (p - a) / np.linalg.norm(p - a)            # where the arc starts
+        v = p + r * (b - p) / np.linalg.norm(b - p)            # and ends; p is its control point
+        t = np.linspace(0.0, 1.0, n)[:, None]
+        out.extend((1 - t) ** 2 * u + 2 * (1 - t) * t * p + t ** 2 * v)
+    out.append(way[-1])
+    return np.array(out)
+
+
 def draw_graph(ax: Axes, layout: GraphLayout, *, grads: list[float | None] | None = None,
                rule: int | None = None, received: tuple[int, ...] = ()) -> None:
     """Draw ``layout`` on ``ax``: boxes (name, operation, value, gradient) joined by arrows.
 
-    Edges follow :func:`edge_routes`: an edge that skips columns arcs over
-    the top of the graph, so no edge runs behind a box.
+    Edges follow :func:`edge_routes`: an edge that skips columns runs in a
+    lane over the top of the graph, so no edge runs behind a box.
 
     Parameters
     ----------
@@ -119,9 +152,8 @@ def draw_graph(ax: Axes, layout: GraphLayout, *, grads: list[float | None] | Non
     pos = _positions(layout)
     w, h = _BOX_W, _BOX_H
     routes = edge_routes(layout)
-    codes = [MplPath.MOVETO, MplPath.CURVE4, MplPath.CURVE4, MplPath.CURVE4]
-    for ctrl in routes:
-        ax.add_patch(FancyArrowPatch(path=MplPath(ctrl, codes), arrowstyle="-|>", mutation_scale=10,
+    for line in routes:
+        ax.add_patch(FancyArrowPatch(path=MplPath(line), arrowstyle="-|>", mutation_scale=10,
                                      color=_EDGE, lw=1.1, shrinkA=1, shrinkB=1))
     for k, (v, (x, y)) in enumerate(zip(nodes, pos)):
         fill = _NEW if k in received else (_DONE if grads[k] is not None else "white")
@@ -134,11 +166,11 @@ def draw_graph(ax: Axes, layout: GraphLayout, *, grads: list[float | None] | Non
         ax.text(x, y + 0.2, head, ha="center", va="center", fontsize=8.5, fontweight="bold")
         ax.text(x, y - 0.02, f"data {v.data:.3g}", ha="center", va="center", fontsize=8)
         ax.text(x, y - 0.24, g, ha="center", va="center", fontsize=8, color="#8a3a00" if grads[k] is not None else "0.5")
-    for (i, j), ctrl in zip(layout.edges, routes):
-        if round((pos[j][0] - pos[i][0]) / _SX) > 1:                  # an arc over the top: say what it is
-            top = bezier(ctrl)[32]
-            ax.text(top[0], top[1] + 0.06, "skip connection", ha="center", va="bottom", fontsize=7.5, color="0.35")
-    curves = np.concatenate([bezier(c) for c in routes]) if routes else np.zeros((0, 2))
+    for (i, j), line in zip(layout.edges, routes):
+        if round((pos[j][0] - pos[i][0]) / _SX) > 1:                  # a lane over the top: say what it is
+            ax.text((pos[i][0] + pos[j][0]) / 2, line[:, 1].max() + 0.06, "skip connection", ha="center",
+                    va="bottom", fontsize=7.5, color="0.35")
+    curves = np.concatenate(routes) if routes else np.zeros((0, 2))
     xs = [p[0] for p in pos] + list(curves[:, 0])
     ys = [p[1] for p in pos] + list(curves[:, 1])
     ax.set_xlim(min(xs) - w, max(xs) + w)
