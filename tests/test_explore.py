@@ -292,3 +292,21 @@ def test_clipping_runs_are_the_runs_train_runs_gives_alone():
     np.testing.assert_allclose(losses[1, :10], alone[0].numpy(), rtol=1e-4)
     clipped = runs["clip norm at 1"]
     assert (clipped[1] > 0).all() and np.isfinite(clipped[0]).all()
+
+
+def test_schedule_chapter_claims_read_the_numbers_its_frames_show():
+    """Chapter 4 states facts about the designer's and the range test's frames; the helpers it checks them
+    with must give the numbers those frames draw."""
+    from losslab.explore.schedule import (DESIGNS, designer_final_losses, range_test_reading, render_designer,
+                                          render_range_test)
+
+    finals = designer_final_losses(1.5, 0.1)
+    assert set(finals) == {*DESIGNS, "constant", "constant / 10"}
+    for schedule in ("cosine", "warmup-stable-decay"):
+        title = render_designer(schedule, 1.5, 0.1).axes[1].get_title()
+        shown = [float(x) for x in re.findall(r"[-+]?\d*\.?\d+(?:e[-+]?\d+)?", title)]
+        expected = [finals[schedule], finals["constant"], finals["constant / 10"]]
+        assert [float(f"{v:.3g}") for v in expected] == shown, (title, expected)
+    run = range_test_reading(0.98, 10.0)
+    lines = [ln for ln in render_range_test(0.98, 10.0, 1e-4).axes[0].get_lines() if len(set(ln.get_xdata())) == 1]
+    assert [float(ln.get_xdata()[0]) for ln in lines] == pytest.approx([run.suggested_lr, run.min_loss_lr / 10], rel=1e-12)
