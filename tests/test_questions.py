@@ -175,6 +175,51 @@ def test_quiz_argument_errors():
         Q.quiz("demo.gradient-sign", "demo.gradient-sign")
 
 
+# --- the numeric keys of Chapters 5 and 6 grade what their prompts ask for -------------------------
+
+_DIGITS = {"two": 2, "three": 3}
+
+
+def _round_sig(x: float, n: int) -> float:
+    return float(f"{x:.{n - 1}e}")
+
+
+@pytest.mark.parametrize("q", [q for q in Q.questions(prefix="backprop") + Q.questions(prefix="grads") if q.kind == "numeric"],
+                         ids=lambda q: q.id)
+def test_an_answer_given_to_the_asked_precision_is_accepted(q):
+    m = re.search(r"(two|three) significant digits", q.prompt, flags=re.IGNORECASE)
+    if m is None:
+        pytest.skip("the prompt asks for no particular precision")
+    n = _DIGITS[m.group(1).lower()]
+    rounded = _round_sig(q.answer, n)
+    assert q.grade(rounded).correct, f"{q.id}: asks for {n} significant digits but rejects {rounded}"
+    assert q.grade(f"{rounded:.{n - 1}e}").correct
+
+
+def test_recurrent_growth_accepts_two_digits_and_rejects_the_neighbours():
+    q = Q.question("grads.recurrent")
+    assert q.answer == pytest.approx(1.1 ** 50, rel=1e-4)
+    assert q.grade(120).correct and q.grade(117).correct and q.grade("1.2e2").correct
+    assert not q.grade(110).correct and not q.grade(130).correct
+
+
+def test_sigmoid_bound_asks_for_the_bound_not_the_true_maximum():
+    import torch
+
+    q = Q.question("grads.sigmoid-bound")
+    h0 = torch.linspace(-8, 8, 16001, dtype=torch.float64, requires_grad=True)
+    h = h0
+    for _ in range(10):
+        h = torch.sigmoid(h)
+    (slope,) = torch.autograd.grad(h.sum(), h0)
+    true_max = float(slope.max())
+    assert "bound" in q.prompt and "largest possible" not in q.prompt
+    assert q.grade(0.25 ** 10).correct
+    assert true_max < 0.25 ** 10 and not q.grade(true_max).correct
+    mantissa, exponent = f"{true_max:.1e}".split("e")
+    assert f"{mantissa} \\times 10^{{{int(exponent)}}}" in q.explanation  # it quotes the true maximum
+
+
 # --- the bank's answers and explanations follow from the math (computed here, not copied) ---------
 
 def test_numeric_answers_of_the_demo_and_chapter_1_are_what_autograd_computes():
