@@ -63,9 +63,14 @@ from __future__ import annotations
 
 import ast
 import copy
+import dataclasses
+import hashlib
+import hmac
 import json
 import math
+import os
 import re
+import secrets as _secrets
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,9 +99,11 @@ __all__ = [
     "judge",
     "MANIFEST_FORMAT",
     "SOLUTIONS_ENV",
+    "shown_question",
+    "order_seed",
 ]
 
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2
 #: Set to ``0`` (for example ``LOSSLAB_SOLUTIONS=0 make book``) to leave solutions out of the book.
 SOLUTIONS_ENV = "LOSSLAB_SOLUTIONS"
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -170,8 +177,14 @@ class Assignment:
     title: str = ""
     notebook: Path | None = None
     context: bool = False
+    students: list[str] = field(default_factory=list)
+    secret: str = ""
 
     def __post_init__(self) -> None:
+        self.secret = self.secret or _secrets.token_hex(16)
+        bad = [s for s in self.students if not isinstance(s, str) or not s.strip()]
+        if bad or len(set(self.students)) != len(self.students):
+            raise ValueError(f"students: expected distinct non-empty names, got {self.students!r}")
         if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", self.name):
             raise ValueError(f"name: expected letters, digits, '_', '-', '.', got {self.name!r}")
         if not self.items:
@@ -200,7 +213,8 @@ class Assignment:
                 q = it.run_question.question
                 row["run"] = {"key": it.run_question.key, "question": _question_to_raw(q)}
             items.append(row)
-        return {"format": MANIFEST_FORMAT, "name": self.name, "title": self.title, "items": items}
+        return {"format": MANIFEST_FORMAT, "name": self.name, "title": self.title, "items": items,
+                "students": list(self.students), "secret": self.secret}
 
 
 def _question_to_raw(q: Question) -> dict:
@@ -209,6 +223,28 @@ def _question_to_raw(q: Question) -> dict:
     if q.choices:
         raw["choices"] = [{"text": c.text, "feedback": c.feedback} for c in q.choices]
     return raw
+
+
+def order_seed(secret: str, student: str, qid: str) -> str:
+    """The seed of the choice order that ``student`` sees for ``qid`` (``""``: the assignment's common order).
+
+    Derived from the assignment's secret, so it cannot be computed from the
+    student notebook or the package.
+    """
+    return hmac.new(secret.encode(), f"order\0{student}\0{qid}".encode(), hashlib.sha256).hexdigest()
+
+
+def shown_question(it: "Item", secret: str, student: str = "") -> Question:
+    """The question as this student's notebook shows it: choices in their seeded order.
+
+    Run-dependent questions keep their written order (their keys name
+    choices by position). Without a secret (a format-1 manifest) the order
+    is the one written in the bank.
+    """
+    q = it.question()
+    if it.run_question is not None or not secret or not q.choices:
+        return q
+    return q.shuffled(order_seed(secret, student, q.id))
 
 
 def run_question_from_raw(raw: dict, key: str, run: str = "") -> RunQuestion:
@@ -338,7 +374,7 @@ def load_spec(path: str | Path, **overrides: Any) -> Assignment:
     """Read an assignment file (TOML, see the module docstring); ``overrides`` win."""
     path = Path(path)
     spec = tomllib.loads(path.read_text(encoding="utf-8"))
-    known = {"name", "title", "ids", "chapters", "tags", "notebook", "context", "points", "run_question"}
+    known = {"name", "title", "ids", "chapters", "tags", "notebook", "context", "points", "run_question", "students"}
     extra = set(spec) - known
     if extra:
         raise ValueError(f"{path}: unknown keys {sorted(extra)}; expected some of {sorted(known)}")
@@ -350,7 +386,7 @@ def load_spec(path: str | Path, **overrides: Any) -> Assignment:
     return build(
         name=spec.get("name", path.stem), title=spec.get("title", ""), ids=spec.get("ids", ()),
         chapters=spec.get("chapters", ()), tags=spec.get("tags", ()), notebook=notebook,
-        context=bool(spec.get("context", False)), points=spec.get("points", {}),
+        context=bool(spec.get("context", False)), points=spec.get("points", {}), students=spec.get("students", ()),
         run_questions=[run_question_from_raw({k: v for k, v in r.items() if k not in ("key", "run")}, r["key"], r.get("run", ""))
                        for r in spec.get("run_question", [])],
     )
@@ -358,7 +394,8 @@ def load_spec(path: str | Path, **overrides: Any) -> Assignment:
 
 def build(name: str, *, ids: Sequence[str] = (), chapters: Sequence[str] = (), tags: Sequence[str] = (),
           notebook: str | Path | None = None, context: bool = False, title: str = "",
-          points: dict[str, float] | None = None, run_questions: Sequence[RunQuestion] = ()) -> Assignment:
+          points: dict[str, float] | None = None, run_questions: Sequence[RunQuestion] = (),
+          students: Sequence[str] = (), secret: str = "") -> Assignment:
     """An :class:`Assignment` from a selection (see :func:`select`) plus run-dependent questions."""
     points = dict(points or {})
     runs = {r.id: r for r in run_questions}
@@ -367,7 +404,8 @@ def build(name: str, *, ids: Sequence[str] = (), chapters: Sequence[str] = (), t
     items += [Item(r.id, float(points.pop(r.id, 1.0)), r) for r in runs.values()]
     if points:
         raise ValueError(f"points: given for ids that are not in the assignment: {sorted(points)}")
-    return Assignment(name=name, items=items, title=title, notebook=Path(notebook) if notebook else None, context=context)
+    return Assignment(name=name, items=items, title=title, notebook=Path(notebook) if notebook else None, context=context,
+                      students=list(students), secret=secret)
 
 
 # --- answers in the notebook ----------------------------------------------------------
@@ -484,7 +522,7 @@ def answer(qid: str, value: Any) -> None:
     print(text)
 
 
-def expect(qid: str, key: Any = None, question_def: dict | None = None) -> None:
+def expect(qid: str, key: Any = None, question_def: dict | None = None, order: Sequence[int] | None = None) -> None:
     """nbgrader hidden test: raise ``AssertionError`` unless the recorded answer to ``qid`` is right.
 
     ``key`` is the right answer computed from the student's run, for
@@ -497,6 +535,10 @@ def expect(qid: str, key: Any = None, question_def: dict | None = None) -> None:
         q = run_question_from_raw(question_def, key="None").question
     elif qid in load_bank():
         q = question(qid)
+        if order is not None:
+            if sorted(order) != list(range(len(q.choices))):
+                raise AssertionError(f"{qid}: the choice order {order!r} does not fit the question")
+            q = dataclasses.replace(q, choices=tuple(q.choices[i] for i in order))
     else:
         raise AssertionError(f"{qid}: not a question of the installed losslab")
     ok, msg = judge(q, parse_response(q, _RECORDED[qid]), None if key is None else parse_response(q, key, key=True))
@@ -544,7 +586,7 @@ def _items_by_id(a: Assignment) -> dict[str, Item]:
     return {it.id: it for it in a.items}
 
 
-def _cells(a: Assignment, role: str) -> list:
+def _cells(a: Assignment, role: str, student: str = "") -> list:
     """The notebook's cells for ``role`` in {"student", "instructor", "nbgrader"}."""
     v4 = nbformat.v4
     cells = [v4.new_markdown_cell(
@@ -552,7 +594,8 @@ def _cells(a: Assignment, role: str) -> list:
         "Answer each question by editing its answer cell, for example `answer(\"demo.gradient-sign\", \"b\")`, "
         "and complete each function where it says `# YOUR CODE HERE`. Keep a function and the imports it needs "
         "in its own cell, keep its name, and keep the ids in the answer cells: the grader reads them. "
-        "The check cells show how you are doing; grading applies further checks. "
+        "The check cells show how you are doing; when the assignment is graded, every check is also run on "
+        "inputs drawn at grading time that this notebook does not show. "
         "Run the whole notebook before you hand it in.")]
     setup = v4.new_code_cell(_SETUP, metadata=_meta(role="setup"))
     if role == "nbgrader":
@@ -564,7 +607,7 @@ def _cells(a: Assignment, role: str) -> list:
         out = []
         n = numbers[it.id]
         if it.is_question:
-            q = it.question()
+            q = shown_question(it, a.secret, student)
             rq = it.run_question
             if rq is not None and rq.run:
                 c = v4.new_code_cell(rq.run.strip("\n"), metadata=_meta(role="run", id=it.id))
@@ -587,6 +630,9 @@ def _cells(a: Assignment, role: str) -> list:
                 out.append(v4.new_markdown_cell(_explanation_md(q)))
             if role == "nbgrader":
                 keyarg = f", {rq.key}" if rq is not None else ""
+                if rq is None and q.choices:
+                    base = it.question()
+                    keyarg += f", order={[base.choices.index(c) for c in q.choices]!r}"
                 if rq is not None and it.id not in load_bank():
                     keyarg += f", question_def={_question_to_raw(q)!r}"
                 t = v4.new_code_cell(
@@ -695,9 +741,15 @@ def _notebook(cells: list) -> nbformat.NotebookNode:
     return nb
 
 
-def student_notebook(a: Assignment) -> nbformat.NotebookNode:
-    """Questions, stubs and visible checks; no answers, explanations or solutions; no outputs."""
-    return _notebook(_cells(a, "student"))
+def student_notebook(a: Assignment, student: str = "") -> nbformat.NotebookNode:
+    """Questions, stubs and visible checks; no answers, explanations or solutions; no outputs.
+
+    With ``student`` (a name on the roster), the choices are in that
+    student's own order; without, in the assignment's common order.
+    """
+    nb = _notebook(_cells(a, "student", student))
+    nb.metadata["losslab"] = {"assignment": a.name, "student": student}
+    return nb
 
 
 def instructor_notebook(a: Assignment) -> nbformat.NotebookNode:
@@ -719,6 +771,12 @@ def write_assignment(a: Assignment, out: str | Path) -> dict[str, Path]:
         ``{"student", "instructor", "manifest", "nbgrader"}`` -> path.
     """
     out = Path(out)
+    old = out / "instructor" / f"{a.name}.assignment.json"
+    if old.exists():  # building again keeps the secret: handed-out notebooks keep their choice order
+        try:
+            a.secret = json.loads(old.read_text(encoding="utf-8")).get("secret") or a.secret
+        except ValueError:
+            pass
     paths = {
         "student": out / "student" / f"{a.name}.ipynb",
         "instructor": out / "instructor" / f"{a.name}.ipynb",
@@ -731,14 +789,21 @@ def write_assignment(a: Assignment, out: str | Path) -> dict[str, Path]:
         nb = make(a)
         nbformat.validate(nb)
         nbformat.write(nb, str(paths[role]))
+    for student in a.students:
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", student).strip("._") or "student"
+        path = out / "student" / a.name / f"{safe}.ipynb"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(student_notebook(a, student), str(path))
+        paths[f"student:{student}"] = path
     paths["manifest"].write_text(json.dumps(a.manifest(), indent=1) + "\n", encoding="utf-8")
+    os.chmod(paths["manifest"], 0o600)  # it holds the assignment's secret
     return paths
 
 
 def assignment_from_manifest(manifest: dict) -> list[Item]:
     """The items of a manifest, with run-dependent questions rebuilt."""
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise ValueError(f"manifest: expected format {MANIFEST_FORMAT}, got {manifest.get('format')!r}")
+    if manifest.get("format") not in (1, MANIFEST_FORMAT):
+        raise ValueError(f"manifest: expected format 1 or {MANIFEST_FORMAT}, got {manifest.get('format')!r}")
     items = []
     for row in manifest["items"]:
         rq = None

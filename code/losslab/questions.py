@@ -15,6 +15,11 @@ Three kinds of question:
 ``numeric``
     a number, correct within ``tolerance + rtol * |answer|``.
 
+Authors write the choices in any order (the correct one may come first):
+every view shows them in a seeded shuffled order (:func:`choice_order`),
+seeded by the question id in the book, and by the assignment's secret and
+the student in graded work.
+
 The output is self-contained HTML (markup, style and a small script) that
 gives feedback when clicked in live Jupyter, in Colab, and in the static
 book with no kernel. All feedback text is in the markup from the start, so
@@ -46,9 +51,11 @@ File format (TOML)::
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import math
+import random
 import re
 import tomllib
 import uuid
@@ -70,6 +77,7 @@ __all__ = [
     "render_html",
     "render_text",
     "ID_PATTERN",
+    "choice_order",
 ]
 
 ID_PATTERN = re.compile(r"^[a-z][a-z0-9]*\.[a-z0-9][a-z0-9-]*$")
@@ -170,6 +178,19 @@ class Question:
         """Indices of the correct choices (empty for numeric questions)."""
         return tuple(i for i, c in enumerate(self.choices) if c.correct)
 
+    def shuffled(self, seed: str | None = None) -> "Question":
+        """The same question with its choices in a seeded shuffled order.
+
+        ``seed`` names the order: the book uses the question id (the
+        default), so the order is the same in every build, in live Jupyter
+        and in Colab; an assignment uses one derived from the assignment's
+        secret and the student. Numeric questions come back unchanged.
+        """
+        if not self.choices:
+            return self
+        order = choice_order(len(self.choices), self.id if seed is None else seed)
+        return _replace_choices(self, tuple(self.choices[i] for i in order))
+
     def grade(self, response: int | Iterable[int] | float | str) -> Feedback:
         """Judge a response.
 
@@ -217,6 +238,26 @@ class Question:
         missed = len(set(self.correct_indices) - picked)
         parts = wrong + ([f"{missed} correct choice(s) not selected."] if missed else [])
         return Feedback(False, " ".join(parts) or "Not quite.")
+
+
+def choice_order(n: int, seed: str) -> tuple[int, ...]:
+    """A permutation of ``range(n)`` that depends only on the string ``seed``.
+
+    The authored order of a bank question's choices is never shown: every
+    place that shows choices shows ``[choices[i] for i in choice_order(n, seed)]``.
+    """
+    if not isinstance(seed, str):
+        raise TypeError(f"seed: expected a string, got {type(seed).__name__}")
+    rng = random.Random(int.from_bytes(hashlib.sha256(f"losslab-order:{seed}".encode()).digest()[:8], "big"))
+    order = list(range(n))
+    rng.shuffle(order)
+    return tuple(order)
+
+
+def _replace_choices(q: Question, choices: tuple[Choice, ...]) -> Question:
+    import dataclasses  # noqa: PLC0415
+
+    return dataclasses.replace(q, choices=choices)
 
 
 # --- the bank -------------------------------------------------------------------
@@ -269,14 +310,23 @@ def parse_bank(text: str, prefix: str, source: str = "<string>") -> dict[str, Qu
 
 @lru_cache(maxsize=1)
 def load_bank() -> dict[str, Question]:
-    """Every question in ``losslab/bank/*.toml``, by id (read once, then cached)."""
+    """Every question in ``losslab/bank/*.toml``, by id (read once, then cached).
+
+    A chapter's questions may be split over several files: ``<prefix>.toml``
+    and ``<prefix>_<anything>.toml`` (for example ``gd_variants.toml``) all
+    hold ids ``<prefix>.<name>``; an id defined in two files is an error.
+    """
     bank: dict[str, Question] = {}
     folder = resources.files("losslab") / "bank"
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
         if not entry.name.endswith(".toml"):
             continue
-        prefix = entry.name[: -len(".toml")]
-        bank.update(parse_bank(entry.read_text(encoding="utf-8"), prefix, f"bank/{entry.name}"))
+        prefix = entry.name[: -len(".toml")].split("_", 1)[0]
+        part = parse_bank(entry.read_text(encoding="utf-8"), prefix, f"bank/{entry.name}")
+        twice = sorted(set(part) & set(bank))
+        if twice:
+            raise ValueError(f"bank/{entry.name}: question ids defined in another bank file too: {twice}")
+        bank.update(part)
     return bank
 
 
@@ -357,11 +407,17 @@ def _answer_text(q: Question) -> str:
     return "; ".join(_markdown.to_inline_html(q.choices[i].text) for i in q.correct_indices) + "."
 
 
-def render_html(qs: Sequence[Question], *, start: int = 1) -> str:
-    """Self-contained HTML for a block of questions (markup, style, script)."""
+def render_html(qs: Sequence[Question], *, start: int = 1, shuffle: bool = True) -> str:
+    """Self-contained HTML for a block of questions (markup, style, script).
+
+    Choices appear in the order :meth:`Question.shuffled` gives for the
+    question's id (``shuffle=False`` keeps the order of ``qs`` as given, for
+    questions that are already shuffled).
+    """
     block_id = "llq-" + uuid.uuid4().hex[:12]
     body = []
     for k, q in enumerate(qs):
+        q = q.shuffled() if shuffle else q
         qhtml = _question_html(q, start + k if len(qs) > 1 or start != 1 else None)
         body.append(qhtml.replace("CHOICE_GROUP", f"{block_id}-{k}"))
     ids = json.dumps([q.id for q in qs])
@@ -373,10 +429,11 @@ def render_html(qs: Sequence[Question], *, start: int = 1) -> str:
     )
 
 
-def render_text(qs: Sequence[Question]) -> str:
-    """Plain-text form (no answers), for terminals and text-only viewers."""
+def render_text(qs: Sequence[Question], *, shuffle: bool = True) -> str:
+    """Plain-text form (no answers), for terminals and text-only viewers, in the shuffled order."""
     lines = []
     for q in qs:
+        q = q.shuffled() if shuffle else q
         lines.append(f"[{q.id}] {q.prompt.strip()}")
         for i, c in enumerate(q.choices):
             lines.append(f"  ({chr(97 + i)}) {c.text.strip()}")
