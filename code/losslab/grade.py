@@ -387,6 +387,8 @@ class _Jail:
     hide_dirs: tuple[str, ...] = ()
     hide_files: tuple[str, ...] = ()
     empty_file: str = ""
+    reopen: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (closed folder, the subfolders the interpreter needs)
+    staging: str = ""
 
 
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_BIND, _MS_REC, _MS_PRIVATE = 1, 2, 4, 4096, 16384, 1 << 18
@@ -403,6 +405,22 @@ def _enter(jail: _Jail) -> None:
             raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS) failed")
         if libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
             raise OSError(ctypes.get_errno(), "making mounts private failed")
+        # The interpreter may live under a folder the task's user cannot enter (a Python under /root):
+        # the folder becomes an empty one that it may cross, holding only what the interpreter needs.
+        for k, (closed, needed) in enumerate(jail.reopen):
+            kept = []
+            for j, sub in enumerate(needed):
+                spot = os.path.join(jail.staging, f"{k}-{j}")
+                os.makedirs(spot, exist_ok=True)
+                if libc.mount(sub.encode(), spot.encode(), None, _MS_BIND | _MS_REC, None) != 0:
+                    raise OSError(ctypes.get_errno(), f"keeping {sub} failed")
+                kept.append((sub, spot))
+            if libc.mount(b"tmpfs", closed.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, b"size=64k,mode=0711") != 0:
+                raise OSError(ctypes.get_errno(), f"closing {closed} failed")
+            for sub, spot in kept:
+                os.makedirs(sub, exist_ok=True)
+                if libc.mount(spot.encode(), sub.encode(), None, _MS_BIND | _MS_REC, None) != 0:
+                    raise OSError(ctypes.get_errno(), f"reopening {sub} failed")
         for d in jail.hide_dirs:
             if os.path.isdir(d) and libc.mount(b"tmpfs", d.encode(), b"tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV,
                                                b"size=4k,mode=0555") != 0:
@@ -671,6 +689,25 @@ def _hidden_paths(extra_dirs: Sequence[Path]) -> tuple[tuple[str, ...], tuple[st
         if d.is_dir() and str(d) not in uniq and str(d) != "/":
             uniq.append(str(d))
     return tuple(uniq), tuple(str(f) for f in files)
+
+
+def _reopen_paths() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Folders the task's user cannot cross on the way to the interpreter and its libraries."""
+    import sys  # noqa: PLC0415
+
+    needed = {Path(p).resolve() for p in [sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(sys.executable),
+                                          *[q for q in sys.path if q]] if p and os.path.exists(p)}
+    closed: dict[str, set[str]] = {}
+    for n in needed:
+        for a in reversed(n.parents):  # from / down
+            if a == Path("/"):
+                continue
+            if not os.stat(a).st_mode & 0o001:
+                rel = n.relative_to(a).parts
+                if rel:
+                    closed.setdefault(str(a), set()).add(str(a / rel[0]))
+                break
+    return tuple((a, tuple(sorted(subs))) for a, subs in sorted(closed.items()))
 
 
 # --- running tasks (parent side) -----------------------------------------------------------
@@ -1063,9 +1100,9 @@ def _run_one(t: _Task, jail: _Jail, uid: int | None) -> None:
     parent, child = ctx.Pipe(duplex=True)
     target = _exercise_child if t.kind == "exercise" else _run_child
     p = ctx.Process(target=target, args=(*t.payload, child, jail), daemon=True)
+    _start_without_main(p)  # the first start waits for the server's imports: the clock starts after it
     start = time.monotonic()
     t.deadline = start + t.limit
-    _start_without_main(p)
     child.close()
     t.conn, t.proc = parent, p
     try:
@@ -1123,8 +1160,11 @@ def _run_all(tasks: list[_Task], limits: Limits, root: Path, hide: tuple[tuple[s
             if user is not None:
                 uid, gid = user
                 os.chown(d, uid, gid)
+            staging = root / f"s{k}"
+            staging.mkdir(mode=0o700)
             jail = _Jail(str(d), limits.memory_mb, limits.time_s + 1, uid, user[1] if user else None,
-                         hide[0] if user else (), hide[1] if user else (), str(empty))
+                         hide[0] if user else (), hide[1] if user else (), str(empty),
+                         _reopen_paths() if user else (), str(staging))
             try:
                 _run_one(t, jail, uid)
             except BaseException as err:  # noqa: BLE001
@@ -1256,6 +1296,7 @@ def grade(manifest: str | Path | dict, submissions: str | Path | Sequence[tuple[
         if note:
             sub.notes.append(note)
         cells = parsed.cells
+        checker = [(i, why) for i, s, _ in cells if (why := _redefines_checker(s))]
         need_run = False
         for it, r in zip(items, sub.items):
             if it.is_question:
@@ -1286,6 +1327,10 @@ def grade(manifest: str | Path | dict, submissions: str | Path | Sequence[tuple[
                     continue
                 if strict_checks and expected not in check_cells[-1]:
                     r.status, r.message = "check-cell", f"the check cell was edited (it must stay `{expected}`)"
+                    continue
+                if strict_checks and checker:
+                    i, why = checker[0]
+                    r.status, r.message = "checker", f"code cell {i} {why}: redefining the checker gives zero on exercises"
                     continue
                 tamper = _static_tampering(src)
                 if tamper:
