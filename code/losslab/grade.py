@@ -306,8 +306,18 @@ def _defines(src: str, name: str) -> bool:
     from .assign import _parse  # noqa: PLC0415
 
     tree = _parse(src)
-    return tree is not None and any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name
-                                    for n in tree.body)
+    if tree is None:
+        return False
+    for n in tree.body:
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name:
+            return True
+        if isinstance(n, (ast.Assign, ast.AnnAssign)):
+            targets = n.targets if isinstance(n, ast.Assign) else [n.target]
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                return True
+        if isinstance(n, (ast.Import, ast.ImportFrom)) and any((a.asname or a.name) == name for a in n.names):
+            return True
+    return False
 
 
 def _question_cell(cells: list[tuple[int, str, dict]], qid: str) -> tuple[int | None, str]:
@@ -328,6 +338,8 @@ def _exercise_cell(cells: list[tuple[int, str, dict]], eid: str, entry: str) -> 
     """The cell that defines ``entry`` as the check cell sees it: the last definition before the check cell."""
     check_at = next((i for i, s, _ in cells if f"check({eid!r}" in s or f'check("{eid}"' in s), None)
     defs = [(i, s) for i, s, _ in cells if _defines(s, entry)]
+    if not defs:  # a cell that makes the function some other way (exec...): the one handed out for it
+        defs = [(i, s) for i, s, m in cells if m.get("answer") == eid and not m.get("check") and i != check_at]
     before = [(i, s) for i, s in defs if check_at is None or i < check_at]
     pick = before or defs
     if not pick:
@@ -394,10 +406,16 @@ class _Jail:
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_BIND, _MS_REC, _MS_PRIVATE = 1, 2, 4, 4096, 16384, 1 << 18
 
 
-def _enter(jail: _Jail) -> None:
-    """Enter the task's confinement. Runs in the forked child before any student code."""
+def _enter(jail: _Jail, keep: int) -> None:
+    """Enter the task's confinement. Runs in the forked child before any student code.
+
+    Every file descriptor the child inherited (the fork server's own pipes,
+    the resource tracker's) is closed except ``keep``, the task's pipe.
+    """
     import resource  # noqa: PLC0415
 
+    os.closerange(3, keep)
+    os.closerange(keep + 1, 65536)
     os.setsid()
     if jail.uid is not None:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -483,7 +501,7 @@ def _exercise_child(source: str, entry: str, conn: Any, jail: _Jail) -> None:
 
     send = conn.send_bytes
     try:
-        _enter(jail)
+        _enter(jail, conn.fileno())
     except BaseException as err:  # noqa: BLE001
         send(dumps({"error": f"the sandbox could not start ({err})", "sandbox": True}))
         return
@@ -552,7 +570,7 @@ def _run_child(cells: list[tuple[int, str, str]], keys: dict[str, str], conn: An
         send(dumps(obj))
 
     try:
-        _enter(jail)
+        _enter(jail, conn.fileno())
     except BaseException as err:  # noqa: BLE001
         emit({"sandbox": f"the sandbox could not start ({err})"})
         return
@@ -762,7 +780,16 @@ def _start_without_main(p: Any) -> None:
         main = sys.modules.get("__main__")
         sys.modules["__main__"] = types.ModuleType("__main__")
         try:
-            p.start()
+            try:
+                p.start()
+            except (ConnectionError, EOFError):  # the fork server is gone: start a new one, once
+                from multiprocessing import forkserver  # noqa: PLC0415
+
+                fs = forkserver._forkserver  # noqa: SLF001
+                fs._forkserver_address = None  # noqa: SLF001
+                fs._forkserver_alive_fd = None  # noqa: SLF001
+                fs._forkserver_pid = None  # noqa: SLF001
+                p.start()
         finally:
             if main is not None:
                 sys.modules["__main__"] = main
