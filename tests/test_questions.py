@@ -173,3 +173,54 @@ def test_quiz_argument_errors():
         Q.quiz()
     with pytest.raises(ValueError, match="twice"):
         Q.quiz("demo.gradient-sign", "demo.gradient-sign")
+
+
+# --- shuffled choices ---------------------------------------------------------------------------
+
+def test_choices_are_shown_in_a_seeded_shuffled_order():
+    """In the bank the right choice is written anywhere (often first); no view shows the written order."""
+    bank = [q for q in Q.load_bank().values() if q.choices]
+    assert bank
+    first = [q for q in bank if q.shuffled().choices[0].correct]
+    # Answering "a" everywhere: right about as often as chance allows, never everywhere.
+    assert len(first) < 0.6 * len(bank), f"{len(first)} of {len(bank)} questions show a right choice first"
+    for q in bank:
+        s = q.shuffled()
+        assert sorted(c.text for c in s.choices) == sorted(c.text for c in q.choices)
+        assert s == q.shuffled() and s.choices == q.shuffled(q.id).choices  # the book's order is the id's, every build
+        html = Q.render_html([q])
+        texts = [Q._markdown.to_inline_html(c.text) for c in s.choices]
+        at = [html.index(t) for t in texts]
+        assert at == sorted(at), q.id  # the HTML shows the shuffled order
+        plain = Q.render_text([q])
+        assert [plain.index(f"({'abcdefgh'[i]}) {c.text.strip()}") for i, c in enumerate(s.choices)]
+    multiple = [q for q in bank if q.kind == "multiple"]
+    if multiple:
+        assert any(set(q.shuffled().correct_indices) != set(range(len(q.correct_indices))) for q in multiple)
+
+
+def test_the_order_depends_on_the_seed_and_grading_follows_it():
+    q = parse(SINGLE)["t.single"]  # the right choice is "b"
+    orders = {tuple(c.text for c in q.shuffled(f"student-{k}").choices) for k in range(30)}
+    assert len(orders) == 6  # all 3! orders occur across 30 seeds
+    for k in range(10):
+        s = q.shuffled(f"student-{k}")
+        right = next(i for i, c in enumerate(s.choices) if c.text == "b")
+        assert s.grade(right).correct and not s.grade((right + 1) % 3).correct
+    assert Q.choice_order(5, "x") == Q.choice_order(5, "x") and sorted(Q.choice_order(5, "x")) == list(range(5))
+    with pytest.raises(TypeError, match="seed"):
+        Q.choice_order(3, 7)
+
+
+def test_several_bank_files_per_chapter(tmp_path):
+    """``<prefix>_<part>.toml`` adds questions to chapter ``<prefix>``; an id in two files is an error."""
+    (tmp_path / "t.toml").write_text(SINGLE)
+    (tmp_path / "t_variants.toml").write_text(MULTI)
+    (tmp_path / "notes.txt").write_text("ignored")
+    assert set(Q.load_folder(tmp_path)) == {"t.single", "t.multi"}
+    (tmp_path / "t_more.toml").write_text(SINGLE)
+    with pytest.raises(ValueError, match="t_more.toml.*another bank file.*t.single"):
+        Q.load_folder(tmp_path)
+    (tmp_path / "t_more.toml").write_text(SINGLE.replace('"t.single"', '"u.single"'))
+    with pytest.raises(ValueError, match="must start with 't.'"):
+        Q.load_folder(tmp_path)

@@ -316,8 +316,12 @@ def load_bank() -> dict[str, Question]:
     and ``<prefix>_<anything>.toml`` (for example ``gd_variants.toml``) all
     hold ids ``<prefix>.<name>``; an id defined in two files is an error.
     """
+    return load_folder(resources.files("losslab") / "bank")
+
+
+def load_folder(folder) -> dict[str, Question]:
+    """The questions of every ``*.toml`` bank file in ``folder`` (see :func:`load_bank`)."""
     bank: dict[str, Question] = {}
-    folder = resources.files("losslab") / "bank"
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
         if not entry.name.endswith(".toml"):
             continue
