@@ -224,9 +224,10 @@ def test_other_chapters_round_trip(tmp_path):
 
 def test_selection_by_id_chapter_tag_and_page():
     assert A.select(["demo.relu", "demo.gradient-sign"]) == ["demo.relu", "demo.gradient-sign"]
-    assert set(A.select(chapters=["demo"])) == {"demo.gradient-sign", "demo.differentiable", "demo.sigmoid-slope", "demo.relu"}
+    assert set(A.select(chapters=["demo"])) == {"demo.gradient-sign", "demo.differentiable", "demo.sigmoid-slope",
+                                                "demo.sigmoid-slope-at", "demo.relu"}
     tagged = A.select(tags=["gradient"])
-    assert [i for i in tagged if i.startswith("demo.")] == ["demo.gradient-sign", "demo.sigmoid-slope"]
+    assert [i for i in tagged if i.startswith("demo.")] == ["demo.gradient-sign", "demo.sigmoid-slope", "demo.sigmoid-slope-at"]
     assert all("gradient" in question(i).tags for i in tagged)
     assert A.select(notebook=PAGE) == ["demo.gradient-sign", "demo.differentiable", "demo.sigmoid-slope", "demo.relu"]
     with pytest.raises(KeyError, match="did you mean"):

@@ -268,7 +268,7 @@ def test_a_task_cannot_read_the_instructor_files_or_the_keys(tmp_path):
 def test_letters_cannot_be_passed_around_between_students(tmp_path):
     """Per-student order: the letters that are right for one student are wrong for many others."""
     roster = [f"s{k:02d}" for k in range(12)]
-    a = A.build("quiz", ids=["demo.gradient-sign", "demo.differentiable"], students=roster)
+    a = A.build("quiz", ids=["demo.gradient-sign", "demo.differentiable", "gd.one-step"], students=roster)
     paths = A.write_assignment(a, tmp_path / "c")
     subs = tmp_path / "s"
     subs.mkdir()
@@ -281,9 +281,14 @@ def test_letters_cannot_be_passed_around_between_students(tmp_path):
         q = A.shown_question(a.items[0], a.secret, s)
         assert [line for line in shown.splitlines() if line.startswith("- (")] == \
             [f"- ({'abc'[i]}) {c.text.strip()}" for i, c in enumerate(q.choices)]
-        copied = mine[roster[0]]  # everyone hands in the first student's letters
+        step = A.shown_question(a.items[2], a.secret, s)
+        assert f"{step.answer:.6g}" not in own.cells[-1].source  # the drawn numbers are shown, the answer is not
+        copied = {**mine[roster[0]], "gd.one-step": A.shown_question(a.items[2], a.secret, roster[0]).answer}
         nbformat.write(_fill(paths[f"student:{s}"], {k: repr(v) for k, v in copied.items()}), str(subs / f"{s}.ipynb"))
     results = {r.student: r.total for r in grade(paths["manifest"], subs, tmp_path / "g", limits=Limits(time_s=20))}
-    assert results[roster[0]] == 2
-    expected = {s: sum(mine[s][q] == mine[roster[0]][q] for q in mine[s]) for s in roster}
+    assert results[roster[0]] == 3
+    steps = {s: A.shown_question(a.items[2], a.secret, s).answer for s in roster}
+    assert len(set(steps.values())) > 3  # copied numbers fail for most students
+    expected = {s: sum(mine[s][q] == mine[roster[0]][q] for q in mine[s]) + (abs(steps[s] - steps[roster[0]]) <= 0.001)
+                for s in roster}
     assert results == expected and min(results.values()) < 2

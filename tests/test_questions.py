@@ -49,7 +49,7 @@ def test_every_question_in_the_bank_is_valid_and_uniquely_identified():
             # the answer key agrees with the grader
             assert q.grade(q.correct_indices[0] if q.kind == "single" else list(q.correct_indices)).correct
         else:
-            assert q.grade(q.answer).correct
+            assert q.grade(q.instance().answer).correct  # a variant question: the book's numbers
 
 
 def test_single_choice_grading():
@@ -224,3 +224,54 @@ def test_several_bank_files_per_chapter(tmp_path):
     (tmp_path / "t_more.toml").write_text(SINGLE.replace('"t.single"', '"u.single"'))
     with pytest.raises(ValueError, match="must start with 't.'"):
         Q.load_folder(tmp_path)
+
+
+# --- per-student variants -----------------------------------------------------------------------
+
+VARIANT = '''
+[[question]]
+id = "t.step"
+kind = "numeric"
+prompt = "One step on $L = {{a}} w^2$ from $w = {{w}}$ with rate 0.1?"
+params = { a = [1.0, 2.0, 3.0], w = [1.0, 2.0, 5.0] }
+answer = "w - 0.1 * 2 * a * w"
+tolerance = 1e-9
+explanation = "The gradient is $2 \\\\cdot {{a}} \\\\cdot {{w}}$, so $w_1 = {{answer}}$."
+'''
+
+
+def test_variants_draw_numbers_per_seed_and_grade_them():
+    q = parse(VARIANT)["t.step"]
+    book = q.instance()
+    assert book == q.instance(q.id) and not book.params and "{{" not in book.prompt + book.explanation
+    a, w = (float(x) for x in re.findall(r"\$L = (\S+) w\^2\$ from \$w = (\S+)\$", book.prompt)[0])
+    assert book.answer == pytest.approx(w - 0.2 * a * w)  # the numbers in the prompt give the key
+    assert f"{book.answer:.6g}" in book.explanation
+    assert q.grade(book.answer).correct and not q.grade(book.answer + 0.01).correct
+    answers = {q.instance(f"student-{k}").answer for k in range(40)}
+    assert len(answers) >= 6  # copied numbers fail for most other students
+    for k in range(5):
+        v = q.instance(f"student-{k}")
+        assert v.grade(v.answer).correct
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s.replace('answer = "w - 0.1 * 2 * a * w"', 'answer = "__import__(\'os\').getcwd()"'), "may use numbers"),
+    (lambda s: s.replace('answer = "w - 0.1 * 2 * a * w"', 'answer = "w / (a - a)"'), "fails for"),
+    (lambda s: s.replace("{{a}} w^2", "{{b}} w^2"), "unknown params"),
+    (lambda s: s.replace("a = [1.0, 2.0, 3.0]", "a = []"), "non-empty list"),
+    (lambda s: s.replace('kind = "numeric"', 'kind = "single"'), "only numeric"),
+])
+def test_bad_variants_are_rejected(change, message):
+    with pytest.raises(ValueError, match=message):
+        parse(change(VARIANT))
+
+
+def test_every_chapter_has_a_variant_question():
+    bank = Q.load_bank()
+    chapters = {i.split(".")[0] for i in bank}
+    with_variants = {q.prefix for q in bank.values() if q.params}
+    assert chapters <= with_variants, sorted(chapters - with_variants)
+    for q in bank.values():
+        if q.params:
+            assert len({q.instance(f"s{k}").answer for k in range(30)}) >= 3, q.id

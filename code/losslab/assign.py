@@ -242,9 +242,11 @@ def shown_question(it: "Item", secret: str, student: str = "") -> Question:
     is the one written in the bank.
     """
     q = it.question()
-    if it.run_question is not None or not secret or not q.choices:
+    if it.run_question is not None:
         return q
-    return q.shuffled(order_seed(secret, student, q.id))
+    if not secret:
+        return q.instance() if q.params else q
+    return q.instance(order_seed(secret, student, q.id))
 
 
 def run_question_from_raw(raw: dict, key: str, run: str = "") -> RunQuestion:
@@ -633,6 +635,8 @@ def _cells(a: Assignment, role: str, student: str = "") -> list:
                 if rq is None and q.choices:
                     base = it.question()
                     keyarg += f", order={[base.choices.index(c) for c in q.choices]!r}"
+                if rq is None and it.question().params:
+                    keyarg += f", {q.answer!r}"  # this notebook's drawn numbers give this answer
                 if rq is not None and it.id not in load_bank():
                     keyarg += f", question_def={_question_to_raw(q)!r}"
                 t = v4.new_code_cell(

@@ -133,9 +133,30 @@ class Question:
     rtol: float = 0.0
     hint: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
+    params: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    answer_expr: str = ""
 
     def __post_init__(self) -> None:
         where = f"question {self.id!r}"
+        if self.params:
+            if self.kind != "numeric":
+                raise ValueError(f"{where}: only numeric questions take drawn params")
+            for name, values in self.params:
+                if not name.isidentifier() or name in _FUNCTIONS or name == "answer":
+                    raise ValueError(f"{where}: param name {name!r} must be a new identifier")
+                if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+                    raise ValueError(f"{where}: param {name!r} needs a non-empty list of finite numbers, got {values!r}")
+            if not self.answer_expr:
+                raise ValueError(f"{where}: a question with params needs answer = '<expression in the params>'")
+            names = {n for n, _ in self.params}
+            for text in (self.prompt, self.explanation, self.hint):
+                unknown = set(re.findall(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}", text)) - names - {"answer"}
+                if unknown:
+                    raise ValueError(f"{where}: {{{{...}}}} names unknown params {sorted(unknown)}")
+            for k in range(len(self.params) and 20):
+                value = _evaluate(self.answer_expr, self._draw(f"check-{k}"), where)
+                if not math.isfinite(value):
+                    raise ValueError(f"{where}: the answer expression gives {value} for some drawn params")
         if not isinstance(self.id, str) or not ID_PATTERN.match(self.id):
             raise ValueError(f"id: expected '<prefix>.<name>' in lowercase, digits and '-', got {self.id!r}")
         if self.kind not in _KINDS:
@@ -147,7 +168,9 @@ class Question:
         if self.kind == "numeric":
             if self.choices:
                 raise ValueError(f"{where}: a numeric question has no choices")
-            if not isinstance(self.answer, (int, float)) or not math.isfinite(self.answer):
+            if self.params:
+                pass
+            elif not isinstance(self.answer, (int, float)) or not math.isfinite(self.answer):
                 raise ValueError(f"{where}: answer must be a finite number, got {self.answer!r}")
             if self.tolerance < 0 or self.rtol < 0 or (self.tolerance == 0 and self.rtol == 0):
                 raise ValueError(
@@ -178,6 +201,32 @@ class Question:
         """Indices of the correct choices (empty for numeric questions)."""
         return tuple(i for i, c in enumerate(self.choices) if c.correct)
 
+    def _draw(self, seed: str) -> dict[str, float]:
+        rng = random.Random(int.from_bytes(hashlib.sha256(f"losslab-params:{seed}".encode()).digest()[:8], "big"))
+        return {name: values[rng.randrange(len(values))] for name, values in self.params}
+
+    def instance(self, seed: str | None = None) -> "Question":
+        """The question as one reader or student sees it: drawn params filled in, choices shuffled.
+
+        ``seed`` picks the variant (the question id by default: the book's
+        variant, the same in every build). A question without params only
+        has its choices shuffled (:meth:`shuffled`).
+        """
+        seed = self.id if seed is None else seed
+        if not self.params:
+            return self.shuffled(seed)
+        import dataclasses  # noqa: PLC0415
+
+        values = self._draw(seed)
+        answer = _evaluate(self.answer_expr, values, f"question {self.id!r}")
+        fill = {**values, "answer": answer}
+
+        def sub(text: str) -> str:
+            return re.sub(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}", lambda m: f"{fill[m.group(1)]:.6g}", text)
+
+        return dataclasses.replace(self, prompt=sub(self.prompt), explanation=sub(self.explanation), hint=sub(self.hint),
+                                   answer=answer, params=(), answer_expr="")
+
     def shuffled(self, seed: str | None = None) -> "Question":
         """The same question with its choices in a seeded shuffled order.
 
@@ -207,6 +256,8 @@ class Question:
             If the response has the wrong form (an index out of range, a
             non-number for a numeric question...).
         """
+        if self.params:  # graded as the book's variant
+            return self.instance().grade(response)
         if self.kind == "numeric":
             try:
                 x = float(response)  # type: ignore[arg-type]
@@ -240,6 +291,47 @@ class Question:
         return Feedback(False, " ".join(parts) or "Not quite.")
 
 
+_FUNCTIONS = {"sqrt": math.sqrt, "exp": math.exp, "log": math.log, "tanh": math.tanh, "cos": math.cos, "sin": math.sin,
+              "abs": abs, "min": min, "max": max, "ceil": math.ceil, "floor": math.floor, "pi": math.pi}
+
+
+def _evaluate(expr: str, values: dict[str, float], where: str) -> float:
+    """An answer expression: numbers, the params, + - * / ** and a few math functions; nothing else."""
+    import ast  # noqa: PLC0415
+
+    try:
+        tree = ast.parse(expr, mode="eval")
+    except SyntaxError as err:
+        raise ValueError(f"{where}: the answer expression {expr!r} is not valid ({err.msg})") from None
+    ops = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+           ast.Div: lambda a, b: a / b, ast.Pow: lambda a, b: a ** b}
+
+    def ev(node):
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+            return node.value
+        if isinstance(node, ast.Name) and node.id in values:
+            return values[node.id]
+        if isinstance(node, ast.Name) and node.id == "pi":
+            return math.pi
+        if isinstance(node, ast.BinOp) and type(node.op) in ops:
+            return ops[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            return -ev(node.operand) if isinstance(node.op, ast.USub) else ev(node.operand)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS and not node.keywords:
+            return _FUNCTIONS[node.func.id](*[ev(a) for a in node.args])
+        raise ValueError(f"{where}: the answer expression may use numbers, the params {sorted(values)}, + - * / ** "
+                         f"and {sorted(_FUNCTIONS)}; got {ast.unparse(node)!r}")
+
+    try:
+        return float(ev(tree))
+    except (ArithmeticError, ValueError, TypeError) as err:
+        if str(err).startswith(where):
+            raise
+        raise ValueError(f"{where}: the answer expression {expr!r} fails for {values}: {err}") from None
+
+
 def choice_order(n: int, seed: str) -> tuple[int, ...]:
     """A permutation of ``range(n)`` that depends only on the string ``seed``.
 
@@ -263,7 +355,7 @@ def _replace_choices(q: Question, choices: tuple[Choice, ...]) -> Question:
 # --- the bank -------------------------------------------------------------------
 
 def _parse_question(raw: dict, source: str) -> Question:
-    known = {"id", "kind", "prompt", "explanation", "choices", "answer", "tolerance", "rtol", "hint", "tags"}
+    known = {"id", "kind", "prompt", "explanation", "choices", "answer", "tolerance", "rtol", "hint", "tags", "params"}
     unknown = set(raw) - known
     qid = raw.get("id", "<no id>")
     if unknown:
@@ -281,11 +373,13 @@ def _parse_question(raw: dict, source: str) -> Question:
             prompt=raw.get("prompt", ""),
             explanation=raw.get("explanation", ""),
             choices=tuple(choices),
-            answer=raw.get("answer"),
+            answer=None if isinstance(raw.get("answer"), str) else raw.get("answer"),
             tolerance=float(raw.get("tolerance", 0.0)),
             rtol=float(raw.get("rtol", 0.0)),
             hint=raw.get("hint", ""),
             tags=tuple(raw.get("tags", ())),
+            params=tuple((str(k), tuple(v) if isinstance(v, list) else (v,)) for k, v in sorted(raw.get("params", {}).items())),
+            answer_expr=raw.get("answer") if isinstance(raw.get("answer"), str) else "",
         )
     except ValueError as err:
         raise ValueError(f"{source}: {err}") from None
@@ -421,7 +515,7 @@ def render_html(qs: Sequence[Question], *, start: int = 1, shuffle: bool = True)
     block_id = "llq-" + uuid.uuid4().hex[:12]
     body = []
     for k, q in enumerate(qs):
-        q = q.shuffled() if shuffle else q
+        q = q.instance() if shuffle else q
         qhtml = _question_html(q, start + k if len(qs) > 1 or start != 1 else None)
         body.append(qhtml.replace("CHOICE_GROUP", f"{block_id}-{k}"))
     ids = json.dumps([q.id for q in qs])
@@ -437,7 +531,7 @@ def render_text(qs: Sequence[Question], *, shuffle: bool = True) -> str:
     """Plain-text form (no answers), for terminals and text-only viewers, in the shuffled order."""
     lines = []
     for q in qs:
-        q = q.shuffled() if shuffle else q
+        q = q.instance() if shuffle else q
         lines.append(f"[{q.id}] {q.prompt.strip()}")
         for i, c in enumerate(q.choices):
             lines.append(f"  ({chr(97 + i)}) {c.text.strip()}")
