@@ -292,3 +292,38 @@ def test_letters_cannot_be_passed_around_between_students(tmp_path):
     expected = {s: sum(mine[s][q] == mine[roster[0]][q] for q in mine[s]) + (abs(steps[s] - steps[roster[0]]) <= 0.001)
                 for s in roster}
     assert results == expected and min(results.values()) < 2
+
+
+def test_nbgrader_hidden_tests_survive_a_patched_checker(tmp_path):
+    """The nbgrader source notebook run as nbgrader would (one kernel): patching the checker passes nothing."""
+    from nbclient import NotebookClient  # noqa: PLC0415
+
+    a = A.build("nbg", ids=["demo.gradient-sign", "demo.sigmoid-slope-at", "demo.relu"])
+    paths = A.write_assignment(a, tmp_path)
+    source = nbformat.read(str(paths["nbgrader"]), as_version=4)
+    text = paths["nbgrader"].read_text()
+    assert "importlib.util" in text and "seed=" in text and "order=" in text
+
+    def run(nb):
+        NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
+                       resources={"metadata": {"path": str(tmp_path)}}).execute()
+        return {c.metadata["losslab"]["test"] if "test" in c.metadata.get("losslab", {}) else c.metadata["losslab"]["check"]:
+                [o for o in c.outputs if o.output_type == "error"]
+                for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+
+    honest = run(nbformat.from_dict(json.loads(json.dumps(source))))
+    assert honest and not any(honest.values()), {k: [e.ename for e in v] for k, v in honest.items()}
+    attack = nbformat.from_dict(json.loads(json.dumps(source)))
+    for c in attack.cells:
+        m = c.metadata.get("losslab", {})
+        if m.get("answer") in ("demo.gradient-sign", "demo.sigmoid-slope-at"):
+            c.source = f"answer({m['answer']!r}, None)"
+        if m.get("answer") == "demo.relu":
+            c.source = BAD
+    attack.cells.insert(2, nbformat.v4.new_code_cell(
+        "losslab.assign.expect = lambda *a, **k: None\nlosslab.assign.require = lambda *a, **k: None\n"
+        "import losslab.questions, losslab.exercises\nlosslab.questions.Question.grade = lambda self, r: None\n"
+        "losslab.exercises.Exercise.run_check = staticmethod(lambda c, f, ref: __import__('losslab').exercises.CheckOutcome(c.name, 'pass'))\n"))
+    failed = run(attack)
+    assert failed and all(any(e.ename == "AssertionError" for e in v) for v in failed.values()), \
+        {k: [e.ename for e in v] for k, v in failed.items()}

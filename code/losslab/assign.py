@@ -78,7 +78,8 @@ from typing import Any, Iterable, Sequence
 
 import nbformat
 
-from .exercises import Exercise, all_exercises, exercise
+from .exercises import CheckOutcome, Exercise, Report, all_exercises, exercise
+from .grade import _clone, _hidden_twin
 from .questions import ID_PATTERN, Choice, Question, load_bank, question
 
 __all__ = [
@@ -101,6 +102,9 @@ __all__ = [
     "SOLUTIONS_ENV",
     "shown_question",
     "order_seed",
+    "exercise_tags",
+    "catalogue",
+    "read_roster",
 ]
 
 MANIFEST_FORMAT = 2
@@ -225,6 +229,15 @@ def _question_to_raw(q: Question) -> dict:
     return raw
 
 
+def read_roster(path: str | Path) -> list[str]:
+    """Student names, one per line (blank lines and ``#`` comments skipped)."""
+    names = [line.split("#", 1)[0].strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
+    names = [n for n in names if n]
+    if not names:
+        raise ValueError(f"students: {path} names no student")
+    return names
+
+
 def order_seed(secret: str, student: str, qid: str) -> str:
     """The seed of the choice order that ``student`` sees for ``qid`` (``""``: the assignment's common order).
 
@@ -278,8 +291,30 @@ def run_question_from_raw(raw: dict, key: str, run: str = "") -> RunQuestion:
 
 # --- selection --------------------------------------------------------------------
 
-def _exercise_tags(ex: Exercise) -> tuple[str, ...]:
-    return tuple(getattr(ex, "tags", ()) or ())
+def exercise_tags(ex: Exercise) -> tuple[str, ...]:
+    """An exercise's tags: its own ``tags`` if it has them, else those of its chapter's question tags
+    that its id, title or prompt names (``reg.inverted-dropout`` -> ``dropout``), plus ``exercise``."""
+    own = tuple(getattr(ex, "tags", ()) or ())
+    if own:
+        return own + ("exercise",)
+    text = " ".join((ex.id, ex.title, ex.prompt)).lower().replace("_", "-")
+    chapter = {t for q in load_bank().values() if q.prefix == ex.id.split(".")[0] for t in q.tags}
+    found = sorted(t for t in chapter if t != "variant" and re.search(r"(?<![a-z])" + re.escape(t) + r"(?![a-z])", text))
+    return tuple(found) + ("exercise",)
+
+
+def catalogue(*, chapter: str | None = None, tag: str | None = None, kind: str | None = None) -> list[dict]:
+    """Everything that can be assigned: id, chapter, kind, tags, default points, checks, variant; filtered."""
+    rows = []
+    for q in load_bank().values():
+        rows.append({"id": q.id, "chapter": q.prefix, "kind": q.kind, "tags": list(q.tags), "points": 1.0,
+                     "checks": 0, "variant": bool(q.params) or len(q.choices) > 1})
+    for ex in all_exercises().values():
+        rows.append({"id": ex.id, "chapter": ex.id.split(".")[0], "kind": "exercise", "tags": list(exercise_tags(ex)),
+                     "points": 1.0, "checks": len(ex.checks), "variant": True})
+    rows = [r for r in rows if (chapter is None or r["chapter"] == chapter) and (tag is None or tag in r["tags"])
+            and (kind is None or r["kind"] == kind)]
+    return sorted(rows, key=lambda r: (r["chapter"], r["kind"] == "exercise", r["id"]))
 
 
 def select(ids: Sequence[str] = (), *, chapters: Sequence[str] = (), tags: Sequence[str] = (),
@@ -322,7 +357,7 @@ def select(ids: Sequence[str] = (), *, chapters: Sequence[str] = (), tags: Seque
         for i in found:
             add(i)
     for tag in tags:
-        found = [q.id for q in bank.values() if tag in q.tags] + [e.id for e in exercises.values() if tag in _exercise_tags(e)]
+        found = [q.id for q in bank.values() if tag in q.tags] + [e.id for e in exercises.values() if tag in exercise_tags(e)]
         if not found:
             raise ValueError(f"tags: nothing is tagged {tag!r}")
         for i in found:
@@ -524,14 +559,16 @@ def answer(qid: str, value: Any) -> None:
     print(text)
 
 
-def expect(qid: str, key: Any = None, question_def: dict | None = None, order: Sequence[int] | None = None) -> None:
+def expect(qid: str, key: Any = None, question_def: dict | None = None, order: Sequence[int] | None = None,
+           recorded: dict | None = None) -> None:
     """nbgrader hidden test: raise ``AssertionError`` unless the recorded answer to ``qid`` is right.
 
     ``key`` is the right answer computed from the student's run, for
     run-dependent questions; ``question_def`` defines a question that is not
     in the bank (as in an assignment file's ``[[run_question]]``).
     """
-    if qid not in _RECORDED:
+    recorded = _RECORDED if recorded is None else recorded
+    if qid not in recorded:
         raise AssertionError(f"{qid}: no answer recorded; run the cell answer({qid!r}, ...)")
     if question_def is not None:
         q = run_question_from_raw(question_def, key="None").question
@@ -543,19 +580,82 @@ def expect(qid: str, key: Any = None, question_def: dict | None = None, order: S
             q = dataclasses.replace(q, choices=tuple(q.choices[i] for i in order))
     else:
         raise AssertionError(f"{qid}: not a question of the installed losslab")
-    ok, msg = judge(q, parse_response(q, _RECORDED[qid]), None if key is None else parse_response(q, key, key=True))
+    ok, msg = judge(q, parse_response(q, recorded[qid]), None if key is None else parse_response(q, key, key=True))
     assert ok, f"{qid}: {msg}"
 
 
-def require(exercise_id: str, candidate: Any) -> None:
-    """nbgrader hidden test: raise ``AssertionError`` unless ``candidate`` passes every check."""
-    report = exercise(exercise_id).run(candidate)
+def require(exercise_id: str, candidate: Any, seed: int | None = None) -> None:
+    """nbgrader hidden test: raise ``AssertionError`` unless ``candidate`` passes every check.
+
+    With ``seed`` (written into the hidden test cell, so students never see
+    it), each check's hidden twin also runs: its calls repeated on inputs
+    drawn from the seed, compared with the reference solution's outputs.
+    """
+    # Names bound when this module was loaded: a hidden test loads a fresh copy, whose names are fresh too.
+    ex = exercise(exercise_id)
+    if not callable(candidate):
+        raise AssertionError(f"{exercise_id}: expected the function {ex.entry}, got {type(candidate).__name__}")
+    ref = ex.reference()
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.calls: list = []
+
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            before = (_clone(args), _clone(kwargs))
+            out = candidate(*args, **kwargs)
+            self.calls.append((*before, _clone(out)))
+            return out
+
+    rec = Recorder()
+    outcomes: list[CheckOutcome] = []
+    visible = []
+    for c in ex.checks:
+        rec.calls = []
+        outcomes.append(Exercise.run_check(c, rec, ref))
+        visible.append((c, rec.calls))
+    if seed is not None:
+        import random  # noqa: PLC0415
+
+        rng = random.Random(seed)
+        for c, calls in visible:
+            twin = _hidden_twin(c, calls, rec, ref, rng)
+            if twin is not None:
+                outcomes.append(twin)
+    report = Report(ex.id, tuple(outcomes))
     assert report.ok, report.to_text()
 
 
 # --- notebooks --------------------------------------------------------------------------
 
 _SETUP = "import losslab\nimport losslab.assign\nfrom losslab.assign import answer"
+
+# The start of every nbgrader hidden test: the checker is loaded afresh from the installed files, as new
+# module objects, so a student's cell that patched losslab.assign, losslab.questions, losslab.exercises
+# or losslab.grade (expect = lambda *a, **k: None) does not change what the hidden test runs.
+_FRESH = """import importlib.util as _u, sys as _s
+_A_recorded = dict(_s.modules["losslab.assign"]._RECORDED)
+_saved = {}
+def _fresh(n):
+    _saved.setdefault(n, _s.modules.get(n))
+    _spec = _u.find_spec(n)
+    _m = _u.module_from_spec(_spec)
+    _s.modules[n] = _m
+    _spec.loader.exec_module(_m)
+    return _m
+try:
+    _fresh("losslab.questions")
+    for _p in _fresh("losslab.exercises").EXERCISE_MODULES:
+        _fresh("losslab.exercises." + _p)
+    _fresh("losslab.grade")
+    _A = _fresh("losslab.assign")
+finally:
+    for _n, _m in _saved.items():
+        if _m is None:
+            _s.modules.pop(_n, None)
+        else:
+            _s.modules[_n] = _m
+"""
 
 
 def _meta(**kw: Any) -> dict:
@@ -641,7 +741,7 @@ def _cells(a: Assignment, role: str, student: str = "") -> list:
                     keyarg += f", question_def={_question_to_raw(q)!r}"
                 t = v4.new_code_cell(
                     f"# Your answer is checked when the assignment is graded.\n### BEGIN HIDDEN TESTS\n"
-                    f"losslab.assign.expect({it.id!r}{keyarg})\n### END HIDDEN TESTS",
+                    f"{_FRESH}_A.expect({it.id!r}{keyarg}, recorded=_A_recorded)\n### END HIDDEN TESTS",
                     metadata=_meta(test=it.id))
                 t.metadata["nbgrader"] = _nbg(True, False, True, f"{_gid(it.id)}-test", it.points)
                 out.append(t)
@@ -655,7 +755,9 @@ def _cells(a: Assignment, role: str, student: str = "") -> list:
             out.append(c)
             check = f"losslab.check({ex.id!r}, {ex.entry})"
             if role == "nbgrader":
-                check += f"\n### BEGIN HIDDEN TESTS\nlosslab.assign.require({ex.id!r}, {ex.entry})\n### END HIDDEN TESTS"
+                seed = int.from_bytes(hashlib.sha256(f"{a.secret}\0nbgrader\0{ex.id}".encode()).digest()[:6], "big")
+                check += (f"\n### BEGIN HIDDEN TESTS\n{_FRESH}"
+                          f"_A.require({ex.id!r}, {ex.entry}, seed={seed})\n### END HIDDEN TESTS")
             c = v4.new_code_cell(check, metadata=_meta(check=ex.id))
             if role == "nbgrader":
                 c.metadata["nbgrader"] = _nbg(True, False, True, f"{_gid(ex.id)}-test", it.points)

@@ -80,6 +80,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from .exercises import CheckOutcome
+
 __all__ = ["ItemResult", "Submission", "grade", "find_submissions", "Limits", "isolation"]
 
 _PRELOAD = ["torch", "numpy", "losslab", "losslab.grade", "losslab.assign", "losslab.autograd", "IPython.core.interactiveshell"]
@@ -1034,8 +1036,6 @@ def _same(a: Any, b: Any, where: str = "the output") -> str:
 
 def _hidden_twin(c: Any, calls: list, remote: _Remote, ref: Any, rng: random.Random) -> Any:
     """The check ``c`` again, on inputs drawn from the secret, compared with the reference solution here."""
-    from .exercises import CheckOutcome  # noqa: PLC0415
-
     name = f"{c.name} (hidden inputs)"
     applied = 0
     for args, kwargs, got_visible in calls[:6]:
