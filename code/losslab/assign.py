@@ -105,6 +105,7 @@ __all__ = [
     "exercise_tags",
     "catalogue",
     "read_roster",
+    "for_students",
 ]
 
 MANIFEST_FORMAT = 2
@@ -137,6 +138,7 @@ class RunQuestion:
     question: Question
     key: str
     run: str = ""
+    after: str = ""  # text of the page's code cell the question follows (default: the last cell defining the key's names)
 
     def __post_init__(self) -> None:
         try:
@@ -262,7 +264,7 @@ def shown_question(it: "Item", secret: str, student: str = "") -> Question:
     return q.instance(order_seed(secret, student, q.id))
 
 
-def run_question_from_raw(raw: dict, key: str, run: str = "") -> RunQuestion:
+def run_question_from_raw(raw: dict, key: str, run: str = "", after: str = "") -> RunQuestion:
     """Build a :class:`RunQuestion` from a bank id (``{"id": ...}``) or a full definition."""
     qid = raw.get("id")
     if not isinstance(qid, str) or not ID_PATTERN.match(qid):
@@ -286,7 +288,7 @@ def run_question_from_raw(raw: dict, key: str, run: str = "") -> RunQuestion:
             choices=choices, answer=0.0 if kind == "numeric" else None,
             tolerance=tol, rtol=rtol, hint=raw.get("hint", ""), tags=tuple(raw.get("tags", ())),
         )
-    return RunQuestion(base, key=key, run=run)
+    return RunQuestion(base, key=key, run=run, after=after)
 
 
 # --- selection --------------------------------------------------------------------
@@ -424,7 +426,8 @@ def load_spec(path: str | Path, **overrides: Any) -> Assignment:
         name=spec.get("name", path.stem), title=spec.get("title", ""), ids=spec.get("ids", ()),
         chapters=spec.get("chapters", ()), tags=spec.get("tags", ()), notebook=notebook,
         context=bool(spec.get("context", False)), points=spec.get("points", {}), students=spec.get("students", ()),
-        run_questions=[run_question_from_raw({k: v for k, v in r.items() if k not in ("key", "run")}, r["key"], r.get("run", ""))
+        run_questions=[run_question_from_raw({k: v for k, v in r.items() if k not in ("key", "run", "after")}, r["key"],
+                                             r.get("run", ""), r.get("after", ""))
                        for r in spec.get("run_question", [])],
     )
 
@@ -767,11 +770,18 @@ def _cells(a: Assignment, role: str, student: str = "") -> list:
     placed: set[str] = set()
     if a.notebook is not None and a.context:
         page = nbformat.read(str(a.notebook), as_version=4)
+        bib = _bibliography(Path(a.notebook).parent)
         by_id = _items_by_id(a)
+        anchors = _run_anchors(page, [it for it in a.items if it.run_question is not None and not it.run_question.run])
         first_code = True
-        for cell in page.cells:
+        for k, cell in enumerate(page.cells):
             if cell.cell_type != "code":
-                cells.append(v4.new_markdown_cell(cell.source) if cell.cell_type == "markdown" else v4.new_raw_cell(cell.source))
+                if cell.cell_type == "markdown":
+                    text = for_students(cell.source, bib)
+                    if text.strip():
+                        cells.append(v4.new_markdown_cell(text))
+                else:
+                    cells.append(v4.new_raw_cell(cell.source))
                 continue
             if first_code and "losslab.setup(" in cell.source:
                 first_code = False
@@ -793,10 +803,141 @@ def _cells(a: Assignment, role: str, student: str = "") -> list:
             if _is_stub_of_selected(cell.source, by_id):
                 continue  # the exercise block brings the stub
             cells.append(v4.new_code_cell(cell.source))
+            for qid, at in anchors.items():
+                if at == k and qid not in placed:  # a run-dependent question right after the cell it asks about
+                    cells.extend(block(by_id[qid]))
+                    placed.add(qid)
+    elif a.notebook is not None:
+        figures = _figure_cells(nbformat.read(str(a.notebook), as_version=4),
+                                [it.exercise() for it in a.items if not it.is_question])
+        if figures:
+            cells[1].source += "\n" + "\n".join(figures.pop("__imports__", []))
+        for it in a.items:
+            for src in figures.get(it.id, []):
+                cells.extend([v4.new_code_cell(src, metadata=_meta(role="figure", id=it.id))])
+            cells.extend(block(it))
+            placed.add(it.id)
     for it in a.items:
         if it.id not in placed:
             cells.extend(block(it))
     return cells
+
+
+def _names_defined(src: str) -> set[str]:
+    tree = _parse(src)
+    names: set[str] = set()
+    if tree is None:
+        return names
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((al.asname or al.name).split(".")[0] for al in node.names)
+    return names
+
+
+def _run_anchors(page: Any, items: list[Item]) -> dict[str, int]:
+    """For each run-dependent question, the index of the page cell it follows: the one its ``after``
+    text names, else the last code cell that defines a name its key reads ("the cell above")."""
+    anchors = {}
+    for it in items:
+        rq = it.run_question
+        reads = {n.id for n in ast.walk(ast.parse(rq.key, mode="eval")) if isinstance(n, ast.Name)}
+        best = None
+        for k, cell in enumerate(page.cells):
+            if cell.cell_type != "code":
+                continue
+            if rq.after:
+                if rq.after in cell.source:
+                    best = k
+            elif reads & _names_defined(cell.source):
+                best = k
+        if best is not None:
+            anchors[it.id] = best
+    return anchors
+
+
+def _figure_cells(page: Any, exercises: list[Exercise]) -> dict[str, list[str]]:
+    """The page's figure cells just above each exercise (a figure the task asks students to read),
+    and the page's import lines they need (``"__imports__"``)."""
+    out: dict[str, list[str]] = {}
+    code = [(k, c) for k, c in enumerate(page.cells) if c.cell_type == "code"]
+    for ex in exercises:
+        at = next((k for k, c in code if c.source.strip() == ex.stub.strip()
+                   or f"check({ex.id!r}" in c.source or f'check("{ex.id}"' in c.source), None)
+        if at is None:
+            continue
+        found = []
+        for k in range(at - 1, -1, -1):
+            c = page.cells[k]
+            if c.cell_type == "markdown":
+                break
+            if c.cell_type == "code" and re.search(r"plots\.show\(|plt\.show\(|\.savefig\(|display\(fig", c.source):
+                found.insert(0, c.source)
+        if found:
+            out[ex.id] = found
+    if out:
+        imports = []
+        for k, c in code[1:]:  # the setup cell is already there
+            for line in c.source.splitlines():
+                if re.match(r"^(import |from \S+ import )", line) and line not in imports:
+                    imports.append(line)
+        out["__imports__"] = imports
+    return out
+
+
+_BOOK_ONLY = re.compile(
+    r"[^.!?\n]*(feedback appears at once|static (web )?(page|book)|Show (a solution|answer)|read its feedback)[^.!?\n]*[.!?]?[ \t]*",
+    re.IGNORECASE)
+
+
+def for_students(md: str, bib: dict[str, str] | None = None) -> str:
+    """A book page's markdown as an assignment shows it: MyST roles resolved or dropped, book-only sentences out.
+
+    ``{glue:text}`x:.3f``` (a number the build fills in) becomes *(computed above)*;
+    citations become "(Author, year)" from ``bib`` or are dropped; ``{doc}``, ``{ref}``
+    and other roles keep their text; a ``{footbibliography}`` block goes; sentences that
+    only make sense in the book ("feedback appears at once") go.
+    """
+    bib = bib or {}
+    md = re.sub(r"```\{footbibliography\}[^`]*```\n?", "", md)
+    md = re.sub(r"\{glue(:text|:md)?\}`[^`]+`", "*(computed above)*", md)
+
+    def cite(m: re.Match) -> str:
+        keys = [k.strip() for k in m.group(2).split(",")]
+        names = [bib[k] for k in keys if k in bib]
+        if not names:
+            return ""
+        if m.group(1) in (":t", ":ts"):
+            return m.group(0)[: len(m.group(0)) - len(m.group(0).lstrip())] + "; ".join(n.replace(", ", " (", 1) + ")" for n in names)
+        return " (" + "; ".join(names) + ")"
+
+    md = re.sub(r"\s?\{(?:foot)?cite(:t|:p|:ps|:ts)?\}`([^`]+)`", cite, md)
+    md = re.sub(r"\{(?:doc|ref|numref|term|download)\}`([^`<]+?)\s*<[^`]+>`", r"\1", md)
+    md = re.sub(r"\{math\}`([^`]+)`", r"$\1$", md)
+    md = re.sub(r"\{[a-z:]+\}`([^`]+)`", r"\1", md)
+    md = _BOOK_ONLY.sub("", md)
+    return re.sub(r"\n{3,}", "\n\n", md)
+
+
+def _bibliography(folder: Path) -> dict[str, str]:
+    """``key -> "Surname, year"`` (or "Surname et al., year") from ``references.bib`` beside the page."""
+    path = folder / "references.bib"
+    if not path.exists():
+        return {}
+    out = {}
+    for m in re.finditer(r"@\w+\{([^,\s]+),(.*?)\n\}", path.read_text(encoding="utf-8"), re.S):
+        body = m.group(2)
+        author = re.search(r"author\s*=\s*[{\"](.+?)[}\"],?\s*\n", body, re.S)
+        year = re.search(r"year\s*=\s*[{\"]?(\d{4})", body)
+        if not author or not year:
+            continue
+        people = [p.strip() for p in re.sub(r"[{}]", "", author.group(1)).split(" and ")]
+        first = people[0].split(",")[0].strip() if "," in people[0] else people[0].split()[-1]
+        out[m.group(1)] = f"{first}{' et al.' if len(people) > 2 else (' and ' + (people[1].split(',')[0].strip() if ',' in people[1] else people[1].split()[-1]) if len(people) == 2 else '')}, {year.group(1)}"
+    return out
 
 
 def _is_stub_of_selected(src: str, by_id: dict[str, Item]) -> bool:
