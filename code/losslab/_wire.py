@@ -46,8 +46,8 @@ def loads(raw: bytes) -> Any:
         raise WireError(f"message of {len(raw)} bytes is over the limit")
     try:
         return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:
-        raise WireError(f"not JSON: {err}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise WireError(f"not JSON: {str(err)[:100]}") from None
 
 
 def _float(x: float) -> Any:
