@@ -88,10 +88,14 @@ def _attacks(out: Path, instructor_nb: Path) -> dict[str, str]:
                          "        os.write(fd, struct.pack('!i', len(msg)) + msg)\n        os.write(fd, (msg.decode() + '\\n').encode())\n"
                          "    except OSError:\n        pass\nos._exit(0)\n"),
         # a double-forked, setsid process that outlives the task and rewrites the grade sheet afterwards
-        "survivor": ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(3)\n"
-                     f"        for p in [{str(csv_path)!r}, {str(out / 'grades.json')!r}]:\n"
-                     "            try:\n                open(p, 'w').write('survivor,1,1,1,1\\n')\n            except OSError:\n                pass\n"
-                     "        os._exit(0)\n    os._exit(0)\n" + BAD),
+        "survivor": ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+                     "        for _ in range(2400):  # wait until the grader has written the sheet, then rewrite it\n"
+                     f"            if os.path.exists({str(csv_path)!r}):\n"
+                     "                time.sleep(0.2)\n"
+                     f"                for p in [{str(csv_path)!r}, {str(out / 'grades.json')!r}]:\n"
+                     "                    try:\n                        open(p, 'w').write('survivor,1,1,1,1\\n')\n"
+                     "                    except OSError:\n                        pass\n                break\n"
+                     "            time.sleep(0.05)\n        os._exit(0)\n    os._exit(0)\n" + BAD),
         # torch.equal assigned plainly (the static scan names it)
         "patch-plain": "import torch\ntorch.equal = lambda a, b: True\n" + BAD,
     }
@@ -215,7 +219,7 @@ def test_every_attack_scores_what_the_honest_code_earns(graded):
 @ROOT_ONLY
 def test_no_task_process_outlives_grading_and_the_outputs_agree(graded):
     _, out, results, _, _, snapshot = graded
-    time.sleep(4)  # longer than the survivor waited before rewriting the grade sheet
+    time.sleep(1.5)  # a surviving process would have rewritten the sheet 0.25 s after it appeared
     import pwd  # noqa: PLC0415
 
     uids = [p.pw_uid for p in pwd.getpwall() if p.pw_name.startswith(_USER_PREFIX)]
@@ -335,3 +339,27 @@ def test_nbgrader_hidden_tests_survive_a_patched_checker(tmp_path):
     failed = run(attack)
     assert failed and all(any(e.ename == "AssertionError" for e in v) for v in failed.values()), \
         {k: [e.ename for e in v] for k, v in failed.items()}
+
+
+def test_known_wrong_versions_are_rejected_through_the_sandbox(tmp_path):
+    """The checks run in the grader and call the function across the boundary: in-place changes, aliasing,
+    generators and Values must mean the same there. Every exercise's first and last known-wrong version,
+    graded for real, must lose points (two submissions, one grading run)."""
+    from losslab.exercises import all_exercises  # noqa: PLC0415
+
+    exercises = {i: e for i, e in all_exercises().items() if e.wrong}
+    a = A.build("wrongs", ids=sorted(exercises))
+    paths = A.write_assignment(a, tmp_path / "a")
+    subs = tmp_path / "s"
+    subs.mkdir()
+    for name, pick in (("first", 0), ("last", -1)):
+        code = {}
+        for i, ex in exercises.items():
+            src = ex.wrong[pick]
+            head = [line for line in ex.stub.splitlines() if line.startswith(("import ", "from "))]
+            code[i] = "\n".join(head) + "\n" + src  # a wrong version may rely on the stub's imports
+        nbformat.write(_fill(paths["student"], {}, code), str(subs / f"{name}.ipynb"))
+    results = grade(paths["manifest"], subs, tmp_path / "g", limits=Limits(time_s=60, workers=2))
+    for sub in results:
+        full = [(r.id, r.message[:300]) for r in sub.items if r.score >= r.points]
+        assert not full, (sub.student, full)
