@@ -262,9 +262,11 @@ def test_a_task_cannot_read_the_instructor_files_or_the_keys(tmp_path):
     import losslab  # noqa: PLC0415
 
     pkg = Path(losslab.__file__).parent
-    probe = ("import os\n"
+    probe = ("import os, sys, losslab.exercises as X, losslab.questions as Q\n"
              f"seen = {{'bank': sorted(os.listdir({str(pkg / 'bank')!r})), 'demo': os.path.getsize({str(pkg / 'exercises' / 'demo.py')!r}),\n"
-             f"        'instructor': os.listdir({str(paths['instructor'].parent)!r}), 'uid': os.getuid()}}\n"
+             f"        'instructor': os.listdir({str(paths['instructor'].parent)!r}), 'uid': os.getuid(),\n"
+             "        'registry': len(X._REGISTRY), 'cached': Q.load_bank.cache_info().currsize,\n"
+             "        'chapters': [m for m in sys.modules if m.startswith('losslab.exercises.')]}\n"
              "def relu(x):\n    raise ValueError(repr(seen))\n")
     subs = tmp_path / "s"
     subs.mkdir()
@@ -275,6 +277,8 @@ def test_a_task_cannot_read_the_instructor_files_or_the_keys(tmp_path):
         shutil.rmtree(open_dir)
     msg = r.items[0].message
     assert "'bank': []" in msg and "'demo': 0" in msg and "'instructor': []" in msg and "'uid': 0" not in msg, msg
+    # nothing of the keys or solutions was already in memory when the sandbox started
+    assert "'registry': 0" in msg and "'cached': 0" in msg and "'chapters': []" in msg, msg
 
 
 def test_letters_cannot_be_passed_around_between_students(tmp_path):
@@ -363,3 +367,23 @@ def test_known_wrong_versions_are_rejected_through_the_sandbox(tmp_path):
     for sub in results:
         full = [(r.id, r.message[:300]) for r in sub.items if r.score >= r.points]
         assert not full, (sub.student, full)
+
+
+def test_without_root_the_verdicts_still_come_from_the_grader(tmp_path, monkeypatch):
+    """The path a non-root grader takes (no separate user, no mount namespace): still judged here, still limited."""
+    import losslab.grade as G  # noqa: PLC0415
+
+    monkeypatch.setattr(G, "isolation", lambda: "none")
+    a = A.build("plain", ids=["demo.relu"])
+    paths = A.write_assignment(a, tmp_path / "a")
+    subs = tmp_path / "s"
+    subs.mkdir()
+    attacks = _attacks(tmp_path / "g", paths["instructor"])
+    cases = {"honest": (RELU_OK, 1.0), "is-not": (attacks["is-not"], 0.0), "tensor-subclass": (attacks["tensor-subclass"], 0.0),
+             "loops": ("def relu(x):\n    while True:\n        pass\n", 0.0)}
+    for name, (src, _) in cases.items():
+        nbformat.write(_fill(paths["student"], {}, {"demo.relu": src}), str(subs / f"{name}.ipynb"))
+    with pytest.warns(RuntimeWarning, match="not running as root"):
+        results = {r.student: r for r in grade(paths["manifest"], subs, tmp_path / "g", limits=Limits(time_s=5, workers=2))}
+    assert {k: r.total for k, r in results.items()} == {k: v for k, (_, v) in cases.items()}
+    assert results["loops"].items[0].status == "timeout"
