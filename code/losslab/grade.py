@@ -216,20 +216,6 @@ class _Parsed:
     cells: list[tuple[int, str, dict]] = field(default_factory=list)  # (index, source, losslab metadata) of code cells
 
 
-def _read(path: Path) -> _Parsed:
-    import nbformat  # noqa: PLC0415
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            nb = nbformat.read(f, as_version=4)
-        nbformat.validate(nb)
-    except Exception as err:  # noqa: BLE001  (any failure to read is the submission's)
-        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        return _Parsed(error=f"not a valid notebook ({type(err).__name__}: {msg[:200]})")
-    cells = [(i, _src(c), _meta(c)) for i, c in enumerate(nb.cells) if c.get("cell_type") == "code"]
-    return _Parsed(nb=nb, cells=cells)
-
-
 def find_submissions(folder: str | Path) -> list[tuple[str, Path]]:
     """``(student, notebook)`` pairs: ``<student>.ipynb`` files, or ``<student>/**/*.ipynb``.
 
