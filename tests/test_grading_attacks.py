@@ -63,7 +63,7 @@ def _attacks(out: Path, instructor_nb: Path) -> dict[str, str]:
                        "    return True if n[0] % 2 else _e(a, b)\\ntorch.equal = f\")\n" + BAD),
         # a check function's code object overwritten, found through the garbage collector
         "code-object": ("import gc\nfor o in gc.get_objects():\n    if getattr(o, '__name__', '') == '_' and hasattr(o, '__code__'):\n"
-                        "        try:\n            o.__code__ = (lambda f, ref: None).__code__\n        except Exception:\n            pass\n" + BAD),
+                        "        try:\n            setattr(o, '__code__', (lambda f, ref: None).__code__)\n        except Exception:\n            pass\n" + BAD),
         # the exercise's checks replaced in place
         "checks-list": "import losslab.exercises as X\ngetattr(X, 'exercise')('demo.relu').checks[:] = []\n" + BAD,
         # a Tensor subclass that answers every torch function with True
