@@ -140,6 +140,13 @@ def graded(tmp_path_factory):
     str_sub = "class S(str):\n    __eq__ = lambda self, other: True\n    __hash__ = str.__hash__\n" + CLASSIFY_BAD
     put("str-subclass", _fill(paths["student"], right, {"demo.relu": RELU_OK, "landscape.classify": str_sub}),
         {**full, "landscape.classify": 0}, "expected")
+    # the question key read from the installed package at run time (an expression answer runs the notebook)
+    steal = ("'abcd'[[c.correct for c in __import__('losslab.questions').questions.question('demo.gradient-sign')"
+             ".choices].index(True)]")
+    if isolation() == "user":  # not root: the package's bank is readable in the sandbox
+        put("key-import", _fill(paths["student"], {**right, "demo.gradient-sign": steal},
+                                {"demo.relu": RELU_OK, "landscape.classify": classify_ok}),
+            {**full, "demo.gradient-sign": 0}, "KeyError")
     # hard-coding the visible checks' answers: passes them, fails their hidden twins
     import torch  # noqa: PLC0415
 
