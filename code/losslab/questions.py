@@ -462,7 +462,7 @@ def _asset(name: str) -> str:
 def _question_html(q: Question, number: int | None) -> str:
     e = html.escape
     label = f"Question {number}" if number is not None else "Question"
-    kind_note = {"single": "Choose one.", "multiple": "Choose all that apply, then check.", "numeric": "Enter a number, then check."}[q.kind]
+    kind_note = {"single": "Choose one, then check.", "multiple": "Choose all that apply, then check.", "numeric": "Enter a number, then check."}[q.kind]
     parts = [
         f'<div class="llq-q" data-kind="{q.kind}" data-qid="{e(q.id)}">',
         f'<div class="llq-head"><span class="llq-label">{label}</span> <span class="llq-kind">{kind_note}</span></div>',
@@ -488,11 +488,11 @@ def _question_html(q: Question, number: int | None) -> str:
                 + "</label>"
             )
         parts.append("</div>")
-        if q.kind == "multiple":
-            parts.append('<div><button type="button" class="llq-check">Check</button></div>')
+        parts.append('<div><button type="button" class="llq-check">Check</button></div>')
         parts.append('<div class="llq-fb llq-wrong" hidden><strong>Not quite.</strong> <span class="llq-dir"></span></div>')
     parts.append(f'<div class="llq-fb llq-right" hidden><strong>Correct.</strong> {_markdown.to_html(q.explanation)}</div>')
     parts.append('<div class="llq-reveal"><button type="button" class="llq-show">Show answer</button></div>')
+    parts.append('<div class="llq-live" role="status" aria-live="polite"></div>')
     parts.append(f'<div class="llq-fb llq-answer" hidden><strong>Answer:</strong> {_answer_text(q)} {_markdown.to_html(q.explanation)}</div>')
     parts.append("</div>")
     return "\n".join(parts)
