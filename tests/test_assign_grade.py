@@ -332,10 +332,16 @@ def test_nbgrader_generate_and_autograde(demo, tmp_path):
     relu = next(c for c in rel.cells if c.metadata.get("losslab", {}).get("answer") == "demo.relu")
     assert relu.source == exercise("demo.relu").stub  # released exactly as the book's stub
 
-    expected = {"ann": 5.0, "bo": 3.0}
-    fills = {"ann": (CORRECT, RELU_OK), "bo": ({**CORRECT, "demo.gradient-sign": WRONG["demo.gradient-sign"]}, RELU_ABS)}
+    expected = {"ann": 5.0, "bo": 3.0, "cheat": 0.0}
+    fills = {"ann": (CORRECT, RELU_OK), "bo": ({**CORRECT, "demo.gradient-sign": WRONG["demo.gradient-sign"]}, RELU_ABS),
+             "cheat": ({}, RELU_ID)}
+
+    def patch_checker(nb):  # a student cell that silences the checker nbgrader's hidden tests used to call
+        nb.cells.insert(2, nbformat.v4.new_code_cell(
+            "losslab.assign.expect = lambda *a, **k: None\nlosslab.assign.require = lambda *a, **k: None"))
+
     for student, (answers, relu_src) in fills.items():
-        nb = _fill(release, answers, {"demo.relu": relu_src})
+        nb = _fill(release, answers, {"demo.relu": relu_src}, edit=patch_checker if student == "cheat" else None)
         target = course / "submitted" / student / "demo-hw" / "demo-hw.ipynb"
         target.parent.mkdir(parents=True)
         nbformat.write(nb, str(target))
