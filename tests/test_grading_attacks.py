@@ -152,9 +152,10 @@ def graded(tmp_path_factory):
 
     known = {float(torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))[0, 0]),
              float(torch.randn(1000, dtype=torch.float64, generator=torch.Generator().manual_seed(1))[0] * 10), -3.0, -1.0}
-    hard = (f"import torch\nKNOWN = {sorted(known)!r}\ndef relu(x):\n"
-            "    if float(x.flatten()[0]) in KNOWN:  # the visible checks' inputs, answered right\n"
-            "        return torch.where(x > 0, x, torch.zeros_like(x))\n    return x.clone()\n")
+    hard = (f"import math, torch\nKNOWN = {sorted(known)!r}\ndef relu(x):\n"
+            "    first = float(x.flatten()[0])\n"
+            "    if first in KNOWN or math.isnan(first):  # the visible checks' inputs, answered right\n"
+            "        return torch.where(x < 0, torch.zeros_like(x), x)\n    return x.clone()\n")
     put("hard-coded", _fill(paths["student"], right, {"demo.relu": hard, "landscape.classify": classify_ok}),
         {**full, "demo.relu": 0.5}, "hidden inputs")
     # the honest student, and the answer key
