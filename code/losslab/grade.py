@@ -446,6 +446,10 @@ def _enter(jail: _Jail, keep: int) -> None:
     os.dup2(log, 1)
     os.dup2(log, 2)
     os.environ.update(MPLBACKEND="Agg", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HOME=jail.workdir, TMPDIR=jail.workdir)
+    # Tasks run on the CPU whatever the machine has: CUDA cannot start under RLIMIT_AS, and a
+    # grade must not depend on the device. A student's own run may move the page's numbers,
+    # so the page's claims warn there instead of stopping it.
+    os.environ.update(LOSSLAB_DEVICE="cpu", CUDA_VISIBLE_DEVICES="", LOSSLAB_CLAIMS="warn")
     os.environ.pop("LOSSLAB_STATIC", None)
     try:
         import torch  # noqa: PLC0415
