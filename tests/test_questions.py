@@ -384,3 +384,22 @@ def test_chapter_1_explanations_hold_in_float32():
     assert abs(float(twice.max()) - torch.e / (torch.e + k - 1)) < 1e-15
     # double-average: 2 + 98 tokens, a mean of the two sequence means weighs each short-sequence token 1/4, each long one 1/196
     assert abs((1 / (2 * 2)) / (1 / (2 * 98)) - 49) < 1e-12 and "49 times" in Q.load_bank()["loss.double-average"].explanation
+
+
+def test_choices_made_of_math_have_an_accessible_name():
+    """A radio whose label is only a formula gets a plain-words name (axe 'label'); others keep their label."""
+    bank = Q.parse_bank('''
+[[question]]
+id = "t.mathy"
+kind = "single"
+prompt = "Which step?"
+explanation = "Because."
+choices = [
+  { text = '\\(10\\,\\eta g\\)', correct = true },
+  { text = "no math here" },
+]
+''', "t")
+    html = Q.render_html([bank["t.mathy"]], shuffle=False)
+    assert 'aria-label="10 eta g"' in html
+    plain = html[html.index("no math here") - 200:html.index("no math here")]
+    assert "aria-label" not in plain.split("<label")[-1]

@@ -459,6 +459,29 @@ def _asset(name: str) -> str:
     return (resources.files("losslab") / "assets" / name).read_text(encoding="utf-8")
 
 
+_TEX_WORDS = {r"\cdot": " times ", r"\times": " times ", r"\le": " <= ", r"\ge": " >= ", r"\approx": " about ",
+              r"\sqrt": " square root of ", r"\frac": " fraction ", r"\,": " ", r"\;": " ", r"\!": ""}
+
+
+def _math_name(text: str) -> str:
+    """An ``aria-label`` for a choice that holds math: its words, with the TeX spelled out plainly.
+
+    MathJax's rendering is not a name a screen reader gets from the ``<label>``
+    (axe: "label", critical), so a choice like ``\\(10\\,\\eta g\\)`` is named
+    "10 eta g". Choices without math keep their label as their name.
+    """
+    if not re.search(r"\\\(|\\\[|\$", text):
+        return ""
+    plain = re.sub(r"\\\(|\\\)|\\\[|\\\]|\$", " ", text)
+    for tex, word in _TEX_WORDS.items():
+        plain = plain.replace(tex, word)
+    plain = re.sub(r"\\(?:mathrm|mathbf|text|operatorname|left|right|big|Big)\b", " ", plain)
+    plain = re.sub(r"\\([A-Za-z]+)", r" \1 ", plain)  # \eta -> eta
+    plain = re.sub(r"[{}]", " ", plain).replace("`", "")
+    plain = " ".join(plain.split())
+    return f' aria-label="{html.escape(plain, quote=True)}"'
+
+
 def _question_html(q: Question, number: int | None) -> str:
     e = html.escape
     label = f"Question {number}" if number is not None else "Question"
@@ -482,7 +505,7 @@ def _question_html(q: Question, number: int | None) -> str:
             control = "radio" if q.kind == "single" else "checkbox"
             parts.append(
                 f'<label class="llq-choice" data-i="{i}" data-correct="{int(c.correct)}">'
-                f'<input type="{control}" name="CHOICE_GROUP" value="{i}"> '
+                f'<input type="{control}" name="CHOICE_GROUP" value="{i}"{_math_name(c.text)}> '
                 f'<span class="llq-text">{_markdown.to_inline_html(c.text)}</span>'
                 + (f'<span class="llq-fb llq-why" hidden>{_markdown.to_inline_html(c.feedback)}</span>' if c.feedback else "")
                 + "</label>"
