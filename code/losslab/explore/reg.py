@@ -145,7 +145,8 @@ def render_classifier(strength: float, p: float) -> Figure:
     ax.grid(False)
     ax.set_title(f"$\\lambda$ = {strength:g}, dropout p = {p:g}: val error {float(res.val_error[i, -1]):.3f}",
                  fontsize=10)
-    ax2.plot(range(1, res.step_loss.shape[1] + 1), res.step_loss[i], color=plots.PALETTE[1], lw=0.6, alpha=0.7,
+    # the loss each step trained on, at step t (before update t), as the evaluation-mode curves are recorded
+    ax2.plot(range(res.step_loss.shape[1]), res.step_loss[i], color=plots.PALETTE[1], lw=0.6, alpha=0.7,
              label="training, as trained" + (" (dropout on)" if p > 0 else ""))
     ax2.plot(res.steps, res.train_loss[i], color=plots.PALETTE[1], lw=2, label="training, evaluation mode")
     ax2.plot(res.steps, res.val_loss[i], color=plots.PALETTE[0], lw=2, label="validation")
@@ -168,5 +169,5 @@ def classifier_explorer() -> Explorer:
         title="A small network on two moons: L2 strength and dropout rate",
         alt=("Decision boundary of a two-hidden-layer network trained on 60 noisy two-moons points with L2 "
              "strength {strength:g} and dropout {p:g}, beside its loss curves: the training loss of each step as "
-             "trained (with dropout on), and the training and validation losses in evaluation mode"),
+             "trained (dropout on, when p > 0), and the training and validation losses in evaluation mode"),
     )
