@@ -138,6 +138,43 @@ def test_demo_explorer_frames_fit_the_budget_and_show_the_slope():
     assert "steepest slope 0.5 at x = -0.5" in fig.axes[0].get_title()
 
 
+# --- chapter 7's explorers: the numbers the chapter's claims read ---------------------------------------
+
+def test_polynomial_errors_are_the_ridge_fits_of_each_degree():
+    import torch
+
+    from losslab import regularize as R
+    from losslab.explore.reg import _polynomial_data, polynomial_errors, render_polynomial
+
+    prob, feats = _polynomial_data()
+    out = polynomial_errors(1e-2)
+    assert out["train_rmse"].shape == out["val_rmse"].shape == (15,)
+    for d in (1, 7, 15):
+        w = R.ridge_fit(feats["train"][:, : d + 1], prob.train.y, 1e-2)
+        assert torch.allclose(out["coef"][d, : d + 1], w, atol=1e-9)
+        val = ((feats["val"][:, : d + 1] @ w - prob.val.y) ** 2).mean().sqrt()
+        assert torch.allclose(out["val_rmse"][d - 1], val, rtol=1e-9)
+    fig = render_polynomial(degree=15, strength=1e-2)
+    assert f"val {out['val_rmse'][-1]:.2f}" in fig.axes[0].get_title()
+
+
+def test_classifier_panel_shows_the_training_mode_loss_of_each_step():
+    import numpy as np
+
+    from losslab.explore.reg import classifier_runs, render_classifier
+
+    runs = classifier_runs()
+    res = runs["result"]
+    assert len(runs["settings"]) == res.val_loss.shape[0] == runs["prob"].shape[0]
+    assert res.step_loss.shape == (len(runs["settings"]), 200)
+    fig = render_classifier(strength=0.0, p=0.3)
+    labels = [line.get_label() for line in fig.axes[1].get_lines()]
+    assert "training, as trained (dropout on)" in labels and "training, evaluation mode" in labels
+    i = runs["settings"].index((0.0, 0.3))
+    shown = next(line for line in fig.axes[1].get_lines() if line.get_label().startswith("training, as trained"))
+    assert np.allclose(shown.get_ydata(), res.step_loss[i].numpy())
+
+
 # --- Chapter 5: the graph drawing ------------------------------------------------------------------
 
 def _dense(pts):
