@@ -20,7 +20,12 @@ Two halves:
   that give the same numbers: a plain loop, ``torch.func.vmap``, and an
   "affine" fast path that exploits that the first layer is linear in the
   scan coefficients), Hessian-vector products, Lanczos for the top Hessian
-  eigenvalues (sharpness), and the full Hessian of small networks.
+  eigenvalues (sharpness), and the full Hessian of small networks. Weight
+  decay (``weight_decay=`` in :func:`loss_at`, the scans and
+  :func:`train_classifier`) gives cross-entropy true minima, which
+  :func:`polish_minimum` finds and :func:`gradient_norm` checks;
+  :func:`gradient_descent_sharpness` tracks the sharpness during full-batch
+  gradient descent (the edge of stability).
 """
 
 from __future__ import annotations
