@@ -103,11 +103,15 @@ def meta_description(app, pagename, templatename, context, doctree) -> None:  # 
     context["metatags"] = context.get("metatags", "") + f'\n<meta name="description" content="{html.escape(text, quote=True)}" />'
 
 
+def default_colour_mode(app, pagename, templatename, context, doctree) -> None:  # noqa: ANN001
+    """The theme's templates read ``default_mode``, which nothing sets: empty, the theme logs
+    "Got invalid theme mode" on every page. Follow the reader's system setting."""
+    if not context.get("default_mode"):
+        context["default_mode"] = "auto"
+
+
 def theme_defaults(app, config) -> None:  # noqa: ANN001
-    """Options the theme needs and Jupyter Book's ``html:`` section cannot set."""
-    options = dict(config.html_theme_options or {})
-    options.setdefault("default_mode", "auto")
-    config.html_theme_options = options
+    """MathJax options Jupyter Book's configuration cannot set without replacing its own."""
     mathjax = dict(config.mathjax3_config or {})
     menu = mathjax.setdefault("options", {}).setdefault("menuOptions", {}).setdefault("settings", {})
     menu.setdefault("inTabOrder", False)  # formulas out of the Tab order: keyboard users reach the controls
@@ -123,4 +127,5 @@ def setup(app):  # noqa: ANN001, ANN201  (Sphinx's extension entry point)
     app.connect("config-inited", theme_defaults)
     app.connect("html-page-context", search_scripts_on_search_page_only, priority=100)
     app.connect("html-page-context", meta_description, priority=100)
+    app.connect("html-page-context", default_colour_mode, priority=100)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
