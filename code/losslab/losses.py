@@ -352,10 +352,35 @@ def binary_cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: torc
     for name, t in (("input", input), ("target", target)):
         if bool(((t < 0) | (t > 1)).any()):
             raise ValueError(f"{name}: expected probabilities in [0, 1], got values in [{float(t.min())}, {float(t.max())}]")
-    loss = -(target * input.log().clamp_min(-100) + (1 - target) * torch.log1p(-input).clamp_min(-100))
+    loss = _ClampedBCE.apply(input, target)
     if weight is not None:
         loss = loss * _weight_like("weight", weight, input)
     return _reduce(loss, _reduction(reduction))
+
+
+class _ClampedBCE(torch.autograd.Function):
+    r"""Elementwise $-[y \log p + (1-y)\log(1-p)]$ with each log clamped at $-100$, and PyTorch's gradient.
+
+    Differentiating the clamped formula would give NaN at $p \in \{0, 1\}$
+    ($0 \cdot \infty$) and 0 where a clamp is active ($p = 10^{-300}$: a confidently wrong prediction would get no
+    push at all). PyTorch's backward uses the unclamped derivative
+    $(p - y) / \max(p(1-p), 10^{-12})$ instead, large and of the right sign; so
+    does this one. The target's gradient is that of the clamped formula,
+    $\max(\log(1-p), -100) - \max(\log p, -100)$ (finite, where PyTorch's is $\pm\infty$).
+    """
+
+    @staticmethod
+    def forward(ctx, p, y):
+        log_p, log_q = p.log().clamp_min(-100), torch.log1p(-p).clamp_min(-100)
+        ctx.save_for_backward(p, y, log_p, log_q)
+        return -(y * log_p + (1 - y) * log_q)
+
+    @staticmethod
+    def backward(ctx, grad):
+        p, y, log_p, log_q = ctx.saved_tensors
+        grad_p = grad * (p - y) / (p * (1 - p)).clamp_min(1e-12) if ctx.needs_input_grad[0] else None
+        grad_y = grad * (log_q - log_p) if ctx.needs_input_grad[1] else None
+        return grad_p, grad_y
 
 
 def binary_cross_entropy_with_logits(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
@@ -462,20 +487,31 @@ def logsumexp(input: torch.Tensor, dim: int = -1, keepdim: bool = False) -> torc
     Chapter 1. Matches ``torch.logsumexp`` (finite inputs).
     """
     input = _float("input", input)
-    m = input.amax(dim=dim, keepdim=True)  # (..., 1, ...)
+    m = input.amax(dim=dim, keepdim=True).detach()  # (..., 1, ...); a constant shift, so no gradient flows through it
     out = m + torch.log(torch.exp(input - m).sum(dim=dim, keepdim=True))
     return out if keepdim else out.squeeze(dim)
 
 
 def log_softmax(input: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    r"""$\log\operatorname{softmax}(x)_i = x_i - \log\sum_j e^{x_j}$, stable through :func:`logsumexp`. See Chapter 1."""
-    return input - logsumexp(input, dim=dim, keepdim=True)
+    r"""$\log\operatorname{softmax}(x)_i = (x_i - m) - \log\sum_j e^{x_j - m}$ with $m = \max_j x_j$. See Chapter 1.
+
+    The order of the two subtractions matters. $x_i - \operatorname{logsumexp}(x)$
+    first forms $m + \log S$, whose small part $\log S \in [0, \log C]$ is rounded
+    away next to a large $m$ ($10^{100} + \log 2 = 10^{100}$ in floating point), so
+    near-tied large logits would get log-probability 0 instead of $-\log 2$.
+    $(x_i - m)$ is exact for the largest logits, and subtracting $\log S$ last
+    keeps it.
+    """
+    input = _float("input", input)
+    m = input.amax(dim=dim, keepdim=True).detach()  # (..., 1, ...)
+    shifted = input - m  # 0 at the maximum, exactly
+    return shifted - torch.log(torch.exp(shifted).sum(dim=dim, keepdim=True))
 
 
 def softmax(input: torch.Tensor, dim: int = -1) -> torch.Tensor:
     r"""$\operatorname{softmax}(x)_i = e^{x_i - m} / \sum_j e^{x_j - m}$ with $m = \max_j x_j$. See Chapter 1."""
     input = _float("input", input)
-    e = torch.exp(input - input.amax(dim=dim, keepdim=True))
+    e = torch.exp(input - input.amax(dim=dim, keepdim=True).detach())
     return e / e.sum(dim=dim, keepdim=True)
 
 
@@ -747,11 +783,21 @@ def entropy(probs: torch.Tensor, dim: int = -1) -> torch.Tensor:
     r"""Shannon entropy $H(p) = -\sum_i p_i \log p_i$ in nats, with $0 \log 0 = 0$. See Chapter 1.
 
     ``probs``: any shape, a distribution along ``dim``; returns the shape without ``dim``.
+
+    Its gradient $-(\log p_i + 1)$ is $+\infty$ at $p_i = 0$ (PyTorch's ``xlogy``
+    gives NaN there). Here the log is taken of $\max(p, \text{tiny})$, the smallest
+    normal number of the dtype, so the gradient at $p_i = 0$ is the finite
+    $-\log(\text{tiny})$ (708.4 in float64, 87.3 in float32) and exact for every
+    normal $p_i > 0$ (``tests/test_numerics.py`` checks it against mpmath).
     """
     probs = _float("probs", probs)
     if bool((probs < 0).any()):
         raise ValueError("probs: expected non-negative probabilities")
-    return -torch.special.xlogy(probs, probs).sum(dim=dim)
+    # log p with p clamped at the smallest normal number: the value is p log p (0 at p = 0), and the
+    # gradient -(log p + 1) stays finite at p = 0 (there it is -log(tiny) = 708.4 in float64, 87.3 in float32,
+    # the slope just above the smallest positive normal p; the true one-sided derivative is +inf).
+    log_p = probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
+    return -(probs * log_p).sum(dim=dim)
 
 
 def kl_div(input: torch.Tensor, target: torch.Tensor, reduction: str = "mean", log_target: bool = False) -> torch.Tensor:
