@@ -32,7 +32,10 @@ Groups
   :func:`fit_temperature`;
 - analytic gradients: :func:`mse_grad`, :func:`bce_with_logits_grad`,
   :func:`sigmoid_mse_grad`, :func:`cross_entropy_grad`;
-- combining: :func:`weighted_sum`.
+- combining: :func:`weighted_sum`;
+- likelihoods and margins: :func:`gaussian_nll_loss`, :func:`poisson_nll_loss`,
+  :func:`multi_margin_loss` (multi-class hinge), :func:`soft_margin_loss`,
+  :func:`multilabel_soft_margin_loss`, :func:`triplet_margin_with_distance_loss`.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ __all__ = [
     "triplet_margin_loss", "contrastive_loss", "cosine_embedding_loss", "margin_ranking_loss", "info_nce",
     "ReliabilityBins", "reliability_bins", "expected_calibration_error", "fit_temperature",
     "mse_grad", "bce_with_logits_grad", "sigmoid_mse_grad", "cross_entropy_grad", "weighted_sum",
+    "gaussian_nll_loss", "poisson_nll_loss", "multi_margin_loss", "soft_margin_loss", "multilabel_soft_margin_loss",
+    "triplet_margin_with_distance_loss",
 ]
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -358,6 +363,9 @@ def binary_cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: torc
     return _reduce(loss, _reduction(reduction))
 
 
+_BCE_EPS = 9.999999960041972e-13  # PyTorch's EPSILON = 1e-12 in its backward, a float32 constant: float32(1e-12)
+
+
 class _ClampedBCE(torch.autograd.Function):
     r"""Elementwise $-[y \log p + (1-y)\log(1-p)]$ with each log clamped at $-100$, and PyTorch's gradient.
 
@@ -378,7 +386,7 @@ class _ClampedBCE(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         p, y, log_p, log_q = ctx.saved_tensors
-        grad_p = grad * (p - y) / (p * (1 - p)).clamp_min(1e-12) if ctx.needs_input_grad[0] else None
+        grad_p = grad * (p - y) / (p * (1 - p)).clamp_min(_BCE_EPS) if ctx.needs_input_grad[0] else None
         grad_y = grad * (log_q - log_p) if ctx.needs_input_grad[1] else None
         return grad_p, grad_y
 
@@ -539,6 +547,19 @@ def _class_target(input: torch.Tensor, target: object, ignore_index: int) -> tor
     return target.long()
 
 
+def _log_probabilities(name: str, x: torch.Tensor, where: str) -> None:
+    """Log-probabilities are <= 0: a positive entry means logits or probabilities were passed instead."""
+    if x.numel() and not _traced(x) and bool((x > 0).any()):
+        raise ValueError(
+            f"{name}: expected log-probabilities (all <= 0) for {where}, got a maximum of {float(x.max())}; "
+            "pass log_softmax(logits) (or use cross_entropy on raw logits), not logits or probabilities")
+
+
+def _traced(t: torch.Tensor) -> bool:
+    check = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
+    return bool(check(t)) if check is not None else False
+
+
 def _classes_last(x: torch.Tensor) -> torch.Tensor:
     """(C,) -> (C,); (N, C, d1, ...) -> (N, d1, ..., C)."""
     return x if x.dim() == 1 else x.movedim(1, -1)
@@ -580,6 +601,7 @@ def nll_loss(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | N
         ``"mean"`` over zero counted targets is NaN (0/0), as in PyTorch.
     """
     input = _float("input", input, allow_inf=True)
+    _log_probabilities("input", input, "nll_loss")
     target = _class_target(input, target, ignore_index)
     reduction = _reduction(reduction)
     n_classes = input.shape[0] if input.dim() == 1 else input.shape[1]
@@ -820,8 +842,13 @@ def kl_div(input: torch.Tensor, target: torch.Tensor, reduction: str = "mean", l
     log_target : bool
     """
     input = _float("input", input, allow_inf=True)
+    _log_probabilities("input", input, "kl_div")
+    if not isinstance(log_target, bool):
+        raise TypeError(f"log_target: expected True or False, got {log_target!r}")
     target = _float("target", target, allow_inf=log_target)
     _same_shape("input", input, "target", target)
+    if log_target:
+        _log_probabilities("target", target, "kl_div with log_target=True")
     reduction = _reduction(reduction, ("mean", "batchmean", "sum", "none"))
     if log_target:
         loss = torch.exp(target) * (target - input)
@@ -981,6 +1008,216 @@ def info_nce(queries: torch.Tensor, keys: torch.Tensor, temperature: float = 0.1
     logits = q @ k.T / temperature  # (N, N)
     labels = torch.arange(q.shape[0], device=q.device)  # (N,)
     return cross_entropy(logits, labels, reduction=reduction)
+
+
+# --- more losses readers meet in practice ---------------------------------------------
+
+def gaussian_nll_loss(input: torch.Tensor, target: torch.Tensor, var: torch.Tensor | float, full: bool = False,
+                      eps: float = 1e-6, reduction: str = "mean") -> torch.Tensor:
+    r"""Gaussian negative log-likelihood with a predicted variance: $\ell = \tfrac12\big(\log\sigma^2 + (\hat y - y)^2/\sigma^2\big)$.
+
+    A model that predicts both a mean $\hat y$ and a variance $\sigma^2$ pays
+    for a large error less where it admits uncertainty, and pays $\log\sigma^2$
+    for admitting it. ``full`` adds the constant $\tfrac12\log 2\pi$. The
+    variance is clamped at ``eps`` for the value only (the gradient passes as
+    if unclamped, as PyTorch's in-place clamp under ``no_grad`` does). See
+    Chapter 1. Matches ``torch.nn.functional.gaussian_nll_loss``.
+
+    Parameters
+    ----------
+    input, target : Tensor, the same shape (..., D), floating
+    var : Tensor or float
+        $\sigma^2 \ge 0$: the shape of ``input``, or with its last dimension 1 or
+        dropped (one variance per example), or a number (one for all).
+    full : bool
+    eps : float > 0
+    reduction : {"mean", "sum", "none"}
+    """
+    input, target = _pair(input, target)
+    if not isinstance(full, bool):
+        raise TypeError(f"full: expected True or False, got {full!r}")
+    eps = _positive("eps", eps)
+    reduction = _reduction(reduction)
+    if not isinstance(var, torch.Tensor):
+        var = torch.full_like(input, _positive("var", var, allow_zero=True))
+    var = _float("var", var)
+    _same_dtype("input", input, "var", var)
+    if var.shape != input.shape:
+        if input.dim() >= 1 and var.shape == input.shape[:-1]:
+            var = var.unsqueeze(-1)
+        elif not (input.dim() >= 1 and var.shape == (*input.shape[:-1], 1)):
+            raise ValueError(f"var: expected shape {tuple(input.shape)}, {(*input.shape[:-1], 1)} or "
+                             f"{tuple(input.shape[:-1])}, got {tuple(var.shape)}")
+    if bool((var < 0).any()):
+        raise ValueError(f"var: expected variances >= 0, got a minimum of {float(var.min())}")
+    var = var + (var.clamp_min(eps) - var).detach()  # clamp the value, keep the gradient of var
+    loss = 0.5 * (torch.log(var) + (input - target) ** 2 / var)
+    if full:
+        loss = loss + 0.5 * math.log(2 * math.pi)
+    return _reduce(loss, reduction)
+
+
+def poisson_nll_loss(input: torch.Tensor, target: torch.Tensor, log_input: bool = True, full: bool = False,
+                     eps: float = 1e-8, reduction: str = "mean") -> torch.Tensor:
+    r"""Poisson negative log-likelihood of counts $y$ with predicted rate $\lambda$: $\ell = \lambda - y\log\lambda$.
+
+    With ``log_input`` the model predicts $\log\lambda$ and $\ell = e^{x} - y x$
+    (stable, the usual choice); otherwise $\ell = \lambda - y \log(\lambda + \epsilon)$.
+    ``full`` adds Stirling's approximation of $\log y!$, $y\log y - y + \tfrac12\log(2\pi y)$,
+    for $y > 1$. See Chapter 1. Matches ``torch.nn.functional.poisson_nll_loss``.
+
+    Parameters
+    ----------
+    input : Tensor, any shape, floating
+        $\log\lambda$ (``log_input``) or $\lambda \ge 0$.
+    target : Tensor, shape of ``input``, values >= 0
+    log_input, full : bool
+    eps : float > 0
+    reduction : {"mean", "sum", "none"}
+    """
+    input, target = _pair(input, target)
+    for name, flag in (("log_input", log_input), ("full", full)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name}: expected True or False, got {flag!r}")
+    eps = _positive("eps", eps)
+    if bool((target < 0).any()):
+        raise ValueError(f"target: expected counts >= 0, got a minimum of {float(target.min())}")
+    if log_input:
+        loss = torch.exp(input) - target * input
+    else:
+        if bool((input < 0).any()):
+            raise ValueError(f"input: expected rates >= 0 (log_input=False), got a minimum of {float(input.min())}")
+        loss = input - target * torch.log(input + eps)
+    if full:
+        stirling = target * torch.log(target) - target + 0.5 * torch.log(2 * math.pi * target)
+        loss = loss + torch.where(target > 1, stirling, torch.zeros_like(stirling))
+    return _reduce(loss, _reduction(reduction))
+
+
+def multi_margin_loss(input: torch.Tensor, target: torch.Tensor, p: int = 1, margin: float = 1.0,
+                      weight: torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
+    r"""Multi-class hinge loss (Weston and Watkins; Crammer and Singer): every wrong class must trail by a margin.
+
+    $$\ell_i = \frac{1}{C}\sum_{j \ne y_i} w_{y_i} \max(0,\ m - z_{i y_i} + z_{ij})^p$$
+
+    Zero once the true class's score leads every other by $m$: unlike
+    cross-entropy, a correct enough answer stops being pushed. See Chapter 1.
+    Matches ``torch.nn.functional.multi_margin_loss``.
+
+    Parameters
+    ----------
+    input : Tensor, shape (N, C) or (C,), floating
+        Scores.
+    target : Tensor, shape (N,) or (), integer class indices
+    p : {1, 2}
+    margin : float
+    weight : Tensor, shape (C,), optional
+    reduction : {"mean", "sum", "none"}
+    """
+    input = _float("input", input)
+    if input.dim() not in (1, 2) or input.shape[-1] < 1:
+        raise ValueError(f"input: expected shape (N, C) or (C,), got {tuple(input.shape)}")
+    target = _class_target(input, target, ignore_index=-100)
+    if bool((target == -100).any()):
+        raise ValueError("target: expected class indices, got -100 (multi_margin_loss has no ignore_index)")
+    if isinstance(p, bool) or p not in (1, 2):
+        raise ValueError(f"p: expected 1 or 2, got {p!r}")
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not math.isfinite(margin):
+        raise TypeError(f"margin: expected a finite number, got {margin!r}")
+    reduction = _reduction(reduction)
+    z = input if input.dim() == 2 else input.unsqueeze(0)  # (N, C)
+    y = target.reshape(-1)  # (N,)
+    c = z.shape[1]
+    true = z.gather(1, y[:, None])  # (N, 1)
+    hinge = (margin - true + z).clamp_min(0) ** p  # (N, C)
+    if weight is not None:
+        hinge = hinge * _class_weight(weight, c)[y][:, None]
+    hinge = hinge.masked_fill(torch.nn.functional.one_hot(y, c).bool(), 0.0)  # the true class does not count
+    loss = hinge.sum(1) / c  # (N,)
+    return _reduce(loss if input.dim() == 2 else loss[0], reduction)
+
+
+def soft_margin_loss(input: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    r"""Two-class logistic loss on $\pm1$ labels: $\ell = \log(1 + e^{-y z})$, the smooth hinge.
+
+    Computed as $\operatorname{softplus}(-yz)$, finite for every finite $z$. See
+    Chapter 1. Matches ``torch.nn.functional.soft_margin_loss``.
+
+    Parameters
+    ----------
+    input : Tensor, any shape, floating
+    target : Tensor, shape of ``input``, values 1 or -1
+    reduction : {"mean", "sum", "none"}
+    """
+    input, target = _pair(input, target)
+    if not bool(((target == 1) | (target == -1)).all()):
+        raise ValueError("target: expected values 1 or -1")
+    return _reduce(torch.nn.functional.softplus(-target * input), _reduction(reduction))
+
+
+def multilabel_soft_margin_loss(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
+                                reduction: str = "mean") -> torch.Tensor:
+    r"""Multi-label logistic loss: binary cross-entropy from logits averaged over the $C$ labels of each example.
+
+    $$\ell_i = -\frac{1}{C}\sum_c w_c\,[\,y_{ic}\log\sigma(z_{ic}) + (1 - y_{ic})\log\sigma(-z_{ic})\,]$$
+
+    See Chapter 1. Matches ``torch.nn.functional.multilabel_soft_margin_loss``.
+
+    Parameters
+    ----------
+    input : Tensor, shape (N, C) or (C,), floating
+        Logits.
+    target : Tensor, shape of ``input``, values in [0, 1]
+    weight : Tensor, shape (C,), optional
+    reduction : {"mean", "sum", "none"}
+        ``"none"`` gives one loss per example, shape (N,).
+    """
+    input, target = _pair(input, target)
+    if input.dim() not in (1, 2):
+        raise ValueError(f"input: expected shape (N, C) or (C,), got {tuple(input.shape)}")
+    if bool(((target < 0) | (target > 1)).any()):
+        raise ValueError("target: expected values in [0, 1]")
+    log_sig = torch.nn.functional.logsigmoid
+    loss = -(target * log_sig(input) + (1 - target) * log_sig(-input))  # (N, C)
+    if weight is not None:
+        loss = loss * _class_weight(weight, input.shape[-1])
+    return _reduce(loss.sum(-1) / input.shape[-1], _reduction(reduction))
+
+
+def triplet_margin_with_distance_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, *,
+                                      distance_function=None, margin: float = 1.0, swap: bool = False,
+                                      reduction: str = "mean") -> torch.Tensor:
+    r"""Triplet loss $\max(0,\ d(a, p) - d(a, n) + m)$ with any distance $d$ (default the Euclidean :func:`triplet_margin_loss` uses).
+
+    ``distance_function(x, y) -> (N,)`` may be any non-negative dissimilarity,
+    e.g. $1 - \cos(x, y)$. With ``swap``, $d(a, n)$ becomes $\min(d(a, n), d(p, n))$.
+    See Chapter 1. Matches ``torch.nn.functional.triplet_margin_with_distance_loss``.
+
+    Parameters
+    ----------
+    anchor, positive, negative : Tensor, shape (N, D) or (D,), floating
+    distance_function : callable, optional
+    margin : float > 0
+    swap : bool
+    reduction : {"mean", "sum", "none"}
+    """
+    a, pos, neg = _embeddings(anchor=anchor, positive=positive, negative=negative)
+    margin = _positive("margin", margin)
+    if not isinstance(swap, bool):
+        raise TypeError(f"swap: expected True or False, got {swap!r}")
+    if distance_function is None:
+        def distance_function(x, y):
+            return _pairwise_distance(x, y, 2.0, 1e-6)
+    elif not callable(distance_function):
+        raise TypeError(f"distance_function: expected a callable (x, y) -> distances, got {type(distance_function).__name__}")
+    d_ap, d_an = distance_function(a, pos), distance_function(a, neg)
+    if swap:
+        d_an = torch.minimum(d_an, distance_function(pos, neg))
+    for name, d in (("distance_function(anchor, positive)", d_ap), ("distance_function(anchor, negative)", d_an)):
+        if not isinstance(d, torch.Tensor) or d.shape != a.shape[:-1]:
+            raise ValueError(f"{name}: expected a tensor of shape {tuple(a.shape[:-1])}, got "
+                             f"{tuple(getattr(d, 'shape', ())) if isinstance(d, torch.Tensor) else type(d).__name__}")
+    return _reduce((margin + d_ap - d_an).clamp_min(0), _reduction(reduction))
 
 
 # --- calibration --------------------------------------------------------------------
