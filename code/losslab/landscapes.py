@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import _checks
+
 __all__ = [
     "TestFunction",
     "TEST_FUNCTIONS",
@@ -258,7 +260,7 @@ def quadratic(kappa: float = 10.0, angle: float = 0.0) -> TestFunction:
 
 def rosenbrock(a: float = 1.0, b: float = 100.0) -> TestFunction:
     r"""Rosenbrock's banana valley :math:`(a - x)^2 + b (y - x^2)^2`; minimum at :math:`(a, a^2)`."""
-    a, b = float(a), _check_positive("b", b)
+    a, b = _checks.number("a", a), _check_positive("b", b)
 
     def f(p):
         x, y = _xy(p)
@@ -771,6 +773,23 @@ def _check_data(x: object, y: object) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
+def _check_model_data(model: nn.Module, x: torch.Tensor, y: torch.Tensor, p: Mapping[str, torch.Tensor]) -> None:
+    """The data must fit the model: its dtype, its feature count, labels below its number of outputs."""
+    dtypes = {v.dtype for v in p.values()}
+    if dtypes and x.dtype not in dtypes:
+        raise TypeError(f"x: expected dtype {sorted(map(str, dtypes))[0]} (that of the model's parameters), got {x.dtype}")
+    first = next((m for m in model.modules() if isinstance(m, nn.Linear)), None)
+    if first is not None and x.shape[1] != first.in_features:
+        raise ValueError(f"x: expected {first.in_features} features per row (the model's first layer), got {x.shape[1]}")
+    with torch.no_grad():
+        out = torch.func.functional_call(model, dict(p), (x[:1],))
+    if out.ndim != 2:
+        raise ValueError(f"model: expected logits of shape [N, C], got {tuple(out.shape)}")
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= out.shape[1]):
+        raise ValueError(f"y: expected class labels in [0, {out.shape[1] - 1}] (the model has {out.shape[1]} outputs), "
+                         f"got values in [{int(y.min())}, {int(y.max())}]")
+
+
 def _params(model: nn.Module, params: Mapping[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
@@ -790,6 +809,7 @@ def loss_at(model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: Mapping[
     """Mean cross-entropy of ``model`` (with ``params`` in place of its own, if given) on ``(x, y)``; a 0-d tensor."""
     x, y = _check_data(x, y)
     p = _params(model, params)
+    _check_model_data(model, x, y, p)
     with torch.no_grad():
         return F.cross_entropy(torch.func.functional_call(model, p, (x,)), y)
 
@@ -1202,7 +1222,10 @@ def hvp(model: nn.Module, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor,
     """
     x, y = _check_data(x, y)
     p = _params(model, params)
+    _check_model_data(model, x, y, p)
     loss, theta = _flat_loss(model, x, y, p)
+    if isinstance(v, torch.Tensor) and not v.is_floating_point():
+        raise TypeError(f"v: expected a floating-point tensor, got {v.dtype}")
     if not isinstance(v, torch.Tensor) or v.shape[-1:] != theta.shape or v.ndim > 2:
         raise ValueError(f"v: expected a tensor [{theta.numel()}] or [B, {theta.numel()}], got {tuple(getattr(v, 'shape', ()))}")
     g = torch.func.grad(loss)
@@ -1218,6 +1241,7 @@ def hessian_matrix(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     """The full Hessian [P, P] of the mean cross-entropy (small networks only: P^2 numbers)."""
     x, y = _check_data(x, y)
     p = _params(model, params)
+    _check_model_data(model, x, y, p)
     loss, theta = _flat_loss(model, x, y, p)
     if theta.numel() > 5000:
         raise ValueError(f"model: {theta.numel()} parameters is too many for a full Hessian (at most 5000); use hvp")
@@ -1234,21 +1258,28 @@ def top_hessian_eigenvalues(
     seed: int = 0,
     params: Mapping[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """The ``k`` largest Hessian eigenvalues by the Lanczos method on Hessian-vector products.
+    """The ``k`` largest Hessian eigenvalues, by block Lanczos on Hessian-vector products (or exactly, when small).
 
-    ``iters`` steps of Lanczos with full reorthogonalization build an
-    orthonormal basis Q of the Krylov space of the Hessian H and the
-    tridiagonal ``T = Q^T H Q``; the largest eigenvalues of T (Ritz values)
-    converge to the largest of H first. The top one is the *sharpness*.
+    ``iters`` steps of block Lanczos with full reorthogonalization: a block of
+    ``k`` orthonormal vectors at a time (their ``k`` Hessian-vector products
+    batched with ``vmap``) builds an orthonormal basis Q of the block Krylov
+    space of the Hessian H; the largest eigenvalues of ``Q^T H Q`` (Ritz
+    values) converge to the largest of H first. The top one is the
+    *sharpness*. A block of ``k`` vectors finds an eigenvalue repeated up to
+    ``k`` times (one vector sees only one direction of a repeated
+    eigenvalue's eigenspace, and would report the next eigenvalue instead).
+    When the network has at most ``max(iters * k, 64)`` parameters the
+    Krylov space would be (nearly) the whole space anyway, and the eigenvalues
+    come from the full Hessian (:func:`hessian_matrix`, ``eigvalsh``).
 
     Parameters
     ----------
     k : int
-        How many eigenvalues, <= ``iters``.
+        How many eigenvalues, 1 <= k <= the number of parameters.
     iters : int
-        Lanczos steps (= Hessian-vector products).
+        Lanczos (block) steps; ``iters * k`` Hessian-vector products.
     seed : int
-        Seeds the random start vector.
+        Seeds the random start block.
 
     Returns
     -------
@@ -1257,40 +1288,39 @@ def top_hessian_eigenvalues(
     """
     x, y = _check_data(x, y)
     p = _params(model, params)
-    _check_count("k", k)
-    _check_count("iters", iters)
+    _check_model_data(model, x, y, p)
+    k = _checks.count("k", k)
+    iters = _checks.count("iters", iters)
+    seed = _checks.count("seed", seed, 0)
     loss, theta = _flat_loss(model, x, y, p)
     P = theta.numel()
-    m = min(iters, P)
-    if k > m:
-        raise ValueError(f"k: expected at most min(iters, parameters) = {m}, got {k}")
+    if k > P:
+        raise ValueError(f"k: expected at most the number of parameters, {P}, got {k}")
+    if P <= max(iters * k, 64):  # small: the exact answer costs no more than the iteration
+        return torch.linalg.eigvalsh(torch.func.hessian(loss)(theta)).flip(0)[:k]
     g = torch.func.grad(loss)
 
-    def H(u: torch.Tensor) -> torch.Tensor:
-        return torch.func.jvp(g, (theta,), (u,))[1]
+    def H(block: torch.Tensor) -> torch.Tensor:  # (b, P) -> (b, P)
+        return torch.func.vmap(lambda u: torch.func.jvp(g, (theta,), (u,))[1])(block)
 
     gen = torch.Generator().manual_seed(seed)
-    q = torch.randn(P, generator=gen, dtype=theta.dtype).to(theta.device)
-    q = q / q.norm()
-    Q = torch.zeros(m, P, dtype=theta.dtype, device=theta.device)  # (m, P)
-    alpha = torch.zeros(m, dtype=theta.dtype, device=theta.device)
-    beta = torch.zeros(m, dtype=theta.dtype, device=theta.device)
-    size = m
-    for j in range(m):
-        Q[j] = q
-        w = H(q)
-        alpha[j] = w @ q
-        w = w - Q[: j + 1].T @ (Q[: j + 1] @ w)  # full reorthogonalization
-        w = w - Q[: j + 1].T @ (Q[: j + 1] @ w)
-        b = w.norm()
-        if j + 1 < m:
-            if b <= 1e-10 * alpha[: j + 1].abs().max().clamp_min(1e-30):
-                size = j + 1  # the Krylov space is exhausted: T's eigenvalues are exact
-                break
-            beta[j] = b
-            q = w / b
-    T = torch.diag(alpha[:size]) + torch.diag(beta[: size - 1], 1) + torch.diag(beta[: size - 1], -1)
-    ritz = torch.linalg.eigvalsh(T)  # ascending
-    if k > size:
-        raise ValueError(f"k: the Krylov space has dimension {size}, fewer than k = {k}")
+    start = torch.randn(k, P, generator=gen, dtype=theta.dtype).to(theta.device)
+    block = torch.linalg.qr(start.T).Q.T  # (k, P) orthonormal rows
+    basis, images = [], []  # Q's blocks and H applied to them
+    for _ in range(iters):
+        hb = H(block)  # (k, P)
+        basis.append(block)
+        images.append(hb)
+        Q = torch.cat(basis)  # (m, P)
+        w = hb - (hb @ Q.T) @ Q  # full reorthogonalization against every earlier vector, twice
+        w = w - (w @ Q.T) @ Q
+        qr = torch.linalg.qr(w.T)
+        norms = qr.R.diagonal().abs()
+        keep = norms > 1e-10 * hb.norm(dim=1).max().clamp_min(1e-30)
+        if not bool(keep.any()):
+            break  # the Krylov space is exhausted: its Ritz values are exact
+        block = qr.Q.T[keep]
+    Q, HQ = torch.cat(basis), torch.cat(images)  # (m, P) each
+    T = Q @ HQ.T  # (m, m) = Q H Q^T
+    ritz = torch.linalg.eigvalsh((T + T.T) / 2)  # ascending
     return ritz.flip(0)[:k]
