@@ -76,6 +76,12 @@ def _as_value(x: "Value | float", name: str) -> "Value":
     return Value(x)
 
 
+def _divisor(d: "Value") -> "Value":
+    if d.data == 0:
+        raise ZeroDivisionError("other: division by zero (the divisor's value is 0)")
+    return d
+
+
 class Value:
     """A scalar that remembers how it was computed, for reverse-mode differentiation.
 
@@ -206,7 +212,7 @@ class Value:
     # -- built from the primitives ------------------------------------------------------
     def __neg__(self):              return self * -1.0
     def __sub__(self, other):       return self + (-_as_value(other, "other"))
-    def __truediv__(self, other):   return self * _as_value(other, "other") ** -1
+    def __truediv__(self, other):   return self * _divisor(_as_value(other, "other")) ** -1
     def __radd__(self, other):      return self + other
     def __rmul__(self, other):      return self * other
     def __rsub__(self, other):      return _as_value(other, "other") - self

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from . import _checks
 from .backend import generator as _generator
 
 __all__ = [
@@ -682,6 +683,15 @@ def clip_by_global_norm(
     (dict of Tensor, Tensor)
         The scaled gradients and the global 2-norm before clipping.
     """
+    if not isinstance(grads, Mapping) or not grads:
+        raise TypeError(f"grads: expected a non-empty dict of name -> gradient tensor, got {type(grads).__name__}")
+    if isinstance(max_norm, torch.Tensor):
+        if max_norm.numel() != 1 or not max_norm.is_floating_point():
+            raise TypeError(f"max_norm: expected a number or a floating 0-d tensor, got shape {tuple(max_norm.shape)}, {max_norm.dtype}")
+        if not _checks.traced(max_norm) and not bool(max_norm >= 0):  # data-dependent: skipped inside vmap
+            raise ValueError(f"max_norm: expected >= 0 (inf disables clipping), got {float(max_norm)}")
+    else:
+        max_norm = _checks.number("max_norm", max_norm, low=0.0, allow_inf=True)
     total = torch.stack([g.pow(2).sum() for g in grads.values()]).sum().sqrt()  # ()
     coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
     return {k: g * coef for k, g in grads.items()}, total

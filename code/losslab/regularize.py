@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -91,6 +91,8 @@ def _number(name: str, v: object, *, low: float = 0.0, high: float = math.inf,
 
 
 def _params(name: str, params: object) -> list[torch.Tensor]:
+    if not isinstance(params, torch.Tensor) and (isinstance(params, (str, bytes, Mapping)) or not isinstance(params, Iterable)):
+        raise TypeError(f"{name}: expected a tensor or a sequence of tensors, got {type(params).__name__}")
     items = [params] if isinstance(params, torch.Tensor) else list(params)  # type: ignore[arg-type]
     if not items:
         raise ValueError(f"{name}: expected a tensor or a non-empty sequence of tensors")
