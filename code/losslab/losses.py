@@ -82,6 +82,12 @@ def _float(name: str, x: object, *, allow_inf: bool = False) -> torch.Tensor:
     return x
 
 
+def _nonempty(x: torch.Tensor, name: str = "input") -> torch.Tensor:
+    if x.numel() == 0:
+        raise ValueError(f"{name}: expected at least one entry, got an empty tensor of shape {tuple(x.shape)}")
+    return x
+
+
 def _same_shape(a_name: str, a: torch.Tensor, b_name: str, b: torch.Tensor) -> None:
     if a.shape != b.shape:
         raise ValueError(
@@ -129,6 +135,7 @@ def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
 def _weight_like(name: str, weight: object, input: torch.Tensor) -> torch.Tensor:
     """An elementwise weight that broadcasts *to* ``input`` (never enlarges it)."""
     weight = _float(name, weight)
+    _same_dtype("input", input, name, weight)
     try:
         shape = torch.broadcast_shapes(weight.shape, input.shape)
     except RuntimeError:
@@ -494,7 +501,7 @@ def logsumexp(input: torch.Tensor, dim: int = -1, keepdim: bool = False) -> torc
     overflows, and the sum is at least 1, so its log is never $-\infty$. See
     Chapter 1. Matches ``torch.logsumexp`` (finite inputs).
     """
-    input = _float("input", input)
+    input = _nonempty(_float("input", input))
     m = input.amax(dim=dim, keepdim=True).detach()  # (..., 1, ...); a constant shift, so no gradient flows through it
     out = m + torch.log(torch.exp(input - m).sum(dim=dim, keepdim=True))
     return out if keepdim else out.squeeze(dim)
@@ -510,7 +517,7 @@ def log_softmax(input: torch.Tensor, dim: int = -1) -> torch.Tensor:
     $(x_i - m)$ is exact for the largest logits, and subtracting $\log S$ last
     keeps it.
     """
-    input = _float("input", input)
+    input = _nonempty(_float("input", input))
     m = input.amax(dim=dim, keepdim=True).detach()  # (..., 1, ...)
     shifted = input - m  # 0 at the maximum, exactly
     return shifted - torch.log(torch.exp(shifted).sum(dim=dim, keepdim=True))
@@ -518,30 +525,30 @@ def log_softmax(input: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
 def softmax(input: torch.Tensor, dim: int = -1) -> torch.Tensor:
     r"""$\operatorname{softmax}(x)_i = e^{x_i - m} / \sum_j e^{x_j - m}$ with $m = \max_j x_j$. See Chapter 1."""
-    input = _float("input", input)
+    input = _nonempty(_float("input", input))
     e = torch.exp(input - input.amax(dim=dim, keepdim=True).detach())
     return e / e.sum(dim=dim, keepdim=True)
 
 
-def _class_target(input: torch.Tensor, target: object, ignore_index: int) -> torch.Tensor:
+def _class_target(input: torch.Tensor, target: object, ignore_index: int, name: str = "target") -> torch.Tensor:
     """Validate class-index targets for ``input`` of shape (C,), (N, C) or (N, C, d1, ...)."""
-    target = _tensor("target", target)
+    target = _tensor(name, target)
     if input.dim() == 0:
         raise ValueError("input: expected shape (C,), (N, C) or (N, C, d1, ...), got a scalar")
     expected = () if input.dim() == 1 else (input.shape[0], *input.shape[2:])
     if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
         raise TypeError(
-            f"target: expected class indices (an integer tensor of shape {expected}) or class probabilities "
+            f"{name}: expected class indices (an integer tensor of shape {expected}) or class probabilities "
             f"(floating, shape {tuple(input.shape)}), got {target.dtype} of shape {tuple(target.shape)}"
         )
     if tuple(target.shape) != expected:
-        raise ValueError(f"target: expected shape {expected} for input of shape {tuple(input.shape)}, got {tuple(target.shape)}")
+        raise ValueError(f"{name}: expected shape {expected} for input of shape {tuple(input.shape)}, got {tuple(target.shape)}")
     n_classes = input.shape[0] if input.dim() == 1 else input.shape[1]
     valid = target != ignore_index
     bad = valid & ((target < 0) | (target >= n_classes))
     if bool(bad.any()):
         raise ValueError(
-            f"target: expected class indices in [0, {n_classes - 1}] (or ignore_index={ignore_index}), "
+            f"{name}: expected class indices in [0, {n_classes - 1}] (or ignore_index={ignore_index}), "
             f"got {int(target[bad].flatten()[0])}"
         )
     return target.long()
@@ -565,10 +572,13 @@ def _classes_last(x: torch.Tensor) -> torch.Tensor:
     return x if x.dim() == 1 else x.movedim(1, -1)
 
 
-def _class_weight(weight: object, n_classes: int) -> torch.Tensor:
+def _class_weight(weight: object, n_classes: int, like: torch.Tensor | None = None) -> torch.Tensor:
     weight = _float("weight", weight)
+    if like is not None:
+        _same_dtype("input", like, "weight", weight)
     if tuple(weight.shape) != (n_classes,):
-        raise ValueError(f"weight: expected one weight per class, shape ({n_classes},), got {tuple(weight.shape)}")
+        raise ValueError(f"weight: expected one weight per class, shape ({n_classes},) from the classes of input, "
+                         f"got {tuple(weight.shape)}")
     if bool((weight < 0).any()):
         raise ValueError(f"weight: expected non-negative class weights, got a minimum of {float(weight.min())}")
     return weight
@@ -609,7 +619,7 @@ def nll_loss(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | N
     valid = target != ignore_index  # (...)
     safe = torch.where(valid, target, torch.zeros_like(target))  # (...)
     picked = logp.gather(-1, safe.unsqueeze(-1)).squeeze(-1)  # (...) log p of the true class
-    w = _class_weight(weight, n_classes)[safe] if weight is not None else torch.ones_like(picked)
+    w = _class_weight(weight, n_classes, input)[safe] if weight is not None else torch.ones_like(picked)
     w = torch.where(valid, w, torch.zeros_like(w))  # (...)
     loss = torch.where(valid, -picked * w, torch.zeros_like(picked))
     if reduction == "mean":
@@ -658,7 +668,7 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: torch.Tenso
     if input.dim() == 0:
         raise ValueError("input: expected shape (C,), (N, C) or (N, C, d1, ...), got a scalar")
     n_classes = input.shape[0] if input.dim() == 1 else input.shape[1]
-    w = _class_weight(weight, n_classes) if weight is not None else None
+    w = _class_weight(weight, n_classes, input) if weight is not None else None
     logp = log_softmax(input, dim=0 if input.dim() == 1 else 1)  # shape of input
     class_shape = [1] * input.dim()
     class_shape[0 if input.dim() == 1 else 1] = n_classes
@@ -812,7 +822,7 @@ def entropy(probs: torch.Tensor, dim: int = -1) -> torch.Tensor:
     $-\log(\text{tiny})$ (708.4 in float64, 87.3 in float32) and exact for every
     normal $p_i > 0$ (``tests/test_numerics.py`` checks it against mpmath).
     """
-    probs = _float("probs", probs)
+    probs = _nonempty(_float("probs", probs), "probs")
     if bool((probs < 0).any()):
         raise ValueError("probs: expected non-negative probabilities")
     # log p with p clamped at the smallest normal number: the value is p log p (0 at p = 0), and the
@@ -847,6 +857,7 @@ def kl_div(input: torch.Tensor, target: torch.Tensor, reduction: str = "mean", l
         raise TypeError(f"log_target: expected True or False, got {log_target!r}")
     target = _float("target", target, allow_inf=log_target)
     _same_shape("input", input, "target", target)
+    _same_dtype("input", input, "target", target)
     if log_target:
         _log_probabilities("target", target, "kl_div with log_target=True")
     reduction = _reduction(reduction, ("mean", "batchmean", "sum", "none"))
@@ -1131,7 +1142,7 @@ def multi_margin_loss(input: torch.Tensor, target: torch.Tensor, p: int = 1, mar
     true = z.gather(1, y[:, None])  # (N, 1)
     hinge = (margin - true + z).clamp_min(0) ** p  # (N, C)
     if weight is not None:
-        hinge = hinge * _class_weight(weight, c)[y][:, None]
+        hinge = hinge * _class_weight(weight, c, input)[y][:, None]
     hinge = hinge.masked_fill(torch.nn.functional.one_hot(y, c).bool(), 0.0)  # the true class does not count
     loss = hinge.sum(1) / c  # (N,)
     return _reduce(loss if input.dim() == 2 else loss[0], reduction)
@@ -1180,7 +1191,7 @@ def multilabel_soft_margin_loss(input: torch.Tensor, target: torch.Tensor, weigh
     log_sig = torch.nn.functional.logsigmoid
     loss = -(target * log_sig(input) + (1 - target) * log_sig(-input))  # (N, C)
     if weight is not None:
-        loss = loss * _class_weight(weight, input.shape[-1])
+        loss = loss * _class_weight(weight, input.shape[-1], input)
     return _reduce(loss.sum(-1) / input.shape[-1], _reduction(reduction))
 
 
@@ -1241,7 +1252,7 @@ def _probs_labels(probs: object, labels: object) -> tuple[torch.Tensor, torch.Te
         raise ValueError(f"probs: expected shape (N, C) with C >= 2, got {tuple(probs.shape)}")
     if bool((probs < 0).any()) or not torch.allclose(probs.sum(1), torch.ones_like(probs[:, 0]), atol=1e-4):
         raise ValueError("probs: expected rows of probabilities (non-negative, summing to 1); pass softmax(logits)")
-    labels = _class_target(probs, labels, ignore_index=-100)
+    labels = _class_target(probs, labels, ignore_index=-100, name="labels")
     if bool((labels == -100).any()):
         raise ValueError("labels: expected class indices, got -100")
     return probs, labels

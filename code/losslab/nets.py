@@ -536,7 +536,9 @@ def _real(name: str, value: object) -> float:
 
 
 def _norm_type(norm_type: object) -> float:
-    p = _real("norm_type", norm_type) if not isinstance(norm_type, str) else float(norm_type)
+    if isinstance(norm_type, str) and norm_type.strip().lower() not in ("inf", "+inf", "infinity"):
+        raise TypeError(f"norm_type: expected a number or 'inf', got the string {norm_type!r}")
+    p = _real("norm_type", norm_type) if not isinstance(norm_type, str) else math.inf
     if not p > 0:
         raise ValueError(f"norm_type: expected a positive number or inf, got {norm_type!r}")
     return p
@@ -566,6 +568,9 @@ def global_grad_norm(tensors: torch.Tensor | Iterable[torch.Tensor], norm_type: 
         ``tensor(0.)`` for no tensors.
     """
     ts = _tensors(tensors, "tensors")
+    for i, t in enumerate(ts):
+        if not (t.is_floating_point() or t.is_complex()):
+            raise TypeError(f"tensors[{i}]: expected a floating-point tensor, got dtype {t.dtype}")
     p = _norm_type(norm_type)
     if not ts:
         return torch.tensor(0.0)

@@ -1604,7 +1604,9 @@ def gd_rate(lr: float, eigenvalues: Sequence[float] | torch.Tensor) -> float:
     float
         Above 1 means divergence.
     """
-    lam = torch.as_tensor(eigenvalues, dtype=torch.float64)
+    lam = _real_tensor("eigenvalues", eigenvalues)
+    if lam.ndim != 1 or lam.numel() == 0:
+        raise ValueError(f"eigenvalues: expected a non-empty sequence [M], got shape {tuple(lam.shape)}")
     return float((1 - _number("lr", lr) * lam).abs().max())
 
 

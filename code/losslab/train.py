@@ -286,7 +286,15 @@ def sublinear_bound(k: torch.Tensor | Sequence[int] | int, *, L: float, distance
     Tensor
         float64, the shape of ``k``.
     """
-    kk = torch.as_tensor(k, dtype=torch.float64)
+    if isinstance(k, (bool, str, bytes)) or k is None:
+        raise TypeError(f"k: expected an int or a sequence of ints, got {type(k).__name__}")
+    try:
+        kk = torch.as_tensor(k)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"k: expected an int or a sequence of ints, got {type(k).__name__}") from None
+    if kk.is_floating_point() or kk.is_complex() or kk.dtype == torch.bool:
+        raise TypeError(f"k: expected integer step counts, got dtype {kk.dtype}")
+    kk = kk.to(torch.float64)
     if not bool((kk >= 1).all()):
         raise ValueError("k: expected step counts >= 1 (the bound is infinite at k = 0)")
     L = _positive("L", L)
