@@ -1252,6 +1252,19 @@ class Optimizer:
         """Every tensor, group by group."""
         return [p for g in self.param_groups for p in g["params"]]
 
+    @property
+    def update(self) -> Update:
+        """The first group's method and hyperparameters as an :class:`Update`; setting it sets every group's."""
+        return Update(self.method, {k: v for k, v in self.param_groups[0].items() if k != "params"}, self.method)
+
+    @update.setter
+    def update(self, value: Update) -> None:
+        if not isinstance(value, Update) or value.method != self.method:
+            raise TypeError(f"update: expected an Update of method {self.method!r}, got {value!r}")
+        hyper = self._validated(dict(value.hyper), None)
+        for group in self.param_groups:
+            group.update(hyper)
+
     def __repr__(self) -> str:
         return f"Optimizer({self.method!r}, {len(self.param_groups)} group(s), {len(self.params)} tensors)"
 
@@ -1309,7 +1322,7 @@ class Optimizer:
                 loss = closure()
             grads = [p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(), dtype=p.dtype, device=p.device)
                      for p in ps]
-            return float(loss), torch.cat(grads)
+            return float(loss.detach() if isinstance(loss, torch.Tensor) else loss), torch.cat(grads)
 
         x0 = torch.cat([p.detach().reshape(-1) for p in ps])
         x, loss, self.state[0] = lbfgs_step(x0, flat, self.state.get(0, {}), **hyper)
