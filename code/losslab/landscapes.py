@@ -89,22 +89,15 @@ def _check_points(points: object, name: str = "points") -> torch.Tensor:
     return points
 
 
-def _traced(t: torch.Tensor) -> bool:
-    """True inside torch.func transforms (vmap, grad), where a data-dependent check cannot run."""
-    check = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
-    return bool(check(t)) if check is not None else False
+_traced = _checks.traced
 
 
 def _check_positive(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
-    return float(value)
+    return _checks.positive(name, value)
 
 
 def _check_count(name: str, value: object, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
-    return value
+    return _checks.count(name, value, low)
 
 
 def _check_square(hessian: object, name: str = "hessian") -> torch.Tensor:
@@ -230,10 +223,8 @@ def quadratic(kappa: float = 10.0, angle: float = 0.0) -> TestFunction:
     ValueError
         If ``kappa < 1`` or ``angle`` is not finite.
     """
-    if isinstance(kappa, bool) or not isinstance(kappa, (int, float)) or not math.isfinite(kappa) or kappa < 1:
-        raise ValueError(f"kappa: expected a finite number >= 1, got {kappa!r}")
-    if isinstance(angle, bool) or not isinstance(angle, (int, float)) or not math.isfinite(angle):
-        raise ValueError(f"angle: expected a finite number (radians), got {angle!r}")
+    kappa = _checks.number("kappa", kappa, low=1.0)
+    angle = _checks.number("angle", angle)
     c, s = math.cos(angle), math.sin(angle)
     # A = R diag(1, kappa) R^T with R = [[c, -s], [s, c]]
     a11 = c * c + kappa * s * s

@@ -46,6 +46,8 @@ from typing import Mapping
 
 import torch
 
+from . import _checks
+
 __all__ = [
     "mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "log_cosh_loss", "quantile_loss", "fit_line",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "focal_loss",
@@ -64,9 +66,7 @@ _REDUCTIONS = ("mean", "sum", "none")
 # --- input checks -------------------------------------------------------------------
 
 def _tensor(name: str, x: object) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-    return x
+    return _checks.tensor(name, x)
 
 
 def _float(name: str, x: object, *, allow_inf: bool = False) -> torch.Tensor:
@@ -111,11 +111,7 @@ def _pair(input: object, target: object) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _positive(name: str, value: float, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name}: expected a finite number, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name}: expected {'>= 0' if allow_zero else '> 0'}, got {value}")
-    return float(value)
+    return _checks.positive(name, value, allow_zero=allow_zero)
 
 
 def _reduction(reduction: str, allowed: tuple[str, ...] = _REDUCTIONS) -> str:
@@ -264,8 +260,7 @@ def quantile_loss(input: torch.Tensor, target: torch.Tensor, q: float = 0.5, red
         The quantile to estimate.
     """
     input, target = _pair(input, target)
-    if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q < 1:
-        raise ValueError(f"q: expected a number in (0, 1), got {q!r}")
+    q = _checks.number("q", q, low=0.0, high=1.0, low_open=True, high_open=True)
     r = target - input
     return _reduce(torch.maximum(q * r, (q - 1) * r), _reduction(reduction))
 
@@ -481,8 +476,7 @@ def focal_loss(input: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, al
     reduction : {"mean", "sum", "none"}
     """
     gamma = _positive("gamma", gamma, allow_zero=True)
-    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1):
-        raise ValueError(f"alpha: expected None or a number in [0, 1], got {alpha!r}")
+    alpha = None if alpha is None else _checks.number("alpha", alpha, low=0.0, high=1.0)
     ce = binary_cross_entropy_with_logits(input, target, reduction="none")  # validates input and target
     p = torch.sigmoid(input)
     p_t = p * target + (1 - p) * (1 - target)
@@ -556,15 +550,10 @@ def _class_target(input: torch.Tensor, target: object, ignore_index: int, name: 
 
 def _log_probabilities(name: str, x: torch.Tensor, where: str) -> None:
     """Log-probabilities are <= 0: a positive entry means logits or probabilities were passed instead."""
-    if x.numel() and not _traced(x) and bool((x > 0).any()):
+    if x.numel() and not _checks.traced(x) and bool((x > 0).any()):
         raise ValueError(
             f"{name}: expected log-probabilities (all <= 0) for {where}, got a maximum of {float(x.max())}; "
             "pass log_softmax(logits) (or use cross_entropy on raw logits), not logits or probabilities")
-
-
-def _traced(t: torch.Tensor) -> bool:
-    check = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
-    return bool(check(t)) if check is not None else False
 
 
 def _classes_last(x: torch.Tensor) -> torch.Tensor:
@@ -662,8 +651,7 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: torch.Tenso
     input = _float("input", input)
     target = _tensor("target", target)
     reduction = _reduction(reduction)
-    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) or not 0 <= label_smoothing <= 1:
-        raise ValueError(f"label_smoothing: expected a number in [0, 1], got {label_smoothing!r}")
+    label_smoothing = _checks.number("label_smoothing", label_smoothing, low=0.0, high=1.0)
     eps = float(label_smoothing)
     if input.dim() == 0:
         raise ValueError("input: expected shape (C,), (N, C) or (N, C, d1, ...), got a scalar")
@@ -751,8 +739,7 @@ def class_weights(counts: torch.Tensor, scheme: str = "inverse", beta: float = 0
     elif scheme == "inverse_sqrt":
         w = n.rsqrt()
     elif scheme == "effective":
-        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta < 1:
-            raise ValueError(f"beta: expected a number in [0, 1), got {beta!r}")
+        beta = _checks.number("beta", beta, low=0.0, high=1.0, high_open=True)
         w = (1 - beta) / (1 - beta**n)
     else:
         raise ValueError(f"scheme: expected 'inverse', 'inverse_sqrt' or 'effective', got {scheme!r}")
@@ -968,8 +955,7 @@ def cosine_embedding_loss(input1: torch.Tensor, input2: torch.Tensor, target: to
         raise ValueError(f"target: expected shape {tuple(x1.shape[:-1])}, got {tuple(y.shape)}")
     if not bool(((y == 1) | (y == -1)).all()):
         raise ValueError("target: expected values 1 (similar) or -1 (dissimilar)")
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not -1 <= margin <= 1:
-        raise ValueError(f"margin: expected a number in [-1, 1], got {margin!r}")
+    margin = _checks.number("margin", margin, low=-1.0, high=1.0)
     cos = (x1 * x2).sum(-1) / torch.sqrt(((x1 * x1).sum(-1) + 1e-12) * ((x2 * x2).sum(-1) + 1e-12))  # (N,)
     loss = torch.where(y == 1, 1 - cos, (cos - margin).clamp_min(0))
     return _reduce(loss, _reduction(reduction))
@@ -1133,8 +1119,7 @@ def multi_margin_loss(input: torch.Tensor, target: torch.Tensor, p: int = 1, mar
         raise ValueError("target: expected class indices, got -100 (multi_margin_loss has no ignore_index)")
     if isinstance(p, bool) or p not in (1, 2):
         raise ValueError(f"p: expected 1 or 2, got {p!r}")
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not math.isfinite(margin):
-        raise TypeError(f"margin: expected a finite number, got {margin!r}")
+    margin = _checks.number("margin", margin)
     reduction = _reduction(reduction)
     z = input if input.dim() == 2 else input.unsqueeze(0)  # (N, C)
     y = target.reshape(-1)  # (N,)
@@ -1271,8 +1256,7 @@ def reliability_bins(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 15
     n_bins : int >= 1
     """
     probs, labels = _probs_labels(probs, labels)
-    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
-        raise ValueError(f"n_bins: expected an int >= 1, got {n_bins!r}")
+    n_bins = _checks.count("n_bins", n_bins)
     conf, pred = probs.max(dim=1)  # (N,), (N,)
     correct = (pred == labels).to(probs.dtype)  # (N,)
     b = (torch.ceil(conf * n_bins) - 1).clamp(0, n_bins - 1).long()  # (N,) bin of each prediction

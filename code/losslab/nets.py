@@ -135,8 +135,7 @@ def init_std(init: str, fan_in: int, fan_out: int) -> float:
 
 
 def _positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    _checks.count(name, value, 1)
 
 
 @dataclass(frozen=True)
@@ -530,9 +529,7 @@ def _tensors(parameters: torch.Tensor | Iterable[torch.Tensor], name: str = "par
 
 
 def _real(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ValueError(f"{name}: expected a real number, got {value!r}")
-    return float(value)
+    return _checks.number(name, value, allow_inf=True)
 
 
 def _norm_type(norm_type: object) -> float:

@@ -63,6 +63,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
+from . import _checks
 from .backend import device as default_device
 
 __all__ = [
@@ -142,13 +143,8 @@ def _check_state(state: object, params: torch.Tensor, keys: Sequence[str], scala
 
 
 def _number(name: str, value: object, *, low: float = 0.0, high: float = math.inf, high_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"Invalid {name}: expected a finite number, got {value!r}")
-    ok = value >= low and (value < high if high_open else value <= high)
-    if not ok:
-        interval = f"[{low:g}, {high:g}{')' if high_open else ']'}" if math.isfinite(high) else f">= {low:g}"
-        raise ValueError(f"Invalid {name}: expected a value in {interval}, got {value!r}")
-    return float(value)
+    """PyTorch's "Invalid lr: ..." message, by the one rule of :mod:`losslab._checks`."""
+    return _checks.number(f"Invalid {name}", value, low=low, high=high, high_open=high_open)
 
 
 def _hyper(name: str, value: object, params: torch.Tensor, *, low: float = 0.0, high: float = math.inf,
@@ -337,9 +333,7 @@ def sgd_step(params: torch.Tensor, grads: torch.Tensor, state: dict | None = Non
 
 
 def _flag(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"Invalid {name}: expected True or False, got {value!r}")
-    return value
+    return _checks.boolean(f"Invalid {name}", value)
 
 
 def _positive_all(x: Hyper) -> bool:
@@ -1487,8 +1481,7 @@ def run_trajectories(fn: Any, x0: torch.Tensor, update: Update, steps: int, *, k
         raise ValueError("x0: expected finite starting points")
     if not isinstance(update, Update):
         raise TypeError(f"update: expected an Update from losslab.optim.optimizer(...), got {type(update).__name__}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps: expected an int >= 1, got {steps!r}")
+    steps = _checks.count("steps", steps)
     bound = _number("bound", bound)
     if bound == 0:
         raise ValueError("bound: expected a number > 0, got 0")
@@ -1578,8 +1571,7 @@ def basins(fn: Any, update: Update, *, steps: int, resolution: int = 100, target
     -------
     Basins
     """
-    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 2:
-        raise ValueError(f"resolution: expected an int >= 2, got {resolution!r}")
+    resolution = _checks.count("resolution", resolution, 2)
     tol = _number("tol", tol)
     dev = torch.device(device) if device is not None else default_device()
     (x0, x1), (y0, y1) = domain if domain is not None else fn.domain

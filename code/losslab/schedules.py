@@ -50,7 +50,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import backend, data
+from . import _checks, backend, data
 
 __all__ = [
     "constant_lr",
@@ -111,37 +111,20 @@ def _steps(step: Any) -> torch.Tensor:
 
 
 def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name}: expected a finite number, got {value}")
-    return value
+    return _checks.number(name, value)
 
 
 def _rate(name: str, value: Any, *, allow_zero: bool = False) -> float:
-    value = _number(name, value)
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"Invalid learning rate: {name} expected {'>= 0' if allow_zero else '> 0'}, got {value}")
-    return value
+    """A learning rate: PyTorch's "Invalid learning rate" message, naming the argument."""
+    return _checks.number(f"Invalid learning rate: {name}", value, low=0.0, low_open=not allow_zero)
 
 
 def _count(name: str, value: Any, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name}: expected an int >= {low}, got {value}")
-    return int(value)
+    return _checks.count(name, value, low)
 
 
 def _in_range(name: str, value: Any, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> float:
-    value = _number(name, value)
-    ok_low = value > low if low_open else value >= low
-    ok_high = value < high if high_open else value <= high
-    if not (ok_low and ok_high):
-        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
-        raise ValueError(f"{name}: expected a value in {lo}{low}, {high}{hi}, got {value}")
-    return value
+    return _checks.number(name, value, low=low, high=high, low_open=low_open, high_open=high_open)
 
 
 def _start_factor(start_factor: float | None, warmup: int) -> float:

@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import backend, data, optim, schedules
+from . import _checks, backend, data, optim, schedules
 from .data import Split
 from .nets import global_grad_norm
 
@@ -95,18 +95,11 @@ __all__ = [
 # =============================================================================
 
 def _count(name: str, value: object, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
-    return int(value)
+    return _checks.count(name, value, low)
 
 
 def _positive(name: str, value: object, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
-    v = float(value)
-    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        raise ValueError(f"{name}: expected a finite number {'>= 0' if allow_zero else '> 0'}, got {value!r}")
-    return v
+    return _checks.positive(name, value, allow_zero=allow_zero)
 
 
 def _split(name: str, s: object) -> Split:
