@@ -1287,20 +1287,34 @@ class Optimizer:
                 loss = closure()
         index, work = 0, []
         for gi, group in enumerate(self.param_groups):
-            hyper = self._validated({k: v for k, v in group.items() if k != "params"}, gi if len(self.param_groups) > 1 else None)
+            hyper = self._group_hyper(gi)
             for p in group["params"]:
                 if p.grad is not None:
-                    if not bool(torch.isfinite(p.grad).all()):
-                        raise ValueError(f"params[{index}].grad: expected finite values, got "
-                                         f"{int((~torch.isfinite(p.grad)).sum())} NaN or inf entries; no tensor was updated")
                     work.append((index, p, hyper))
                 index += 1
-        step_fn = METHODS[self.method][0]
+        if work:  # one synchronization for every gradient's finiteness, before any tensor changes
+            finite = torch.stack([torch.isfinite(p.grad).all().to(work[0][1].device) for _, p, _ in work])
+            if not bool(finite.all()):
+                i, p, _ = work[int((~finite).nonzero()[0, 0])]
+                raise ValueError(f"params[{i}].grad: expected finite values, got "
+                                 f"{int((~torch.isfinite(p.grad)).sum())} NaN or inf entries; no tensor was updated")
+        kernel = METHODS[self.method][1]  # hyperparameters and gradients are checked above
         with torch.no_grad():
             for i, p, hyper in work:
-                new, self.state[i] = step_fn(p.detach(), p.grad.to(p.dtype), self.state.get(i, {}), **hyper)
+                grad = p.grad.to(p.dtype)
+                if grad.shape != p.shape:
+                    raise ValueError(f"params[{i}].grad: expected shape {tuple(p.shape)}, got {tuple(grad.shape)}")
+                new, self.state[i] = kernel(p.detach(), grad, self.state.get(i, {}), **hyper)
                 p.copy_(new)
         return loss
+
+    def _group_hyper(self, gi: int) -> dict:
+        """Group ``gi``'s validated hyperparameters, revalidated only when the group's dict changed (a schedule)."""
+        raw = {k: v for k, v in self.param_groups[gi].items() if k != "params"}
+        cache = self.__dict__.setdefault("_hyper_cache", {})
+        if gi not in cache or cache[gi][0] != raw:
+            cache[gi] = (raw, self._validated(raw, gi if len(self.param_groups) > 1 else None))
+        return cache[gi][1]
 
     def _step_lbfgs(self, closure: Callable[[], Any] | None) -> Any:
         if closure is None:
