@@ -57,7 +57,7 @@ def _fill(path: Path, answers: dict | None = None, code: dict | None = None, edi
     return nb
 
 
-CORRECT = {"demo.gradient-sign": '"a"', "demo.differentiable": '["a", "b"]', "demo.sigmoid-slope": "0.25",
+CORRECT = {"demo.gradient-sign": '"a"', "demo.differentiable": '["a", "b"]', "demo.sigmoid-slope": "0.09",
            "course.max-slope": "0.25"}
 
 
@@ -97,7 +97,7 @@ def _students(paths) -> dict[str, tuple[object, float, dict]]:
         "partly": (_fill(s, {**CORRECT, "demo.gradient-sign": '"b"', "course.max-slope": "0.3"}, {"demo.relu": RELU_ABS}),
                    2.5, {"demo.gradient-sign": 0, "demo.relu": 0.5, "course.max-slope": 0}),
         # a multiple-choice answer missing one right choice; an answer computed by an expression
-        "computed": (_fill(s, {**CORRECT, "demo.differentiable": '"a"', "demo.sigmoid-slope": "0.5 * 0.5",
+        "computed": (_fill(s, {**CORRECT, "demo.differentiable": '"a"', "demo.sigmoid-slope": "0.9 * (1 - 0.9)",
                                "course.max-slope": "float(slope.max())"}, {"demo.relu": RELU_OK}), 4, {"demo.differentiable": 0}),
         # the key follows the student's own run: doubled slopes, answered 0.5, is right; 0.25 is then wrong
         "own-run": (_fill(s, {**CORRECT, "course.max-slope": "0.5"}, {"demo.relu": RELU_OK}, edit=own_run), 5, {}),
@@ -141,7 +141,7 @@ def test_student_notebook_holds_no_answers(demo):
                 assert line.strip() not in text, line
     assert RUN_Q.key not in text and "correct" not in text and "show_solution" not in text
     instructor = paths["instructor"].read_text()
-    assert "torch.where(x > 0" in instructor and RUN_Q.key in instructor
+    assert "torch.where(x < 0" in instructor and RUN_Q.key in instructor
 
 
 def test_round_trip_on_the_demo_page(demo, tmp_path):
@@ -228,8 +228,8 @@ def test_answers_parse_and_judge():
     assert not A.judge(single, A.parse_response(single, "(b)"))[0]
     assert A.judge(multiple, A.parse_response(multiple, "b, a"))[0]
     assert not A.judge(multiple, A.parse_response(multiple, "abc"))[0]
-    assert A.judge(numeric, A.parse_response(numeric, "0.2505"))[0]
-    assert not A.judge(numeric, A.parse_response(numeric, 0.26))[0]
+    assert A.judge(numeric, A.parse_response(numeric, "0.0905"))[0]
+    assert not A.judge(numeric, A.parse_response(numeric, 0.1))[0]
     assert A.judge(numeric, 0.5, key=0.5)[0] and not A.judge(numeric, 0.25, key=0.5)[0]
     assert A.judge(multiple, frozenset(), key=frozenset())[0]  # "none of your runs diverged"
     for q, bad in ((single, "z"), (single, 0), (multiple, 3.5), (numeric, "many")):
@@ -244,7 +244,7 @@ def test_nbgrader_source_has_markers_and_releases_to_the_stub(demo):
     assert len(graded) == 5 and all("### BEGIN HIDDEN TESTS" in c.source for c in graded)
     relu = next(c for c in nb.cells if c.metadata.get("losslab", {}).get("answer") == "demo.relu")
     released = relu.source.replace(
-        "    ### BEGIN SOLUTION\n    return torch.where(x > 0, x, torch.zeros_like(x))\n    ### END SOLUTION",
+        "    ### BEGIN SOLUTION\n    return torch.where(x < 0, torch.zeros_like(x), x)  # NaN < 0 is False: NaN passes through, as in F.relu\n    ### END SOLUTION",
         "    # YOUR CODE HERE\n    raise NotImplementedError()")
     assert released == exercise("demo.relu").stub
 
@@ -253,7 +253,7 @@ def test_cli_assign_and_grade(tmp_path, capsys):
     assert main(["assign", "demo.relu", "demo.sigmoid-slope", "--name", "hw", "--out", str(tmp_path / "a")]) == 0
     assert (tmp_path / "a" / "student" / "hw.ipynb").exists() and (tmp_path / "a" / "nbgrader" / "source" / "hw" / "hw.ipynb").exists()
     (tmp_path / "s").mkdir()
-    nbformat.write(_fill(tmp_path / "a" / "student" / "hw.ipynb", {"demo.sigmoid-slope": "0.25"}, {"demo.relu": RELU_ABS}),
+    nbformat.write(_fill(tmp_path / "a" / "student" / "hw.ipynb", {"demo.sigmoid-slope": "0.09"}, {"demo.relu": RELU_ABS}),
                    str(tmp_path / "s" / "eve.ipynb"))
     assert main(["grade", str(tmp_path / "a" / "instructor" / "hw.assignment.json"), str(tmp_path / "s"),
                  "--out", str(tmp_path / "g"), "--time-limit", "20", "--workers", "2"]) == 0

@@ -96,3 +96,20 @@ def test_single_thread_restores_the_thread_count_even_after_an_error():
             assert torch.get_num_threads() == 1
             raise RuntimeError("inside")
     assert torch.get_num_threads() == before
+
+
+def test_chunks_are_cache_sized_on_a_cpu_and_checked():
+    assert backend.chunk_elements("cpu") == backend.CPU_CHUNK_ELEMENTS
+    with pytest.raises(ValueError, match="live_tensors"):
+        backend.chunk_elements("cpu", live_tensors=0)
+    with pytest.raises(ValueError, match="fraction"):
+        backend.chunk_elements("cpu", fraction=1.5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_chunks_on_a_gpu_follow_free_memory():
+    free, _ = torch.cuda.mem_get_info()
+    n = backend.chunk_elements("cuda", dtype=torch.float32, live_tensors=8, fraction=0.5)
+    assert n >= backend.CPU_CHUNK_ELEMENTS
+    assert n * 4 * 8 <= free

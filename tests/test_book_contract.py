@@ -169,7 +169,7 @@ def test_interactive_elements_render_and_exist(path):
         assert len(explorers) >= MIN_EXPLORERS, f"{path.name}: {len(explorers)} explorers, need {MIN_EXPLORERS}"
         assert len(set(quiz_ids)) >= MIN_QUESTIONS, f"{path.name}: {len(set(quiz_ids))} quiz questions, need {MIN_QUESTIONS}"
         assert len(set(exercise_ids)) >= MIN_EXERCISES, f"{path.name}: {len(set(exercise_ids))} checked exercises, need {MIN_EXERCISES}"
-    else:
+    elif path.stem == "how_this_book_works":
         assert explorers and quiz_ids and exercise_ids, f"{path.name}: the demo page shows one of each mechanism"
     html = bf.dumps_outputs(run.notebook)
     assert "application/vnd.jupyter.widget-view+json" not in html, f"{path.name}: live widgets in a static build render blank"
@@ -184,3 +184,34 @@ def test_the_build_will_find_this_execution_in_its_cache(path):
     assert executed(path).error is None, "did not execute"
     record = get_cache(str(bf.CACHE)).match_cache_notebook(bf.read(path))  # raises KeyError on a miss
     assert record.uri == str(path)
+
+
+@pytest.mark.chapters
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_the_reader_edition_has_no_myst_left(path):
+    """Jupyter and Colab render the reader edition: every glued value and citation resolved, no role or directive left."""
+    from losslab import reader
+
+    run = executed(path)
+    assert run.error is None, "did not execute"
+    edition = reader.convert(bf.read(path), run.notebook, reader.Bibliography(bf.ROOT / "book" / "references.bib"))
+    assert not reader.leftover_markup(edition), f"{path.name}: MyST left in the reader edition"
+    assert not bf.stored_outputs(edition)
+
+
+def test_notation_page_follows_teaching_and_lists_each_symbol_once():
+    """book/notation.md: one row per symbol group, each symbol with one meaning, in the toc's first part."""
+    names = [p.name for p in bf.toc_files()]
+    assert "notation.md" in names, "_toc.yml must list book/notation"
+    assert names.index("notation.md") == names.index("teaching_with_this_book.md") + 1
+    text = (bf.ROOT / "book" / "notation.md").read_text()
+    assert text.startswith("# Notation\n")
+    rows = [line for line in text.splitlines() if line.startswith("| $")]
+    assert len(rows) >= 40, f"only {len(rows)} symbol rows"
+    symbols = []
+    for row in rows:
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        assert len(cells) == 3 and all(cells), f"a row needs symbol | meaning | introduced in (no '|' inside math): {row}"
+        symbols += re.findall(r"\$([^$]+)\$", cells[0])
+    dupes = sorted({s for s in symbols if symbols.count(s) > 1})
+    assert not dupes, f"symbols listed twice on the notation page: {dupes}"

@@ -93,3 +93,18 @@ def test_the_config_loads_the_extension_that_marks_static_builds():
     assert cfg["only_build_toc_files"] is True
     assert "path_to_book" not in cfg["repository"]
     assert re.match(r"https://github\.com/[\w.-]+/[\w.-]+$", cfg["repository"]["url"])
+
+
+def test_widgets_advice_names_the_fix_for_ipywidgets_7():
+    assert book.widgets_advice("8.1.9", "8.1.9") is None
+    old = book.widgets_advice("7.7.1", "7.7.1")
+    assert "ipywidgets 8" in old and "%pip install -q 'ipywidgets>=8,<9'" in old and "restart" in old
+    upgraded = book.widgets_advice("7.7.1", "8.1.9")
+    assert "8.1.9 was installed" in upgraded and "7.7.1" in upgraded and "restart" in upgraded
+
+
+def test_setup_is_quiet_about_widgets_when_they_work(capsys, monkeypatch):
+    monkeypatch.delenv(book.STATIC_ENV, raising=False)
+    book.setup(seed=0)
+    out = capsys.readouterr().out
+    assert "ipywidgets" not in out and out.count("\n") == 1

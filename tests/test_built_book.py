@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import unquote, urljoin, urlparse
 
 import pytest
+import yaml
 
 import bookfiles as bf
 from losslab.book import read_repository
@@ -59,10 +60,13 @@ def test_pages_carry_static_interactives_not_blank_widgets(path):
 def test_launch_buttons_point_at_this_notebook(path):
     html = page_of(path).read_text(encoding="utf-8")
     url, branch = read_repository(bf.ROOT / "_config.yml")
+    reader = yaml.safe_load((bf.ROOT / "_config.yml").read_text())["sphinx"]["config"]["losslab_reader_branch"]
     repo = url.removeprefix("https://github.com/")
     rel = path.relative_to(bf.ROOT).as_posix()
-    assert f"https://colab.research.google.com/github/{repo}/blob/{branch}/{rel}" in html
-    assert f"https://mybinder.org/v2/gh/{repo}/{branch}?urlpath=lab/tree/{rel}" in html
+    # Colab and Binder open the reader edition (MyST converted); editing goes to the source.
+    assert f"https://colab.research.google.com/github/{repo}/blob/{reader}/{rel}" in html
+    assert f"https://mybinder.org/v2/gh/{repo}/{reader}?urlpath=lab/tree/{rel}" in html
+    assert f"{url}/edit/{branch}/{rel}" in html
 
 
 def test_glued_numbers_reach_the_prose():
@@ -229,8 +233,9 @@ def _answer_wrong_then_right(q, kind: str) -> None:
         flags = [choices.nth(i).get_attribute("data-correct") == "1" for i in range(choices.count())]
         wrong = flags.index(False)
         choices.nth(wrong).locator("input").check()
-        if kind == "multiple":
-            q.locator(".llq-check").click()
+        # Selecting is not answering: nothing is graded until Check (arrow keys must not reveal the key).
+        assert not q.locator(".llq-wrong").is_visible() and not q.locator(".llq-right").is_visible()
+        q.locator(".llq-check").click()
         assert q.locator(".llq-wrong").is_visible() and not q.locator(".llq-right").is_visible()
         if choices.nth(wrong).locator(".llq-why").count():
             assert choices.nth(wrong).locator(".llq-why").is_visible()
@@ -240,8 +245,7 @@ def _answer_wrong_then_right(q, kind: str) -> None:
                 box.check()
             elif kind == "multiple":
                 box.uncheck()
-        if kind == "multiple":
-            q.locator(".llq-check").click()
+        q.locator(".llq-check").click()
     assert q.locator(".llq-right").is_visible() and not q.locator(".llq-wrong").is_visible()
 
 
@@ -276,6 +280,9 @@ def test_every_quiz_gives_feedback_and_every_explorer_responds(browser, opened, 
     visit = opened(path)
     page = visit.page
     questions = page.locator(".llq-q")
+    interactive = path in bf.chapters() or path.stem == "how_this_book_works"  # appendices may have neither
+    if not interactive and not questions.count() and not page.locator(".lle").count():
+        pytest.skip(f"{path.stem} has no quiz or explorer")
     assert questions.count() > 0
     for i in range(questions.count()):
         q = questions.nth(i)
@@ -306,3 +313,67 @@ def test_every_quiz_gives_feedback_and_every_explorer_responds(browser, opened, 
             assert same == src, f"explorer {name}: opening the recorded address shows another frame"
     finally:
         again.close()
+
+
+
+# --- accessibility ------------------------------------------------------------------
+
+WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+
+
+def _axe_violations(page) -> list[str]:
+    axe = pytest.importorskip("axe_playwright_python", reason="axe-playwright-python (axe-core) is not installed")
+    if not page.evaluate("() => !!window.axe"):
+        page.evaluate((Path(axe.__file__).parent / "axe.min.js").read_text(encoding="utf-8"))
+    result = page.evaluate("tags => axe.run(document, {runOnly: {type: 'tag', values: tags}, resultTypes: ['violations']})", WCAG)
+    return [f"{v['id']} ({v['impact']}, {len(v['nodes'])}x): {v['help']}; e.g. {v['nodes'][0]['target']}"
+            for v in result["violations"]]
+
+
+def _set_mode(page, mode: str) -> None:
+    page.evaluate("m => { localStorage.setItem('mode', m); localStorage.setItem('theme', m);"
+                  " document.documentElement.dataset.mode = m; document.documentElement.dataset.theme = m; }", mode)
+    page.wait_for_timeout(150)
+
+
+@pytest.mark.parametrize("path", bf.toc_files(), ids=lambda p: p.stem)
+def test_no_wcag_violations_in_light_and_dark_mode(opened, path):
+    """axe-core's WCAG 2.1 A and AA rules, on the page as a reader leaves it (quizzes answered), in both colour modes."""
+    page = opened(path).page
+    found = {}
+    try:
+        for mode in ("light", "dark"):
+            _set_mode(page, mode)
+            found[mode] = _axe_violations(page)
+    finally:
+        _set_mode(page, "light")
+    assert not found["light"] and not found["dark"], f"axe violations: {found}"
+
+
+_FOCUSABLE = """() => Array.from(document.querySelectorAll(
+    'a[href], button, input, select, textarea, summary, [tabindex]'))
+  .filter(el => el.tabIndex >= 0 && !el.disabled && el.getClientRects().length
+          && getComputedStyle(el).visibility !== 'hidden')"""
+
+
+@pytest.mark.parametrize("path", bf.notebooks(), ids=lambda p: p.stem)
+def test_keyboard_reaches_each_explorer_and_quiz_feedback_is_announced(opened, path):
+    page = opened(path).page
+    assert page.locator("mjx-container[tabindex='0']").count() == 0, "formulas are in the Tab order"
+    # From the heading of the section an explorer sits in to its first control: a few Tab presses.
+    gaps = page.evaluate("""(focusable) => {
+      const all = (%s)();
+      const heads = Array.from(document.querySelectorAll('article h1, article h2, article h3'));
+      return Array.from(document.querySelectorAll('.lle')).map(ex => {
+        const head = heads.filter(h => h.compareDocumentPosition(ex) & Node.DOCUMENT_POSITION_FOLLOWING).pop();
+        const first = all.findIndex(el => ex.contains(el));
+        const after = all.findIndex(el => head && (head.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_FOLLOWING));
+        return [ex.dataset.name, first - after];
+      });
+    }""" % _FOCUSABLE, None)
+    far = [(name, n) for name, n in gaps if n > 10]
+    assert not far, f"Tab stops from a section heading to its explorer (at most 10): {far}"
+    # Feedback is announced: every quiz's feedback sits in a live region.
+    silent = page.evaluate("""() => Array.from(document.querySelectorAll('.llq-q')).filter(q =>
+        !q.querySelector('[aria-live], [role=status]')).map(q => q.dataset.id || q.id)""")
+    assert not silent, f"quiz feedback without a live region: {silent}"

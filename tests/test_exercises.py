@@ -119,3 +119,15 @@ def test_exercise_ids_are_unique():
     with pytest.raises(ValueError, match="defined twice"):
         X.Exercise(id="demo.relu", title="t", prompt="p", entry="f",
                    stub="def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()", solution="def f(x):\n    return x")
+
+
+def test_relu_reference_agrees_with_torch_on_nan_and_inf_and_the_nan_hiding_version_is_caught():
+    ex = X.exercise("demo.relu")
+    x = torch.tensor([float("nan"), float("inf"), -float("inf"), -0.0, 0.0, -1e-300, 3.0], dtype=torch.float64)
+    y, expected = ex.reference()(x.clone()), torch.nn.functional.relu(x)
+    assert torch.equal(torch.isnan(y), torch.isnan(expected))
+    assert torch.equal(y.nan_to_num(7.0), expected.nan_to_num(7.0))
+    nan_to_zero = ex.compile("import torch\ndef relu(x):\n    return torch.where(x > 0, x, torch.zeros_like(x))\n")
+    report = ex.run(nan_to_zero)
+    failed = [o for o in report.outcomes if o.status == "fail"]
+    assert len(failed) == 1 and "NaN" in failed[0].name and "relu(nan) gave 0.0" in failed[0].message

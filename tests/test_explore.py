@@ -136,3 +136,275 @@ def test_demo_explorer_frames_fit_the_budget_and_show_the_slope():
     assert len(ex.static_html()) < 1_500_000
     fig = render_sigmoid(2.0, 1.0, True)
     assert "steepest slope 0.5 at x = -0.5" in fig.axes[0].get_title()
+
+
+# --- Chapter 5: the graph drawing ------------------------------------------------------------------
+
+def _dense(pts):
+    """Every straight piece of a polyline (N, 2), sampled at 50 points."""
+    import numpy as np
+
+    t = np.linspace(0, 1, 50)[:, None]
+    return np.concatenate([(1 - t) * a + t * b for a, b in zip(pts[:-1], pts[1:])])
+
+
+def _graph_with_skips():
+    from losslab.autograd import Value
+
+    a, b, c = Value(0.3, "a"), Value(-1.2, "b"), Value(2.0, "c")
+    u = (a * b).tanh(); u.label = "u"
+    v = u * c + a; v.label = "v"            # a skips two columns
+    w = (v * u).sigmoid() + b; w.label = "w"  # b and u skip columns too
+    return w
+
+
+@pytest.mark.parametrize("make", ["example", "skips"])
+def test_no_edge_of_the_graph_drawing_runs_behind_a_box(make):
+    import numpy as np
+
+    from losslab.autograd import graph_layout
+    from losslab.explore.backprop import _BOX_H, _BOX_W, _positions, edge_routes, example_expression
+
+    layout = graph_layout(example_expression() if make == "example" else _graph_with_skips())
+    pos = _positions(layout)
+    routes = edge_routes(layout)
+    assert len(routes) == len(layout.edges)
+    for (i, j), pts in zip(layout.edges, routes):
+        (x0, y0), (x1, y1) = pos[i], pos[j]  # starts on the input's box, ends on the user's
+        assert abs(pts[0, 0] - x0) <= _BOX_W / 2 + 1e-9 and abs(pts[0, 1] - y0) <= _BOX_H / 2 + 1e-9
+        assert abs(pts[-1, 0] - x1) <= _BOX_W / 2 + 1e-9 and abs(pts[-1, 1] - y1) <= _BOX_H / 2 + 1e-9
+        pts = _dense(pts)
+        for k, (x, y) in enumerate(pos):
+            if k in (i, j):
+                continue
+            inside = (np.abs(pts[:, 0] - x) < _BOX_W / 2) & (np.abs(pts[:, 1] - y) < _BOX_H / 2)
+            assert not inside.any(), f"edge {layout.nodes[i].label}->{layout.nodes[j].label} crosses box {layout.nodes[k].label}"
+
+
+def test_the_skip_connection_of_the_example_arcs_over_the_graph():
+    import numpy as np
+
+    from losslab.autograd import graph_layout
+    from losslab.explore.backprop import _BOX_H, _positions, edge_routes, example_expression
+
+    layout = graph_layout(example_expression())
+    labels = [v.label for v in layout.nodes]
+    (skip,) = [k for k, (i, j) in enumerate(layout.edges) if (labels[i], labels[j]) == ("x", "r")]
+    top = max(y for _, y in _positions(layout)) + _BOX_H / 2
+    line = _dense(edge_routes(layout)[skip])
+    assert line[:, 1].max() > top + 0.2  # it climbs above every box
+    crossing = line[(line[:, 0] > line[0, 0] + 0.5) & (line[:, 0] < line[-1, 0] - 0.5)]  # over the other columns
+    assert len(crossing) and (crossing[:, 1] > top).all()
+
+
+# --- Chapter 6: figures that stay readable ---------------------------------------------------------
+
+def test_log_ticks_label_every_range_with_two_to_nine_ticks_inside_it():
+    import numpy as np
+
+    from losslab.explore.grads import log_ticks
+
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        lo = 10 ** rng.uniform(-300, 100)
+        hi = lo * 10 ** rng.uniform(0.2, 150)
+        ticks = log_ticks(lo, hi)
+        assert 2 <= len(ticks) <= 9 and all(lo <= t <= hi for t in ticks), (lo, hi, ticks)
+    assert log_ticks(1e-3, 1e-2) == [1e-3, 2e-3, 5e-3, 1e-2]
+    with pytest.raises(ValueError, match="lo, hi"):
+        log_ticks(1.0, 0.5)
+
+
+@pytest.mark.parametrize("activation, init", [("tanh", "xavier"), ("relu", "he"), ("relu", "large"), ("sigmoid", "small")])
+def test_signal_explorer_frames_label_their_log_axis(activation, init):
+    from losslab.explore.grads import render_signal
+
+    fig = render_signal(activation, init)
+    plots.to_png(fig)  # draws the figure, which fills in the tick labels
+    ax = fig.axes[0]
+    lo, hi = ax.get_ylim()
+    shown = [t for t in ax.yaxis.get_major_ticks() if lo <= t.get_loc() <= hi and t.label1.get_text()]
+    assert len(shown) >= 2, [t.label1.get_text() for t in shown]
+
+
+def test_contrast_ratio_and_label_colour():
+    from losslab.explore.grads import contrast_ratio, label_colour
+
+    assert contrast_ratio("black", "white") == pytest.approx(21.0)
+    assert contrast_ratio("#336699", "#336699") == pytest.approx(1.0)
+    assert label_colour("#053061") == "white" and label_colour("#f7f7f7") == "black"
+
+
+def test_heat_map_labels_are_readable_on_every_cell():
+    import numpy as np
+
+    from losslab.explore.grads import contrast_ratio, draw_log_map
+
+    values = np.linspace(-60, 60, 24).reshape(4, 6)
+    fig, ax = plots.figure()
+    image = draw_log_map(ax, values, rows=list("abcd"), cols=list("uvwxyz"), title="t")
+    texts = ax.texts
+    assert len(texts) == values.size
+    for text in texts:
+        x, y = text.get_position()
+        cell = image.cmap(image.norm(values[int(y), int(x)]))
+        assert contrast_ratio(cell, text.get_color()) >= 4.5, (values[int(y), int(x)], text.get_color())
+    with pytest.raises(ValueError, match="logv"):
+        draw_log_map(ax, values, rows=list("abc"), cols=list("uvwxyz"), title="t")
+
+
+def test_end_scale_draws_are_the_networks_deep_mlp_builds():
+    import torch
+
+    from losslab import data, nets
+    from losslab.explore.grads import SIGNAL_WIDTH, end_scale_draws
+
+    x = data.digits(seed=0, dtype=torch.float64)[0].x[:128]
+    expected = []
+    for seed in (3, 4):
+        net = nets.DeepMLP(nets.MLPConfig(depth=6, width=SIGNAL_WIDTH, activation="relu", init="he"),
+                           seed=seed, dtype=torch.float64)
+        with torch.no_grad():
+            _, hidden = net(x, return_hidden=True)  # (depth, B, width)
+        expected.append(float(hidden[-1].std() / hidden[0].std()))
+    got = end_scale_draws("relu", "he", depth=6, seeds=(3, 4))
+    assert got.tolist() == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match="activation"):
+        end_scale_draws("swish")
+
+
+def test_clipping_runs_are_the_runs_train_runs_gives_alone():
+    import numpy as np
+    import torch
+
+    from losslab import data, nets
+    from losslab.explore import grads as gx
+
+    runs = gx.clipping_runs()
+    assert list(runs) == list(gx.CLIPPING)
+    name = f"no clipping, lr {gx.SLOW_LR:g}"
+    losses, norms = runs[name]
+    assert losses.shape == norms.shape == (len(gx.CLIP_SEEDS), gx.STEPS)
+    xavier = nets.MLPConfig(**{**gx.BASE.__dict__, "init": "xavier"})
+    train, _, _ = data.digits(seed=0)
+    alone, _ = nets.train_runs([nets.Run(xavier, lr=gx.SLOW_LR, seed=gx.CLIP_SEEDS[1])], train.x, train.y,
+                               steps=10, batch_size=gx.BATCH, seed=0)
+    np.testing.assert_allclose(losses[1, :10], alone[0].numpy(), rtol=1e-4)
+    clipped = runs["clip norm at 1"]
+    assert (clipped[1] > 0).all() and np.isfinite(clipped[0]).all()
+
+
+def test_schedule_chapter_claims_read_the_numbers_its_frames_show():
+    """Chapter 4 states facts about the designer's and the range test's frames; the helpers it checks them
+    with must give the numbers those frames draw."""
+    from losslab.explore.schedule import (DESIGNS, designer_final_losses, range_test_reading, render_designer,
+                                          render_range_test)
+
+    finals = designer_final_losses(1.5, 0.1)
+    assert set(finals) == {*DESIGNS, "constant", "constant / 10"}
+    for schedule in ("cosine", "warmup-stable-decay"):
+        title = render_designer(schedule, 1.5, 0.1).axes[1].get_title()
+        shown = [float(x) for x in re.findall(r"[-+]?\d*\.?\d+(?:e[-+]?\d+)?", title)]
+        expected = [finals[schedule], finals["constant"], finals["constant / 10"]]
+        assert [float(f"{v:.3g}") for v in expected] == shown, (title, expected)
+    run = range_test_reading(0.98, 10.0)
+    lines = [ln for ln in render_range_test(0.98, 10.0, 1e-4).axes[0].get_lines() if len(set(ln.get_xdata())) == 1]
+    assert [float(ln.get_xdata()[0]) for ln in lines] == pytest.approx([run.suggested_lr, run.min_loss_lr / 10], rel=1e-12)
+
+
+# --- chapter 3's explorers: the numbers its sentences are built from -------------------
+
+def test_gd_momentum_static_frames_include_polyaks_setting_and_measure_the_theoretical_rate():
+    import math
+
+    from losslab.explore import gd
+    from losslab import optim
+
+    ex = gd.momentum_explorer()
+    best_lr_L, best_beta = gd.best_setting(gd.MOMENTUM_KAPPA)
+    lr, beta, rate = optim.heavy_ball_best(1.0, gd.MOMENTUM_KAPPA)
+    assert (best_lr_L, best_beta) == pytest.approx((lr * gd.MOMENTUM_KAPPA, beta))
+    grid = ex.grid()
+    assert any(p["lr_L"] == best_lr_L and p["beta"] == best_beta for p in grid)
+    converged = 0
+    for p in grid:
+        *_, measured, theory, diverged = gd.momentum_run(p["lr_L"], p["beta"], p["kappa"])
+        for k in range(2):
+            if bool(diverged[k]):
+                assert float(theory[k]) > 1 and math.isnan(float(measured[k]))
+            else:
+                converged += 1
+                assert float(measured[k]) == pytest.approx(float(theory[k]), rel=0.005), (p, k)
+    assert converged >= 6
+    *_, measured, _, _ = gd.momentum_run(best_lr_L, best_beta, gd.MOMENTUM_KAPPA)
+    assert float(measured[1]) == pytest.approx(rate, rel=0.005)
+
+
+@pytest.mark.parametrize("lr_L, beta, kappa", [(1.0, 0.9, 2.0), (0.3, 0.5, 200.0), (2.5, 0.95, 30.0), (1.7, 0.0, 10.0)])
+def test_gd_momentum_rate_matches_theory_at_live_settings(lr_L, beta, kappa):
+    from losslab.explore import gd
+
+    _, _, err, measured, theory, diverged = gd.momentum_run(lr_L, beta, kappa)
+    assert not bool(diverged[1])  # the heavy-ball row (GD, row 0, diverges at 2.5/L)
+    start, stop = gd.measurement_window(err[:, 1])
+    assert float(err[stop, 1]) > 1e-250 and start == stop // 4  # measured before the error underflows
+    assert float(measured[1]) == pytest.approx(float(theory[1]), rel=0.01)
+
+
+def test_gd_race_results_summarize_the_frames():
+    from losslab.explore import gd
+
+    res = gd.race_results("rosenbrock", 1.0)
+    assert list(res) == list(gd.METHOD_LABELS)
+    for m, r in res.items():
+        path, loss, div = gd.race_run("rosenbrock", m, 1.0, 0.9, 0)
+        assert r["diverged_at"] == div == -1
+        assert r["gap"] == pytest.approx(float(loss[-1]) - gd.RACE["rosenbrock"]["fn"].f_min)
+        assert r["end"] == pytest.approx(tuple(path[-1].tolist()))
+    # a run that diverges has an infinite gap
+    res3 = gd.race_results("rosenbrock", 3.0)
+    assert all((r["gap"] == float("inf")) == (r["diverged_at"] >= 0) for r in res3.values())
+    with pytest.raises(ValueError, match="function"):
+        gd.race_results("beale", 1.0)
+    with pytest.raises(ValueError, match="steps"):
+        gd.race_results("rosenbrock", 1.0, steps=0)
+
+
+def test_gd_saddle_escape_grows_at_one_plus_lr_times_the_negative_curvature():
+    import math
+
+    from losslab.explore import gd
+
+    steps, growth, theory = gd.saddle_escape(1.0)
+    assert theory == pytest.approx(1 + gd.RACE["six_hump_camel"]["lr"]["gd"] * math.sqrt(65))
+    assert steps > 10
+    assert growth == pytest.approx(theory, rel=0.01)
+    with pytest.raises(ValueError, match="does not stay"):
+        gd.saddle_escape(1.0, start=2)  # the third start does not pass the saddle
+
+
+def test_gd_explorers_render_a_frame():
+    from losslab.explore import gd
+
+    for factory in (gd.bowl_explorer, gd.momentum_explorer, gd.race_explorer):
+        ex = factory()
+        assert ex.n_frames <= 12
+        assert isinstance(ex.render(), Figure)
+
+
+def test_gd_momentum_rate_is_measured_before_a_fast_run_underflows():
+    from losslab.explore import gd
+
+    lr_L, beta = gd.best_setting(2.0)  # rate (sqrt 2 - 1)/(sqrt 2 + 1) = 0.17: below 1e-250 long before step 1000
+    _, _, err, measured, theory, _ = gd.momentum_run(lr_L, beta, 2.0)
+    start, stop = gd.measurement_window(err[:, 1])
+    assert stop < gd.MOMENTUM_STEPS and float(err[stop + 1, 1]) <= 1e-250 < float(err[stop, 1])
+    assert float(measured[1]) == pytest.approx(float(theory[1]), rel=0.01)
+
+
+@pytest.mark.parametrize("lr_L, verdict", [(0.2, "too small: crawls"), (1.0, "about right"), (1.8, "oscillates, converges"),
+                                           (2.0, "oscillates, never converges"), (2.1, "diverges")])
+def test_gd_bowl_title_is_read_off_the_run(lr_L, verdict):
+    from losslab.explore import gd
+
+    assert gd.render_bowl(lr_L).axes[0].get_title().endswith(": " + verdict)

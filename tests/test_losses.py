@@ -408,3 +408,144 @@ def test_losses_keep_dtype_and_device():
     out = L.cross_entropy(x, y)
     assert out.dtype == torch.float32 and out.device == x.device
     torch.testing.assert_close(out, F.cross_entropy(x, y))
+
+
+# --- gradients at kinks and boundaries -------------------------------------------------
+# A stable formula often contains max, clamp or abs, whose slope at the kink is a
+# convention that PyTorch versions have changed. Where the loss itself is smooth
+# there (BCE from logits at z = 0), our gradient must be the true one; where the
+# loss has a real kink (hinges, |r|), it must be PyTorch's.
+
+BOUNDARY_LOGITS = torch.tensor([0.0, -0.0, 1e-300, -1e-12, 0.5, -3.0, 30.0, -30.0, -40.0, 700.0,
+                                1e4, -1e4, 1e300, -1e300], dtype=D)
+
+
+def _grads(fn, *args, wrt=2):
+    """Value and gradients of fn(*args).sum() with respect to the first ``wrt`` arguments."""
+    leaves = [a.detach().clone().requires_grad_() for a in args[:wrt]]
+    out = fn(*leaves, *args[wrt:])
+    return out.detach(), torch.autograd.grad(out.sum(), leaves)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_bce_with_logits_gradient_at_zero_is_exactly_sigmoid_minus_target(reduction):
+    z = torch.zeros(6, dtype=D)
+    y = torch.tensor([0.0, 1.0, 0.5, 0.3, 0.9, 1e-9], dtype=D)
+    _, (g, _) = _grads(lambda a, b: L.binary_cross_entropy_with_logits(a, b, reduction=reduction), z, y)
+    scale = 1 / 6 if reduction == "mean" else 1.0
+    assert torch.equal(g, (torch.sigmoid(z) - y) * scale)
+    _, (g_torch, _) = _grads(lambda a, b: F.binary_cross_entropy_with_logits(a, b, reduction=reduction), z, y)
+    assert torch.equal(g, g_torch)
+    assert torch.equal(g[:2] / scale, torch.tensor([0.5, -0.5], dtype=D))  # not -y, not 1 - y
+
+
+@pytest.mark.parametrize("labels", ["hard", "soft"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_bce_with_logits_gradients_match_torch_on_random_and_extreme_logits(labels, reduction):
+    z = torch.cat([BOUNDARY_LOGITS, randn(50, seed=80, scale=6)])
+    n = len(z)
+    y = (torch.rand(n, generator=gen(81), dtype=D) > 0.5).to(D) if labels == "hard" else torch.rand(n, generator=gen(81), dtype=D)
+    ours = lambda a, b, **kw: L.binary_cross_entropy_with_logits(a, b, reduction=reduction, **kw)
+    theirs = lambda a, b, **kw: F.binary_cross_entropy_with_logits(a, b, reduction=reduction, **kw)
+    (v, (gz, gy)), (vt, (gzt, gyt)) = _grads(ours, z, y), _grads(theirs, z, y)
+    close(v, vt)
+    assert torch.equal(gz, gzt)  # sigmoid(z) - y, the same arithmetic as PyTorch's backward
+    assert torch.equal(gy, gyt)  # -z
+    w = torch.rand(n, generator=gen(82), dtype=D) * 2
+    pw = torch.rand(n, generator=gen(83), dtype=D) * 5
+    for kw in (dict(weight=w), dict(pos_weight=pw), dict(weight=w, pos_weight=pw)):
+        (v, (gz, gy)), (vt, (gzt, gyt)) = _grads(lambda a, b: ours(a, b, **kw), z, y), _grads(lambda a, b: theirs(a, b, **kw), z, y)
+        close(v, vt)
+        close(gz, gzt, rtol=1e-14, atol=0)
+        close(gy, gyt, rtol=1e-14, atol=0)
+
+
+def test_bce_with_logits_pos_weight_broadcasts_and_second_derivatives_match_torch():
+    z = torch.cat([BOUNDARY_LOGITS[:10], randn(6, seed=84, scale=3)]).view(4, 4)
+    y = (torch.rand(4, 4, generator=gen(85), dtype=D) > 0.5).to(D)
+    pw = torch.tensor([0.5, 1.0, 2.0, 7.0], dtype=D)  # one per label, broadcast over the batch
+    for kw in (dict(), dict(pos_weight=pw)):
+        hess = []
+        for fn in (L.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits):
+            zz = z.clone().requires_grad_()
+            (g,) = torch.autograd.grad(fn(zz, y, reduction="sum", **kw), zz, create_graph=True)
+            (h,) = torch.autograd.grad(g.sum(), zz)  # diagonal: the loss is elementwise
+            hess.append(h)
+        close(hess[0], hess[1], rtol=1e-12, atol=1e-300)
+    p = torch.sigmoid(torch.zeros(()))
+    zz = torch.zeros(4, 4, dtype=D, requires_grad=True)
+    (g,) = torch.autograd.grad(L.binary_cross_entropy_with_logits(zz, y, reduction="sum"), zz, create_graph=True)
+    (h,) = torch.autograd.grad(g.sum(), zz)
+    assert torch.equal(h, torch.full_like(h, float(p * (1 - p))))  # sigma'(0) = 1/4 exactly
+    pwl = pw.clone().requires_grad_()
+    (gp,) = torch.autograd.grad(L.binary_cross_entropy_with_logits(z, y, pos_weight=pwl, reduction="sum"), pwl)
+    close(gp, (y * F.softplus(-z)).sum(0))  # d loss / d p_w = y softplus(-z), summed over the batch
+
+
+def test_logistic_regression_started_at_zero_takes_torchs_first_step():
+    """Chapter 1's training loop starts at w = b = 0, where every logit is exactly 0."""
+    blobs_x = randn(40, 2, seed=86)
+    y = (torch.rand(40, generator=gen(87), dtype=D) > 0.5).to(D)
+    grads = []
+    for fn in (L.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits):
+        w = torch.zeros(2, dtype=D, requires_grad=True)
+        b = torch.zeros((), dtype=D, requires_grad=True)
+        grads.append(torch.autograd.grad(fn(blobs_x @ w + b, y), (w, b)))
+    for ours, theirs in zip(*grads):
+        assert torch.equal(ours, theirs)
+    close(grads[0][1], (0.5 - y).mean())  # d loss / d b = mean(sigmoid(0) - y)
+
+
+def test_bce_from_probabilities_gradients_match_torch_at_zero_and_one():
+    p = torch.tensor([0.0, 1.0, 0.0, 1.0, 1e-50, 1 - 1e-16, 0.5, 0.3, 1e-300], dtype=D)
+    y = torch.tensor([0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.5, 0.7, 1.0], dtype=D)
+    w = torch.rand(9, generator=gen(88), dtype=D)
+    for kw in (dict(), dict(weight=w)):
+        for reduction in REDUCTIONS:
+            (v, (gp, gy)) = _grads(lambda a, b: L.binary_cross_entropy(a, b, reduction=reduction, **kw), p, y)
+            (vt, (gpt, gyt)) = _grads(lambda a, b: F.binary_cross_entropy(a, b, reduction=reduction, **kw), p, y)
+            close(v, vt)
+            assert torch.isfinite(gp).all(), f"NaN or inf gradient in p: {gp.tolist()}"
+            close(gp, gpt, rtol=1e-14, atol=0)
+            close(gy, gyt, rtol=1e-14, atol=0)  # -logit(p): infinite at p in {0, 1}, as in PyTorch
+    # the chapter's case: a logit of 1e4 through the sigmoid saturates, so the gradient in z is exactly 0
+    z = torch.tensor([1e4], dtype=D, requires_grad=True)
+    (g,) = torch.autograd.grad(L.binary_cross_entropy(torch.sigmoid(z), torch.zeros(1, dtype=D)), z)
+    assert float(g) == 0.0
+
+
+def test_kinked_losses_take_torchs_gradient_at_the_kink():
+    # residuals exactly 0 and exactly +-delta / +-beta
+    x = torch.tensor([0.0, 1.0, -1.0, 0.5, -0.5, 2.0], dtype=D)
+    t = torch.zeros(6, dtype=D)
+    pairs = [
+        (lambda a, b: L.l1_loss(a, b, "none"), lambda a, b: F.l1_loss(a, b, reduction="none")),
+        (lambda a, b: L.huber_loss(a, b, "none", 1.0), lambda a, b: F.huber_loss(a, b, reduction="none", delta=1.0)),
+        (lambda a, b: L.huber_loss(a, b, "none", 0.5), lambda a, b: F.huber_loss(a, b, reduction="none", delta=0.5)),
+        (lambda a, b: L.smooth_l1_loss(a, b, "none", 0.0), lambda a, b: F.smooth_l1_loss(a, b, reduction="none", beta=0.0)),
+        (lambda a, b: L.smooth_l1_loss(a, b, "none", 1.0), lambda a, b: F.smooth_l1_loss(a, b, reduction="none", beta=1.0)),
+    ]
+    for ours, theirs in pairs:
+        (v, g), (vt, gt) = _grads(ours, x, t), _grads(theirs, x, t)
+        close(v, vt)
+        for a, b in zip(g, gt):
+            assert torch.equal(a, b), f"{a.tolist()} != {b.tolist()}"
+    # hinges exactly at their margin: max(0, .) has a kink at 0
+    a, p, n = torch.zeros(2, 2, dtype=D), torch.tensor([[1.0, 0.0], [0.0, 0.5]], dtype=D), torch.tensor([[2.0, 0.0], [0.0, 1.5]], dtype=D)
+    (v, g), (vt, gt) = (_grads(lambda *e: fn(*e, margin=1.0, eps=0.0, reduction="none"), a, p, n, wrt=3)
+                        for fn in (L.triplet_margin_loss, F.triplet_margin_loss))
+    close(v, vt)
+    assert all(torch.equal(u, w_) for u, w_ in zip(g, gt))
+    x1, x2, yr = torch.tensor([1.0, 0.0, 2.0], dtype=D), torch.tensor([2.0, 0.0, 2.5], dtype=D), torch.tensor([1.0, 1.0, -1.0], dtype=D)
+    (v, g), (vt, gt) = (_grads(lambda u, w_: fn(u, w_, yr, margin=1.0, reduction="none"), x1, x2)
+                        for fn in (L.margin_ranking_loss, F.margin_ranking_loss))
+    close(v, vt)
+    assert all(torch.equal(u, w_) for u, w_ in zip(g, gt))
+    c1, c2 = torch.tensor([[1.0, 0.0], [1.0, 1.0]], dtype=D), torch.tensor([[0.0, 1.0], [1.0, 1.0]], dtype=D)
+    yc = torch.tensor([-1, -1])
+    for margin in (0.0, 1.0 - 1e-12):  # cos = 0 and cos = 1 sit at or next to the hinge
+        (v, g), (vt, gt) = (_grads(lambda u, w_: fn(u, w_, yc, margin=margin, reduction="none"), c1, c2)
+                            for fn in (L.cosine_embedding_loss, F.cosine_embedding_loss))
+        close(v, vt)
+        for u, w_ in zip(g, gt):
+            close(u, w_, rtol=1e-12, atol=1e-15)

@@ -239,8 +239,108 @@ def test_minibatch_gradient_variance_falls_as_one_over_batch_size():
         gb = optim.minibatch_gradients(x, y, w, b, generator=g)
         torch.testing.assert_close(gb.mean(0), full, rtol=0, atol=0.15 * float(s2 / b) ** 0.5 + 1e-3)
         var = ((gb - full) ** 2).sum(1).mean()
-        theory = s2 / b * (n - b) / (n - 1)  # sampling without replacement
+        theory = s2 / b * (n - b) / n  # sampling without replacement (s2 over n - 1: factor (n - b)/n)
         assert abs(float(var / theory) - 1) < 0.1, (b, float(var), float(theory))
+
+
+@pytest.mark.parametrize("n", [2, 3, 6, 7])
+@pytest.mark.parametrize("scale", [1.0, 1e-150, 1e150])
+def test_minibatch_variance_equals_the_mean_over_every_batch(n, scale):
+    """sigma^2/b (n-b)/n with sigma^2 over n - 1 is exact: compare with an enumeration of every subset."""
+    from itertools import combinations
+
+    g = torch.randn(n, 3, generator=torch.Generator().manual_seed(n), dtype=torch.float64) * scale
+    mean = g.mean(0)
+    for b in range(1, n + 1):
+        exact = torch.stack([((g[list(B)].mean(0) - mean) ** 2).sum() for B in combinations(range(n), b)]).mean()
+        ours = optim.minibatch_variance(g, b)
+        assert ours.dtype == torch.float64
+        assert abs(float(ours - exact)) <= 1e-12 * float(exact if b < n else ((g - mean) ** 2).sum()), (n, b)
+    # the mixed formula, sigma^2 over n - 1 with (n - b)/(n - 1), is n/(n - 1) too large at b = 1
+    mixed = g.var(0).sum() * (n - 1) / (n - 1)
+    assert float(mixed / optim.minibatch_variance(g, 1)) == pytest.approx(n / (n - 1), rel=1e-12)
+
+
+def test_minibatch_variance_matches_sampled_batches_of_least_squares():
+    g = torch.Generator().manual_seed(4)
+    n, d = 30, 2
+    x = torch.randn(n, d, generator=g, dtype=torch.float64)
+    y = torch.randn(n, generator=g, dtype=torch.float64)
+    w = torch.full((20000, d), 0.3, dtype=torch.float64)
+    full = optim.minibatch_gradients(x, y, w[:1], n)[0]
+    per_example = x * (x @ w[0] - y).unsqueeze(1)
+    for b in (1, 5, 25):  # at b = 25 of 30 the factor (n - b)/n = 1/6 is far from 1
+        var = ((optim.minibatch_gradients(x, y, w, b, generator=g) - full) ** 2).sum(1).mean()
+        assert float(var / optim.minibatch_variance(per_example, b)) == pytest.approx(1.0, abs=0.05), b
+
+
+@pytest.mark.parametrize("args, match", [
+    ((torch.zeros(5), 2), "per_example"),
+    ((torch.zeros(5, 2, dtype=torch.int64), 2), "per_example"),
+    ((torch.zeros(1, 2, dtype=torch.float64), 1), "at least 2"),
+    ((torch.zeros(5, 2, dtype=torch.float64), 0), "batch_size"),
+    ((torch.zeros(5, 2, dtype=torch.float64), 6), "batch_size"),
+    ((torch.zeros(5, 2, dtype=torch.float64), 2.0), "batch_size"),
+])
+def test_minibatch_variance_rejects_bad_input(args, match):
+    with pytest.raises(ValueError, match=match):
+        optim.minibatch_variance(*args)
+
+
+# --- momentum conventions ---------------------------------------------------------------
+
+def _momentum_three_ways(fn, x0, lrs, beta, nesterov=False):
+    """PyTorch's buffer form (sgd_step), Polyak's heavy ball from rest, and Sutskever et al.'s velocity form."""
+    p, state = x0, {}
+    q, q_prev = x0, x0
+    s, v = x0, torch.zeros_like(x0)
+    for lr in lrs:
+        p, state = optim.sgd_step(p, fn.grad(p), state, lr=lr, momentum=beta, nesterov=nesterov)
+        if not nesterov:
+            q, q_prev = q - lr * fn.grad(q) + beta * (q - q_prev), q
+        v = beta * v - lr * fn.grad(s + beta * v if nesterov else s)
+        s = s + v
+    return p, q, s, v
+
+
+@pytest.mark.parametrize("beta", [0.5, 0.9, 0.99])
+def test_sgd_momentum_is_polyak_and_sutskever_for_a_constant_lr(beta):
+    fn = landscapes.quadratic(30.0, angle=0.8)
+    x0 = torch.randn(5, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    p, q, s, _ = _momentum_three_ways(fn, x0, [0.02] * 150, beta)
+    torch.testing.assert_close(p, q, rtol=0, atol=1e-12)
+    torch.testing.assert_close(p, s, rtol=0, atol=1e-12)
+    # and the same iterates as torch.optim.SGD
+    w = torch.nn.Parameter(x0.clone())
+    opt = torch.optim.SGD([w], lr=0.02, momentum=beta)
+    for _ in range(150):
+        w.grad = fn.grad(w.detach())
+        opt.step()
+    torch.testing.assert_close(p, w.detach(), rtol=0, atol=1e-12)
+
+
+def test_sgd_momentum_rescales_the_velocity_when_the_lr_changes():
+    fn = landscapes.quadratic(100.0, angle=0.3)
+    x0 = torch.tensor([[1.0, -1.0]], dtype=torch.float64)
+    lrs = [0.01] * 50 + [0.001] * 50
+    p, q, s, _ = _momentum_three_ways(fn, x0, lrs, 0.9)
+    torch.testing.assert_close(q, s, rtol=0, atol=1e-12)  # Polyak and Sutskever stay equal
+    assert float((p - q).norm()) > 0.05 * float(q.norm())  # PyTorch's form does not
+    # PyTorch's step right after the drop is the old velocity scaled by eta_new / eta_old, plus the new gradient step
+    p49, st = x0, {}
+    for lr in lrs[:50]:
+        p_prev, (p49, st) = p49, optim.sgd_step(p49, fn.grad(p49), st, lr=lr, momentum=0.9)
+    p50, _ = optim.sgd_step(p49, fn.grad(p49), st, lr=0.001, momentum=0.9)
+    expected = p49 + 0.9 * (0.001 / 0.01) * (p49 - p_prev) - 0.001 * fn.grad(p49)
+    torch.testing.assert_close(p50, expected, rtol=0, atol=1e-14)
+
+
+def test_nesterov_iterate_is_sutskevers_look_ahead_point():
+    fn = landscapes.quadratic(30.0, angle=0.2)
+    x0 = torch.randn(4, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    p, _, s, v = _momentum_three_ways(fn, x0, [0.01] * 80, 0.9, nesterov=True)
+    torch.testing.assert_close(p, s + 0.9 * v, rtol=0, atol=1e-12)
+    assert float((p - s).abs().max()) > 1e-6  # the look-ahead point, not Sutskever's theta itself
 
 
 # --- bad input ----------------------------------------------------------------------

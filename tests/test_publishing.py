@@ -27,6 +27,17 @@ def test_pages_publishes_exactly_the_build_output():
     assert wf["permissions"]["pages"] == "write"
 
 
+def test_pages_publishes_the_reader_edition_on_the_branch_the_launch_buttons_open():
+    wf = load("pages.yml")
+    runs = "\n".join(s.get("run", "") for s in steps(wf))
+    assert "python -m losslab.reader --out _build/reader" in runs
+    assert "losslab_reader_branch" in runs and 'git push --force origin "$branch"' in runs
+    assert wf["permissions"]["contents"] == "write"
+    cfg = yaml.safe_load((bf.ROOT / "_config.yml").read_text())
+    reader = cfg["sphinx"]["config"]["losslab_reader_branch"]
+    assert reader and reader != cfg["repository"]["branch"]
+
+
 def test_the_readme_commands_are_the_ones_ci_runs():
     readme = (bf.ROOT / "README.md").read_text()
     assert "make book" in readme and "make test" in readme
@@ -39,8 +50,9 @@ def test_drift_workflow_runs_on_a_schedule_with_unpinned_newest_versions():
     wf = load("drift.yml")
     on = wf.get(True, wf.get("on"))  # YAML reads the key `on` as True
     assert "schedule" in on and on["schedule"][0]["cron"]
-    runs = "\n".join(s.get("run", "") for s in steps(wf))
-    assert "requirements.txt" not in runs, "the drift job must ignore the pins"
+    newest = [s.get("run", "") for s in steps(wf) if "pinned" not in s.get("name", "")]
+    runs = "\n".join(newest)
+    assert "requirements.txt" not in runs, "the drift job's newest environment must ignore the pins"
     assert "--upgrade-strategy eager" in runs and '-e ".[dev]"' in runs
     assert "pytest" in runs and "not built" in runs
 
@@ -62,3 +74,21 @@ def test_the_package_ranges_admit_the_pinned_environment():
         name = req.name.lower().replace("_", "-")
         assert name in pins, f"{name} is a dependency but requirements.txt does not pin it"
         assert req.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} is outside {req.specifier}"
+
+
+def test_binder_installs_the_cpu_build_of_the_pinned_torch():
+    binder = (bf.ROOT / "binder" / "requirements.txt").read_text()
+    pins = (bf.ROOT / "requirements.txt").read_text()
+    torch_pin = re.search(r"^torch==([\w.]+)$", pins, re.M).group(1)
+    assert re.search(rf"^torch=={re.escape(torch_pin)}\+cpu$", binder, re.M)
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in binder
+    assert re.search(r"^-r \.\./requirements\.txt$", binder, re.M), "binder must install the same pins"
+
+
+def test_drift_compares_every_pages_glued_values_with_the_pinned_run():
+    wf = load("drift.yml")
+    runs = "\n".join(s.get("run", "") for s in steps(wf))
+    assert ".pinned/bin/pip install -r requirements.txt" in runs
+    assert ".pinned/bin/python -m losslab.glued save _build/pinned.json" in runs
+    assert ".venv/bin/python -m losslab.glued save _build/newest.json" in runs
+    assert "losslab.glued compare _build/pinned.json _build/newest.json --kind versions" in runs

@@ -173,3 +173,111 @@ def test_quiz_argument_errors():
         Q.quiz()
     with pytest.raises(ValueError, match="twice"):
         Q.quiz("demo.gradient-sign", "demo.gradient-sign")
+
+
+# --- the numeric keys of Chapters 5 and 6 grade what their prompts ask for -------------------------
+
+_DIGITS = {"two": 2, "three": 3}
+
+
+def _round_sig(x: float, n: int) -> float:
+    return float(f"{x:.{n - 1}e}")
+
+
+@pytest.mark.parametrize("q", [q for q in Q.questions(prefix="backprop") + Q.questions(prefix="grads") if q.kind == "numeric"],
+                         ids=lambda q: q.id)
+def test_an_answer_given_to_the_asked_precision_is_accepted(q):
+    m = re.search(r"(two|three) significant digits", q.prompt, flags=re.IGNORECASE)
+    if m is None:
+        pytest.skip("the prompt asks for no particular precision")
+    n = _DIGITS[m.group(1).lower()]
+    rounded = _round_sig(q.answer, n)
+    assert q.grade(rounded).correct, f"{q.id}: asks for {n} significant digits but rejects {rounded}"
+    assert q.grade(f"{rounded:.{n - 1}e}").correct
+
+
+def test_recurrent_growth_accepts_two_digits_and_rejects_the_neighbours():
+    q = Q.question("grads.recurrent")
+    assert q.answer == pytest.approx(1.1 ** 50, rel=1e-4)
+    assert q.grade(120).correct and q.grade(117).correct and q.grade("1.2e2").correct
+    assert not q.grade(110).correct and not q.grade(130).correct
+
+
+def test_sigmoid_bound_asks_for_the_bound_not_the_true_maximum():
+    import torch
+
+    q = Q.question("grads.sigmoid-bound")
+    h0 = torch.linspace(-8, 8, 16001, dtype=torch.float64, requires_grad=True)
+    h = h0
+    for _ in range(10):
+        h = torch.sigmoid(h)
+    (slope,) = torch.autograd.grad(h.sum(), h0)
+    true_max = float(slope.max())
+    assert "bound" in q.prompt and "largest possible" not in q.prompt
+    assert q.grade(0.25 ** 10).correct
+    assert true_max < 0.25 ** 10 and not q.grade(true_max).correct
+    mantissa, exponent = f"{true_max:.1e}".split("e")
+    assert f"{mantissa} \\times 10^{{{int(exponent)}}}" in q.explanation  # it quotes the true maximum
+
+
+# --- the bank's answers and explanations follow from the math (computed here, not copied) ---------
+
+def test_numeric_answers_of_the_demo_and_chapter_1_are_what_autograd_computes():
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    bank = Q.load_bank()
+    d = torch.float64
+    z = torch.logit(torch.tensor(0.9, dtype=d)).requires_grad_()  # the unit outputs sigma(z) = 0.9
+    torch.sigmoid(z).backward()
+    assert abs(bank["demo.sigmoid-slope"].answer - float(z.grad)) < 1e-12
+    assert "0.0099" in bank["demo.sigmoid-slope"].explanation  # sigma = 0.99: 0.99 * 0.01
+    yhat = torch.tensor(5.0, dtype=d, requires_grad=True)  # residual 5 against a target of 0
+    F.huber_loss(yhat, torch.tensor(0.0, dtype=d), delta=1.0).backward()
+    assert abs(bank["loss.huber-gradient"].answer - float(yhat.grad)) < 1e-12
+    logit = torch.tensor(0.0, dtype=d, requires_grad=True)
+    F.binary_cross_entropy_with_logits(logit, torch.tensor(1.0, dtype=d)).backward()
+    assert abs(bank["loss.bce-gradient"].answer - float(logit.grad)) < 1e-12
+    first = F.cross_entropy(torch.zeros(1, 10, dtype=d), torch.tensor([3]))
+    assert abs(bank["loss.initial-ce"].answer - float(first)) < 1e-6 and abs(float(first) - math.log(10)) < 1e-12
+
+
+def test_mae_median_question_transfers_to_new_numbers_and_its_explanation_holds():
+    import torch
+
+    q = Q.load_bank()["loss.mae-median"]
+    times = torch.tensor([float(v) for v in re.search(r"\\\{([\d, ]+)\\\}", q.prompt).group(1).split(",")], dtype=torch.float64)
+    assert times.tolist() != [1.0, 2.0, 3.0, 4.0, 100.0], "the quiz must not reuse the chapter's own numbers"
+    grid = torch.linspace(0, 100, 100001, dtype=torch.float64)  # step 0.001
+    total = (grid[:, None] - times[None, :]).abs().sum(1)  # (G,) sum of absolute errors of each constant
+    best = grid[total <= total.min() + 1e-9]
+    assert abs(float(best.min()) - 15) < 1e-6 and abs(float(best.max()) - 18) < 1e-6  # a whole interval, not one point
+    assert abs(float(total.min()) - 91) < 1e-9 and "91 minutes" in q.explanation
+    assert f"{float(times.mean()):.1f}" in q.explanation  # the mean, which squared error picks
+    assert "15 to 18" in q.choices[q.correct_indices[0]].text and len(q.correct_indices) == 1
+    slopes = [int((times < c).sum() - (times > c).sum()) for c in (10.0, 13.0, 16.0, 19.0, 50.0, 100.0)]
+    assert slopes == [-6, -4, 0, 2, 4, 6]  # the derivative the explanation lists
+
+
+def test_chapter_1_explanations_hold_in_float32():
+    import torch
+
+    from losslab import losses as L
+
+    f32 = torch.float32
+    assert torch.isinf(torch.exp(torch.tensor(89.0, dtype=f32))) and torch.isfinite(torch.exp(torch.tensor(88.0, dtype=f32)))
+    z = torch.tensor([1000.0, 0.0], dtype=f32)
+    assert torch.isnan((torch.exp(z) / torch.exp(z).sum())[0])
+    assert torch.isfinite(torch.exp(z - z.max()) / torch.exp(z - z.max()).sum()).all()
+    s = torch.sigmoid(torch.tensor(-200.0, dtype=f32))
+    assert float(s) == 0.0 and torch.isinf(torch.log(s))
+    assert float(L.binary_cross_entropy_with_logits(torch.tensor([-200.0]), torch.ones(1))) == 200.0
+    p = torch.softmax(torch.tensor([0.9, 0.1], dtype=torch.float64), 0)  # "softmax of (0.9, 0.1) is about (0.69, 0.31)"
+    assert [round(v, 2) for v in p.tolist()] == [0.69, 0.31]
+    k = 10
+    twice = torch.softmax(torch.eye(k, dtype=torch.float64)[0], 0)  # a certain prediction, softmaxed again
+    assert abs(float(twice.max()) - torch.e / (torch.e + k - 1)) < 1e-15
+    # double-average: 2 + 98 tokens, a mean of the two sequence means weighs each short-sequence token 1/4, each long one 1/196
+    assert abs((1 / (2 * 2)) / (1 / (2 * 98)) - 49) < 1e-12 and "49 times" in Q.load_bank()["loss.double-average"].explanation

@@ -456,3 +456,69 @@ def test_train_digits_shapes_and_paired_seeds():
     assert torch.equal(run.batch_loss[0, :, 0], run.batch_loss[2, :, 0])  # same start for every schedule
     assert float(run.batch_loss[0, :, -5:].mean()) < float(run.batch_loss[0, :, :5].mean())  # it learns
     assert 0 <= float(run.test_accuracy.min()) and float(run.test_accuracy.max()) <= 1
+
+
+# --- reduce on plateau steering the noisy quadratic; what train_digits records ------------
+
+@pytest.mark.parametrize("kw", [dict(factor=0.5, patience=10, threshold=0.01), dict(factor=0.3, patience=3, threshold=1e-3, cooldown=2)])
+def test_noisy_quadratic_plateau_matches_reducelronplateau_in_the_loop(kw):
+    """PyTorch's ReduceLROnPlateau, driven by the same recursion, sets the same rates; the losses are the open-loop ones."""
+    h = torch.logspace(-2, 0, 40, dtype=torch.float64)
+    p = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([p], lr=1.0)
+    sched = L.ReduceLROnPlateau(opt, **kw)
+    m, theirs = torch.ones(40, dtype=torch.float64), []
+    for _ in range(300):
+        lr = opt.param_groups[0]["lr"]
+        theirs.append(lr)
+        m = (1 - lr * h) ** 2 * m + lr**2 * 0.2 * h
+        sched.step(float(0.5 * (h * m).sum()))
+    lrs, losses = S.noisy_quadratic_plateau(1.0, steps=300, noise=0.2, **kw)
+    assert_same(lrs, torch.tensor(theirs, dtype=torch.float64))
+    assert len(set(theirs)) > 2  # the loss stalls at each floor, so the rule does cut, several times
+    assert lrs.shape == (300,) and losses.shape == (301,)
+    torch.testing.assert_close(losses, S.noisy_quadratic_loss(lrs, noise=0.2), rtol=1e-13, atol=0.0)
+
+
+def test_noisy_quadratic_plateau_without_noise_never_stalls_on_one_curvature():
+    # one curvature, no noise: the loss shrinks by (1 - lr h)^2 = 0.25 each step, always a 75% improvement
+    lrs, losses = S.noisy_quadratic_plateau(0.5, steps=20, curvatures=[1.0], noise=0.0, patience=0, threshold=0.5)
+    assert bool((lrs == 0.5).all())
+    torch.testing.assert_close(losses, 0.5 * 0.25 ** torch.arange(21, dtype=torch.float64), rtol=1e-14, atol=0.0)
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [(dict(steps=0), "steps"), (dict(steps=5, noise=-1.0), "noise"), (dict(steps=5, curvatures=[-1.0]), "curvatures"),
+     (dict(steps=5, factor=2.0), "factor"), (dict(steps=5, batch_size=0), "batch_size")],
+)
+def test_noisy_quadratic_plateau_bad_input_names_the_argument(kw, message):
+    with pytest.raises(ValueError, match=message):
+        S.noisy_quadratic_plateau(1.0, **kw)
+
+
+def test_train_digits_records_weight_norms_and_training_accuracy():
+    T, seeds = 12, (0, 3)
+    lrs = torch.stack([torch.zeros(T, dtype=torch.float64), S.constant_lr(torch.arange(T), base_lr=0.05)])
+    run = S.train_digits(lrs, seeds=seeds, hidden=16, batch_size=8, device="cpu")
+    assert run.weight_norm.shape == (2, 2, T) and run.train_accuracy.shape == (2, 2)
+    # the same models stepped by hand: the norm of all parameters after every step
+    net = S.BatchedMLP(seeds, n_copies=2, hidden=16, batch_size=8, device="cpu")
+    per_model = lrs.repeat_interleave(len(seeds), 0).float()
+    for t in range(T):
+        net.step(per_model[:, t])
+        flat = torch.cat([p.detach().reshape(net.M, -1) for p in net.params], 1)  # (M, all parameters)
+        torch.testing.assert_close(run.weight_norm[:, :, t].reshape(-1), torch.linalg.vector_norm(flat, dim=1), rtol=1e-5, atol=0.0)
+    # at rate 0 nothing moves: the norm stays that of the initial weights, and the accuracy is the untrained
+    # network's, computed here with torch.nn on those weights
+    assert torch.equal(run.weight_norm[0, :, 0], run.weight_norm[0, :, -1])
+    assert bool((run.weight_norm[1, :, -1] != run.weight_norm[1, :, 0]).all())
+    train, _, _ = data.digits()
+    init = S.BatchedMLP(seeds, hidden=16, device="cpu").params
+    for s in range(len(seeds)):
+        model = torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
+        with torch.no_grad():
+            model[0].weight.copy_(init[0][s].T), model[0].bias.copy_(init[1][s])
+            model[2].weight.copy_(init[2][s].T), model[2].bias.copy_(init[3][s])
+            acc = float((model(train.x).argmax(1) == train.y).float().mean())
+        assert float(run.train_accuracy[0, s]) == pytest.approx(acc, abs=1e-6)

@@ -185,6 +185,48 @@ def single_thread(dev: torch.device | str | None = None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+#: Elements per intermediate tensor of a chunked batch on a CPU (about 8 MB in float64): keeps a batch in cache.
+CPU_CHUNK_ELEMENTS = 1 << 20
+
+
+def chunk_elements(dev: torch.device | str | None = None, *, dtype: torch.dtype = torch.float32,
+                   live_tensors: int = 8, fraction: float = 0.5) -> int:
+    """How many elements one intermediate tensor of a chunked batch may hold on ``dev``.
+
+    On a CPU, :data:`CPU_CHUNK_ELEMENTS` (cache-sized chunks are fastest). On
+    a CUDA device, ``fraction`` of the memory free now, shared by
+    ``live_tensors`` intermediates of ``dtype``: a GPU is launch-bound with
+    small chunks, so it gets the largest that fit (for example, a 101 x 101
+    landscape scan in one or two launches on an 80 GB card, where CPU-sized
+    chunks need over a thousand).
+
+    Parameters
+    ----------
+    dev : torch.device or str, optional
+        Defaults to :func:`device`.
+    dtype : torch.dtype
+        Element type of the intermediates.
+    live_tensors : int >= 1
+        Intermediates of that size alive at once.
+    fraction : float in (0, 1]
+        Share of the free memory to use.
+
+    Returns
+    -------
+    int >= 1
+    """
+    dev = torch.device(dev) if dev is not None else device()
+    if isinstance(live_tensors, bool) or not isinstance(live_tensors, int) or live_tensors < 1:
+        raise ValueError(f"live_tensors: expected an int >= 1, got {live_tensors!r}")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+        raise ValueError(f"fraction: expected a number in (0, 1], got {fraction!r}")
+    if dev.type != "cuda":
+        return CPU_CHUNK_ELEMENTS
+    free, _total = torch.cuda.mem_get_info(dev)
+    size = torch.empty((), dtype=dtype).element_size()
+    return max(CPU_CHUNK_ELEMENTS, int(free * fraction) // (size * live_tensors))
+
+
 def describe(dev: torch.device | str | None = None) -> str:
     """One line saying what runs the chapter, for the setup cell.
 

@@ -24,7 +24,7 @@ import torch
 
 from . import backend, plots
 
-__all__ = ["setup", "is_static", "in_colab", "glue", "setup_cell", "read_repository", "STATIC_ENV"]
+__all__ = ["setup", "is_static", "in_colab", "glue", "setup_cell", "read_repository", "widgets_advice", "STATIC_ENV"]
 
 STATIC_ENV = "LOSSLAB_STATIC"
 
@@ -60,7 +60,54 @@ def setup(seed: int = 0, *, quiet: bool = False) -> torch.device:
     dev = backend.device()
     if not quiet:
         print(backend.describe(dev))
+    if not is_static():
+        if in_colab():
+            _enable_colab_widgets()
+        advice = widgets_advice()
+        if advice:
+            print(advice)
     return dev
+
+
+def widgets_advice(loaded: str | None = None, installed: str | None = None) -> str | None:
+    """What to do if the live explorers cannot work in this kernel, or None if they can.
+
+    The explorers need ipywidgets 8. Hosted services may ship 7, and
+    installing this package upgrades it on disk while the running kernel keeps
+    the old version in memory: both need one restart.
+    """
+    from importlib import metadata  # noqa: PLC0415
+
+    if loaded is None:
+        try:
+            import ipywidgets  # noqa: PLC0415
+        except ImportError:
+            return ("The explorers need ipywidgets: run  %pip install -q 'ipywidgets>=8,<9'  and restart the kernel "
+                    "(Colab: Runtime > Restart session), then run the page again.")
+        loaded = ipywidgets.__version__
+    if installed is None:
+        try:
+            installed = metadata.version("ipywidgets")
+        except metadata.PackageNotFoundError:
+            installed = loaded
+    major = int(loaded.split(".")[0])
+    if major < 8:
+        if installed != loaded and int(installed.split(".")[0]) >= 8:
+            return (f"ipywidgets {installed} was installed, but this kernel still runs {loaded}: restart the kernel "
+                    "(Colab: Runtime > Restart session) and run the page again for live explorers.")
+        return (f"The explorers need ipywidgets 8 (this kernel has {loaded}): run  %pip install -q 'ipywidgets>=8,<9'  "
+                "and restart the kernel (Colab: Runtime > Restart session), then run the page again.")
+    return None
+
+
+def _enable_colab_widgets() -> None:
+    """Colab draws ipywidgets 8 through its custom widget manager; turn it on (harmless elsewhere)."""
+    try:
+        from google.colab import output  # noqa: PLC0415
+
+        output.enable_custom_widget_manager()
+    except Exception:  # noqa: BLE001  (not in Colab, or an older Colab without it)
+        pass
 
 
 def glue(name: str, value: Any, display: bool = False) -> None:

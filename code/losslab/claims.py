@@ -263,7 +263,7 @@ def _strict() -> bool:
     return is_static() or bool(os.environ.get("CI")) or "PYTEST_CURRENT_TEST" in os.environ
 
 
-def claim(name: str, holds: Any, *, says: str = "", **numbers: Any) -> Check:
+def claim(name: str, holds: Any, *, says: str = "", **numbers: Any) -> None:
     """State that the page's results support a sentence; raise if they do not.
 
     Parameters
@@ -280,8 +280,10 @@ def claim(name: str, holds: Any, *, says: str = "", **numbers: Any) -> Check:
 
     Returns
     -------
-    Check
-        The check, so a cell can reuse it. Nothing is displayed.
+    None
+        On purpose, like :func:`losslab.glue`: a cell that ends in a claim
+        shows nothing. The record of every claim made in the process is
+        :data:`checked`.
 
     Raises
     ------
@@ -308,7 +310,7 @@ def claim(name: str, holds: Any, *, says: str = "", **numbers: Any) -> Check:
     shown = {k: (_fmt(_number(k, v)) if not isinstance(v, str) else v) for k, v in numbers.items()}
     checked.append(_Record(name, says, check.holds, check.detail, shown))
     if check.holds:
-        return check
+        return None
     message = f"claim {name!r} is false"
     if says:
         message += f": the text says {says!r}"
@@ -318,7 +320,7 @@ def claim(name: str, holds: Any, *, says: str = "", **numbers: Any) -> Check:
     if _strict():
         raise ClaimError(message)
     warnings.warn(message + " (this run's numbers differ from the book's run)", ClaimWarning, stacklevel=2)
-    return check
+    return None
 
 
 def _summary(records: Sequence[_Record] | None = None) -> str:

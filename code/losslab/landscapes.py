@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _checks
+from .backend import chunk_elements
 
 __all__ = [
     "TestFunction",
@@ -1096,7 +1097,8 @@ def scan_losses(
         ``"affine"``: the fast path for :class:`MLP` (first layer computed once, see Notes).
         ``"auto"``: ``"affine"`` for an :class:`MLP`, else ``"vmap"``.
     chunk_size : int, optional
-        Points per batched call; default bounds each intermediate tensor to about 2**20 floats.
+        Points per batched call; default bounds each intermediate tensor to about 2**20 floats on
+        a CPU, and to the share of free memory :func:`losslab.backend.chunk_elements` gives on a GPU.
 
     Returns
     -------
@@ -1136,7 +1138,9 @@ def scan_losses(
     coeffs = coeffs.to(dtype=dtype, device=dev)
     width = max(v.shape[0] for v in p.values())
     if chunk_size is None:
-        chunk_size = max(1, _CHUNK_ELEMENTS // (x.shape[0] * max(width, x.shape[1])))
+        # cache-sized chunks on a CPU, memory-sized ones on a GPU (backend.chunk_elements)
+        elements = _CHUNK_ELEMENTS if dev.type != "cuda" else chunk_elements(dev, dtype=dtype)
+        chunk_size = max(1, elements // (x.shape[0] * max(width, x.shape[1])))
     _check_count("chunk_size", chunk_size)
     with torch.no_grad():
         if method == "loop":

@@ -332,14 +332,51 @@ def fit_line(x: torch.Tensor, y: torch.Tensor, loss: str = "mse", *, delta: floa
 
 # --- binary and multi-label ---------------------------------------------------------
 
+# PyTorch's floor for p(1 - p) in the gradient of binary_cross_entropy: 1e-12 rounded to float32.
+_BCE_EPS = float(torch.tensor(1e-12, dtype=torch.float32))
+
+
+class _BCEFromProbabilities(torch.autograd.Function):
+    r"""$-[y\log p + (1-y)\log(1-p)]$ with each log clamped at $-100$, and PyTorch's gradients.
+
+    Autograd through the clamped formula would give a NaN gradient at
+    $p \in \{0, 1\}$ ($0 \cdot \infty$ in the backward of ``log``) and a zero
+    gradient wherever $\log p < -100$; PyTorch instead defines
+    $\partial\ell/\partial p = (p - y) / \max(p(1-p), 10^{-12})$ and
+    $\partial\ell/\partial y = -\operatorname{logit}(p)$. The backward states
+    those formulas, so gradients match ``torch.nn.functional.binary_cross_entropy``
+    at the boundary too. Elementwise; no weight, no reduction.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return -(y * p.log().clamp_min(-100) + (1 - y) * torch.log1p(-p).clamp_min(-100))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p, y = ctx.saved_tensors
+        grad_p = grad * (p - y) / (p * (1 - p)).clamp_min(_BCE_EPS)
+        grad_y = grad * -torch.logit(p)
+        return grad_p, grad_y
+
+
 def binary_cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
                          reduction: str = "mean") -> torch.Tensor:
     r"""Binary cross-entropy from probabilities: $\ell = -[y\log p + (1-y)\log(1-p)]$.
 
     Each log is clamped at $-100$, as PyTorch does, so $p \in \{0, 1\}$ gives a
-    large finite loss instead of ``inf``. Prefer
+    large finite loss instead of ``inf``. The gradient is PyTorch's,
+    $(p - y)/\max(p(1-p), 10^{-12})$ in $p$, finite at $p \in \{0, 1\}$ too
+    (autograd through the clamp would give NaN there). Prefer
     :func:`binary_cross_entropy_with_logits`, which never forms $p$. See
-    Chapter 1. Matches ``torch.nn.functional.binary_cross_entropy``.
+    Chapter 1. Matches ``torch.nn.functional.binary_cross_entropy``, values and
+    gradients.
 
     Parameters
     ----------
@@ -359,38 +396,75 @@ def binary_cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: torc
     for name, t in (("input", input), ("target", target)):
         if bool(((t < 0) | (t > 1)).any()):
             raise ValueError(f"{name}: expected probabilities in [0, 1], got values in [{float(t.min())}, {float(t.max())}]")
-    loss = _ClampedBCE.apply(input, target)
+    loss = _BCEFromProbabilities.apply(input, target)
     if weight is not None:
         loss = loss * _weight_like("weight", weight, input)
     return _reduce(loss, _reduction(reduction))
 
 
-_BCE_EPS = 9.999999960041972e-13  # PyTorch's EPSILON = 1e-12 in its backward, a float32 constant: float32(1e-12)
+class _BCEFromLogits(torch.autograd.Function):
+    r"""$\ell = (1-y)\,z + (1 + (p_w - 1)\,y)\operatorname{softplus}(-z)$ with the gradient stated exactly.
 
+    The stable value needs $\operatorname{softplus}(-z) = \max(-z, 0) +
+    \log(1 + e^{-|z|})$, and autograd through ``max``/``clamp`` and ``abs``
+    is wrong at their kink, $z = 0$, where the true derivative is smooth: it
+    gave $-y$ or $1 - y$ instead of $\sigma(0) - y = \tfrac12 - y$, depending on
+    the PyTorch version's convention for ``clamp`` at its boundary, so
+    logistic regression started at $w = 0$ took a different first step. The
+    backward here states the derivatives, which are smooth everywhere:
 
-class _ClampedBCE(torch.autograd.Function):
-    r"""Elementwise $-[y \log p + (1-y)\log(1-p)]$ with each log clamped at $-100$, and PyTorch's gradient.
+    $$\frac{\partial\ell}{\partial z} = (1 + (p_w - 1)\,y)\,\sigma(z) - p_w\,y
+      \quad(= \sigma(z) - y \text{ for } p_w = 1),$$
 
-    Differentiating the clamped formula would give NaN at $p \in \{0, 1\}$
-    ($0 \cdot \infty$) and 0 where a clamp is active ($p = 10^{-300}$: a confidently wrong prediction would get no
-    push at all). PyTorch's backward uses the unclamped derivative
-    $(p - y) / \max(p(1-p), 10^{-12})$ instead, large and of the right sign; so
-    does this one. The target's gradient is that of the clamped formula,
-    $\max(\log(1-p), -100) - \max(\log p, -100)$ (finite, where PyTorch's is $\pm\infty$).
+    and, in stable forms, $\partial\ell/\partial y = \log\sigma(-z) -
+    p_w\log\sigma(z)$ ($= -z$ for $p_w = 1$) and $\partial\ell/\partial p_w =
+    -y\log\sigma(z)$: PyTorch's formulas, so gradients match
+    ``torch.nn.functional.binary_cross_entropy_with_logits`` at every finite $z$.
+    The backward is made of differentiable operations, so second derivatives
+    ($\partial^2\ell/\partial z^2 = (1 + (p_w - 1)y)\,\sigma(z)(1 - \sigma(z))$)
+    work too. Elementwise; ``pos_weight`` broadcast to ``z``; no weight, no reduction.
     """
 
-    @staticmethod
-    def forward(ctx, p, y):
-        log_p, log_q = p.log().clamp_min(-100), torch.log1p(-p).clamp_min(-100)
-        ctx.save_for_backward(p, y, log_p, log_q)
-        return -(y * log_p + (1 - y) * log_q)
+    generate_vmap_rule = True
 
     @staticmethod
-    def backward(ctx, grad):
-        p, y, log_p, log_q = ctx.saved_tensors
-        grad_p = grad * (p - y) / (p * (1 - p)).clamp_min(_BCE_EPS) if ctx.needs_input_grad[0] else None
-        grad_y = grad * (log_q - log_p) if ctx.needs_input_grad[1] else None
-        return grad_p, grad_y
+    def forward(z: torch.Tensor, y: torch.Tensor, pw: torch.Tensor | None) -> torch.Tensor:
+        softplus_neg = (-z).clamp_min(0) + torch.log1p(torch.exp(-z.abs()))  # log(1 + e^{-z}), no overflow
+        scale = 1 if pw is None else 1 + (pw - 1) * y
+        return (1 - y) * z + scale * softplus_neg
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        z, y, pw = inputs
+        ctx.has_pw = pw is not None
+        ctx.save_for_backward(z, y, *(() if pw is None else (pw,)))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        z, y, *rest = ctx.saved_tensors
+        if not ctx.has_pw:
+            return grad * (torch.sigmoid(z) - y), grad * -z, None
+        (pw,) = rest
+        log_sig = -_softplus(-z)  # log sigmoid(z), stable
+        log_sig_neg = -_softplus(z)  # log sigmoid(-z) = log(1 - sigmoid(z))
+        t = pw * y
+        grad_z = grad * ((t + 1 - y) * torch.sigmoid(z) - t)  # (1 + (pw - 1) y) sigma(z) - pw y, in PyTorch's order
+        grad_y = grad * (log_sig_neg - pw * log_sig)
+        grad_pw = (grad * y * -log_sig).sum_to_size(pw.shape) if ctx.needs_input_grad[2] else None
+        return grad_z, grad_y, grad_pw
+
+
+def _softplus(u: torch.Tensor) -> torch.Tensor:
+    r"""$\log(1 + e^u)$ without overflow, in a form whose autograd gradient is $\sigma(u)$ everywhere, $u = 0$ included.
+
+    Each branch of the ``where`` is smooth and sees only inputs of its own
+    sign (the other branch gets 0), so neither overflows nor sends NaN
+    through the backward; at $u = 0$ the chosen branch's slope is $\tfrac12$.
+    """
+    pos = u > 0
+    up = torch.where(pos, u, torch.zeros_like(u))  # >= 0
+    un = torch.where(pos, torch.zeros_like(u), u)  # <= 0
+    return torch.where(pos, up + torch.log1p(torch.exp(-up)), torch.log1p(torch.exp(un)))
 
 
 def binary_cross_entropy_with_logits(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
@@ -402,8 +476,11 @@ def binary_cross_entropy_with_logits(input: torch.Tensor, target: torch.Tensor, 
 
     with $\operatorname{softplus}(-z) = \max(-z, 0) + \log(1 + e^{-|z|})$,
     finite for every finite $z$. Its gradient in $z$ is $\sigma(z) - y$ (for
-    $w = p_w = 1$). See Chapter 1. Matches
-    ``torch.nn.functional.binary_cross_entropy_with_logits``.
+    $w = p_w = 1$), computed as that formula rather than by differentiating
+    ``max`` and ``abs``, whose slopes at their kink $z = 0$ are conventions
+    (the true slope there is $\sigma(0) - y = \tfrac12 - y$). See Chapter 1.
+    Matches ``torch.nn.functional.binary_cross_entropy_with_logits``, values
+    and gradients (in ``input`` and ``target``), at every finite $z$.
 
     Parameters
     ----------
@@ -419,12 +496,8 @@ def binary_cross_entropy_with_logits(input: torch.Tensor, target: torch.Tensor, 
     input, target = _pair(input, target)
     if bool(((target < 0) | (target > 1)).any()):
         raise ValueError(f"target: expected values in [0, 1], got values in [{float(target.min())}, {float(target.max())}]")
-    softplus_neg = (-input).clamp_min(0) + torch.log1p(torch.exp(-input.abs()))  # log(1 + e^{-z}), stable
-    if pos_weight is None:
-        loss = (1 - target) * input + softplus_neg
-    else:
-        pw = _weight_like("pos_weight", pos_weight, input)
-        loss = (1 - target) * input + (1 + (pw - 1) * target) * softplus_neg
+    pw = None if pos_weight is None else _weight_like("pos_weight", pos_weight, input)
+    loss = _BCEFromLogits.apply(input, target, pw)
     if weight is not None:
         loss = loss * _weight_like("weight", weight, input)
     return _reduce(loss, _reduction(reduction))

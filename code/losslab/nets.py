@@ -770,7 +770,8 @@ def train_runs(
     losses : Tensor, shape (R, steps)
         Minibatch loss before each step.
     grad_norms : Tensor, shape (R, steps)
-        Global gradient norm before clipping.
+        Global gradient norm before norm clipping (after value clipping, for
+        a run with ``clip_value``).
     """
     if not runs:
         raise ValueError("runs: expected at least one Run")

@@ -52,7 +52,8 @@ Around them:
 - :func:`heavy_ball_rate`, :func:`gd_rate` and :func:`measured_rate` give the
   theoretical and the measured linear rates on quadratics;
 - :func:`minibatch_gradients` samples mini-batch gradients of least squares
-  for many runs at once (the noise section).
+  for many runs at once, and :func:`minibatch_variance` is their exact
+  variance (the noise section).
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ __all__ = [
     "heavy_ball_best",
     "measured_rate",
     "minibatch_gradients",
+    "minibatch_variance",
 ]
 
 Hyper = float | torch.Tensor
@@ -1780,3 +1782,41 @@ def minibatch_gradients(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, batch
     xb = x[idx]  # (K, B, D)
     r = (xb @ w.unsqueeze(-1)).squeeze(-1) - y[idx]  # (K, B) residuals
     return (xb * r.unsqueeze(-1)).mean(1)  # (K, D)
+
+
+def minibatch_variance(per_example: torch.Tensor, batch_size: int) -> torch.Tensor:
+    r"""The exact variance of a mini-batch mean drawn without replacement: :math:`\mathbb E\,\|g_B - \bar g\|^2`.
+
+    For a batch :math:`B` of ``batch_size`` = :math:`b` distinct examples, every
+    subset equally likely, out of :math:`n` per-example gradients :math:`g_i` with
+    mean :math:`\bar g`,
+
+    .. math:: \mathbb E\,\|g_B - \bar g\|^2 = \frac{\sigma^2}{b}\,\frac{n - b}{n},
+              \qquad \sigma^2 = \frac{1}{n - 1}\sum_i \|g_i - \bar g\|^2 ,
+
+    (equivalently :math:`\frac{s^2}{b}\frac{n-b}{n-1}` with :math:`s^2` the average over
+    :math:`n`). It is :math:`\sigma^2/b` up to the finite-population factor
+    :math:`1 - b/n`, and 0 at :math:`b = n`. See Chapter 3, where it is checked
+    against an enumeration of every batch.
+
+    Parameters
+    ----------
+    per_example : Tensor [n, D]
+        The per-example gradients (floating point, n >= 2).
+    batch_size : int in [1, n]
+
+    Returns
+    -------
+    Tensor []
+        In the dtype of ``per_example``.
+    """
+    if not isinstance(per_example, torch.Tensor) or per_example.ndim != 2 or not per_example.is_floating_point():
+        raise ValueError(f"per_example: expected a floating-point tensor [n, D], got "
+                         f"{getattr(per_example, 'shape', type(per_example).__name__)}")
+    n = per_example.shape[0]
+    if n < 2:
+        raise ValueError(f"per_example: expected at least 2 examples, got {n}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= n:
+        raise ValueError(f"batch_size: expected an int in [1, {n}], got {batch_size!r}")
+    sigma2 = ((per_example - per_example.mean(0)) ** 2).sum() / (n - 1)
+    return sigma2 / batch_size * (n - batch_size) / n

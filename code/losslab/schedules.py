@@ -1268,10 +1268,13 @@ class DigitsRun:
     seeds : tuple of int
     batch_loss : torch.Tensor
         (K, S, T) minibatch loss before each step.
-    train_loss : torch.Tensor
-        (K, S) loss on the whole training split after the last step.
+    train_loss, train_accuracy : torch.Tensor
+        (K, S) loss and accuracy on the whole training split after the last step.
     test_loss, test_accuracy : torch.Tensor
         (K, S) on the held-out test split.
+    weight_norm : torch.Tensor
+        (K, S, T) Euclidean norm of all of a model's parameters (weights and
+        biases together) after each step: how far the weights have grown.
     """
 
     lrs: torch.Tensor
@@ -1280,6 +1283,8 @@ class DigitsRun:
     train_loss: torch.Tensor
     test_loss: torch.Tensor
     test_accuracy: torch.Tensor
+    weight_norm: torch.Tensor
+    train_accuracy: torch.Tensor
 
     def __repr__(self) -> str:
         k, s, t = self.batch_loss.shape
@@ -1460,14 +1465,17 @@ def train_digits(
     net = BatchedMLP(seeds, n_copies=K, **kwargs)
     S = len(net.seeds)
     per_model = table.repeat_interleave(S, dim=0).to(torch.float32)  # (K * S, T): model k * S + s gets lrs[k]
-    losses = torch.empty(T, K * S)
+    losses, norms = torch.empty(T, K * S), torch.empty(T, K * S)
     with backend.single_thread(net.params[0].device):
         for t in range(T):
-            losses[t] = net.step(per_model[:, t].to(net.params[0].device)).cpu()
-        train_loss, _ = net.evaluate(net.train)
+            loss = net.step(per_model[:, t].to(net.params[0].device))
+            norm = sum(p.detach().reshape(net.M, -1).square().sum(1) for p in net.params).sqrt()  # (K * S,)
+            losses[t], norms[t] = torch.stack([loss, norm]).cpu()
+        train_loss, train_acc = net.evaluate(net.train)
         test_loss, test_acc = net.evaluate(net.test)
     shape = (K, S)
-    return DigitsRun(table, net.seeds, losses.T.reshape(K, S, T), train_loss.cpu().view(shape), test_loss.cpu().view(shape), test_acc.cpu().view(shape))
+    return DigitsRun(table, net.seeds, losses.T.reshape(K, S, T), train_loss.cpu().view(shape), test_loss.cpu().view(shape),
+                     test_acc.cpu().view(shape), norms.T.reshape(K, S, T), train_acc.cpu().view(shape))
 
 
 def digits_range_test(
@@ -1563,3 +1571,56 @@ def noisy_quadratic_loss(
         m = (1 - lr * h) ** 2 * m + lr**2 * noise * h / batch_size
         out.append(0.5 * (h * m).sum(-1))
     return torch.stack(out, -1)
+
+
+def noisy_quadratic_plateau(
+    base_lr: float,
+    *,
+    steps: int,
+    curvatures: Any = None,
+    noise: float = 1.0,
+    batch_size: int = 1,
+    init: float = 1.0,
+    **plateau: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:class:`ReduceOnPlateau` steering SGD on the noisy quadratic: the rule reads the loss its own rates produce.
+
+    Step ``t`` uses the rule's current rate; the expected loss after the step
+    (the recursion of :func:`noisy_quadratic_loss`) is then shown to the rule,
+    which may cut the rate for step ``t + 1``. See Chapter 4.
+
+    Parameters
+    ----------
+    base_lr : float
+        The starting rate.
+    steps : int
+        T >= 1.
+    curvatures, noise, batch_size, init
+        As in :func:`noisy_quadratic_loss`.
+    **plateau
+        Passed to :class:`ReduceOnPlateau` (``factor``, ``patience``, ``threshold``...).
+
+    Returns
+    -------
+    lrs : torch.Tensor
+        float64, shape (T,): the rate of each step.
+    losses : torch.Tensor
+        float64, shape (T + 1,): the expected loss before the first step and
+        after each step; equal to ``noisy_quadratic_loss(lrs, ...)``.
+    """
+    steps = _count("steps", steps)
+    sched = ReduceOnPlateau(base_lr, **plateau)
+    # validates curvatures, noise, batch_size and init, and gives the loss before the first step
+    start = noisy_quadratic_loss(torch.zeros(1), curvatures=curvatures, noise=noise, batch_size=batch_size, init=init)[0]
+    h = torch.logspace(-2, 0, 40, dtype=torch.float64) if curvatures is None else torch.as_tensor(curvatures, dtype=torch.float64)
+    m = torch.full_like(h, float(init))  # E[x_i^2], (D,)
+    lrs, losses = [], [start]
+    for _ in range(steps):
+        lr = sched.lr
+        # 1) one step of the recursion at the rule's current rate
+        m = (1 - lr * h) ** 2 * m + lr**2 * float(noise) * h / int(batch_size)
+        lrs.append(lr)
+        losses.append(0.5 * (h * m).sum())
+        # 2) the rule reads the loss it produced and may cut the rate of the next step
+        sched.step(float(losses[-1]))
+    return torch.tensor(lrs, dtype=torch.float64), torch.stack(losses)

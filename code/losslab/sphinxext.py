@@ -5,6 +5,17 @@
   instead of live widgets (which render blank without a kernel).
 - It asks Sphinx to load MathJax on every page, because quiz and exercise
   outputs carry math even on pages whose prose has none.
+- It points the Colab and Binder launch buttons at the *reader edition*
+  (:mod:`losslab.reader`), published on the branch named by the Sphinx
+  option ``losslab_reader_branch`` (``_config.yml``), so a reader who
+  launches a page gets prose that Jupyter and Colab render. The edit and
+  source buttons keep pointing at the source on the main branch.
+- It makes pages lighter and more accessible: the search scripts load only
+  on the search page (the search box of every other page submits to it);
+  every page gets a ``<meta name="description">`` from its first paragraph;
+  the colour mode defaults to the reader's system setting (an empty default
+  made the theme log "Got invalid theme mode" on every page); formulas stay
+  out of the Tab order (MathJax's menu remains on right-click).
 - It drops duplicate script tags: Jupyter Book registers sphinx-thebe's inline
   configuration script once per read pass, and a second copy redeclares its
   ``const`` variables, a JavaScript error on every page.
@@ -37,8 +48,79 @@ def dedupe_scripts(app, pagename, templatename, context, doctree) -> None:  # no
     scripts[:] = unique
 
 
+def reader_launch_links(app, pagename, templatename, context, doctree) -> None:  # noqa: ANN001 (Sphinx event)
+    """Rewrite the Colab and Binder launch URLs from the source branch to the reader-edition branch."""
+    reader = app.config.losslab_reader_branch
+    branch = (app.config.html_theme_options or {}).get("repository_branch") or ""
+    if not reader or not branch or reader == branch:
+        return
+    for group in context.get("header_buttons", []):
+        if group.get("label") != "launch-buttons":
+            continue
+        for button in group.get("buttons", []):
+            url = button.get("url", "")
+            if button.get("text") == "Colab":
+                button["url"] = url.replace(f"/blob/{branch}/", f"/blob/{reader}/", 1)
+            elif button.get("text") == "Binder":
+                button["url"] = url.replace(f"/{branch}?urlpath=", f"/{reader}?urlpath=", 1)
+
+
+#: Scripts only the search page needs.
+_SEARCH_ONLY = ("searchtools.js", "language_data.js")
+
+
+def search_scripts_on_search_page_only(app, pagename, templatename, context, doctree) -> None:  # noqa: ANN001
+    """Drop the search index scripts from every page but the search page."""
+    scripts = context.get("script_files")
+    if not scripts or pagename == "search":
+        return
+    scripts[:] = [js for js in scripts if not str(getattr(js, "filename", js) or "").endswith(_SEARCH_ONLY)]
+
+
+def _first_paragraph(doctree) -> str:  # noqa: ANN001
+    from docutils import nodes  # noqa: PLC0415
+
+    for para in doctree.findall(nodes.paragraph):
+        if para.next_node(nodes.raw) is not None:
+            continue
+        text = " ".join(para.astext().split())
+        if len(text) >= 40:
+            return text
+    return ""
+
+
+def meta_description(app, pagename, templatename, context, doctree) -> None:  # noqa: ANN001
+    """``<meta name="description">`` from the page's first real paragraph (at most about 160 characters)."""
+    import html  # noqa: PLC0415
+
+    if doctree is None:
+        return
+    text = _first_paragraph(doctree)
+    if not text:
+        text = f"{context.get('title', '')} - {app.config.project}".strip(" -")
+    if len(text) > 160:
+        text = text[:157].rsplit(" ", 1)[0] + "..."
+    context["metatags"] = context.get("metatags", "") + f'\n<meta name="description" content="{html.escape(text, quote=True)}" />'
+
+
+def theme_defaults(app, config) -> None:  # noqa: ANN001
+    """Options the theme needs and Jupyter Book's ``html:`` section cannot set."""
+    options = dict(config.html_theme_options or {})
+    options.setdefault("default_mode", "auto")
+    config.html_theme_options = options
+    mathjax = dict(config.mathjax3_config or {})
+    menu = mathjax.setdefault("options", {}).setdefault("menuOptions", {}).setdefault("settings", {})
+    menu.setdefault("inTabOrder", False)  # formulas out of the Tab order: keyboard users reach the controls
+    config.mathjax3_config = mathjax
+
+
 def setup(app):  # noqa: ANN001, ANN201  (Sphinx's extension entry point)
     os.environ[STATIC_ENV] = "1"
     app.set_html_assets_policy("always")
+    app.add_config_value("losslab_reader_branch", "", "html")
     app.connect("html-page-context", dedupe_scripts, priority=100)  # before any handler that returns a template
+    app.connect("html-page-context", reader_launch_links, priority=502)  # after the theme adds the buttons (501)
+    app.connect("config-inited", theme_defaults)
+    app.connect("html-page-context", search_scripts_on_search_page_only, priority=100)
+    app.connect("html-page-context", meta_description, priority=100)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

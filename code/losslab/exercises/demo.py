@@ -8,7 +8,8 @@ relu = Exercise(
     id="demo.relu",
     title="ReLU",
     entry="relu",
-    prompt="Write `relu(x)`: return $\\max(x, 0)$ elementwise, as a new tensor, leaving `x` unchanged.",
+    prompt="Write `relu(x)`: return $\\max(x, 0)$ elementwise, as a new tensor, leaving `x` unchanged; "
+           "like `torch.nn.functional.relu`, a NaN in `x` stays NaN.",
     stub='''
 import torch
 
@@ -22,7 +23,7 @@ import torch
 
 def relu(x: torch.Tensor) -> torch.Tensor:
     """max(x, 0) elementwise; x is any shape; returns a new tensor."""
-    return torch.where(x > 0, x, torch.zeros_like(x))
+    return torch.where(x < 0, torch.zeros_like(x), x)  # NaN < 0 is False: NaN passes through, as in F.relu
 ''',
     wrong=(
         "def relu(x):\n    return x\n",
@@ -30,6 +31,8 @@ def relu(x: torch.Tensor) -> torch.Tensor:
         "import torch\ndef relu(x):\n    return torch.clamp(x, max=0)\n",
         "def relu(x):\n    return x.clamp_(min=0)\n",
         "def relu(x):\n    return [max(v, 0.0) for v in x.tolist()]\n",
+        # every comparison with NaN is False, so `x > 0` sends NaN to 0 and hides it
+        "import torch\ndef relu(x):\n    return torch.where(x > 0, x, torch.zeros_like(x))\n",
     ),
 )
 
@@ -51,11 +54,18 @@ def _(f, ref):
     assert torch.equal(y, expected), f"relu({x.tolist()}) gave {y.tolist()}, expected {expected.tolist()}"
 
 
-@relu.check("matches torch.nn.functional.relu on random inputs", hint="Compare with `torch.nn.functional.relu(x)`.")
+@relu.check("matches torch.nn.functional.relu on random inputs, inf and NaN",
+            hint="Compare with `torch.nn.functional.relu(x)`. Every comparison with NaN is False, so "
+                 "`torch.where(x > 0, x, 0)` turns NaN into 0 and hides a bug upstream; test `x < 0` instead, "
+                 "or use `x.clamp(min=0)`.")
 def _(f, ref):
     x = torch.randn(1000, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 10
     y = f(x.clone())
     assert torch.equal(y, torch.nn.functional.relu(x)), "some values differ from torch.nn.functional.relu"
+    special = torch.tensor([float("nan"), float("inf"), -float("inf"), 1.0, -1.0], dtype=torch.float64)
+    y, expected = f(special.clone()), torch.nn.functional.relu(special)
+    assert bool(torch.isnan(y[0])), f"relu(nan) gave {float(y[0])}; torch.nn.functional.relu keeps NaN, so a bug upstream stays visible"
+    assert torch.equal(y[1:], expected[1:]), f"relu({special[1:].tolist()}) gave {y[1:].tolist()}, expected {expected[1:].tolist()}"
 
 
 @relu.check("does not modify its input", hint="In-place methods such as `clamp_` change `x`; return a new tensor instead.")
@@ -63,3 +73,4 @@ def _(f, ref):
     x = torch.tensor([-1.0, 2.0], dtype=torch.float64)
     f(x)
     assert x.tolist() == [-1.0, 2.0], f"the input changed to {x.tolist()}"
+

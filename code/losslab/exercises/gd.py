@@ -30,7 +30,7 @@ sgd_momentum = Exercise(
     entry="sgd_momentum",
     prompt=(
         "Write one step of SGD with (heavy-ball) momentum in PyTorch's convention: "
-        "$b_t = \\mu b_{t-1} + g_t$ (with $b_1 = g_1$), then $\\theta_t = \\theta_{t-1} - \\eta b_t$. "
+        "$b_t = \\beta b_{t-1} + g_t$ (with $b_1 = g_1$), then $\\theta_t = \\theta_{t-1} - \\eta b_t$. "
         "Return new tensors; do not modify the inputs."
     ),
     stub='''
@@ -56,7 +56,7 @@ def sgd_momentum(params, grads, buf, *, lr, momentum):
     return params - lr * buf, buf
 ''',
     wrong=(
-        # an exponential moving average, (1 - mu) g: steps 1/(1 - mu) times too small once it builds up
+        # an exponential moving average, (1 - beta) g: steps 1/(1 - beta) times too small once it builds up
         "def sgd_momentum(params, grads, buf, *, lr, momentum):\n"
         "    buf = grads.clone() if buf is None else momentum * buf + (1 - momentum) * grads\n"
         "    return params - lr * buf, buf\n",
@@ -96,7 +96,7 @@ def _(f, ref):
 
 
 @sgd_momentum.check("matches torch.optim.SGD(momentum=0.9) over 50 steps",
-                    hint="$b_t = \\mu b_{t-1} + g_t$ (no $1 - \\mu$ factor), then $\\theta_t = \\theta_{t-1} - \\eta b_t$.")
+                    hint="$b_t = \\beta b_{t-1} + g_t$ (no $1 - \\beta$ factor), then $\\theta_t = \\theta_{t-1} - \\eta b_t$.")
 def _(f, ref):
     grads = _stream(50)
     p0 = torch.randn(4, 3, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
@@ -109,7 +109,7 @@ def _(f, ref):
 
 
 @sgd_momentum.check("momentum 0 is plain gradient descent",
-                    hint="With $\\mu = 0$ the buffer is just the current gradient.")
+                    hint="With $\\beta = 0$ the buffer is just the current gradient.")
 def _(f, ref):
     grads = _stream(5, seed=2)
     p, buf = torch.zeros(4, 3, dtype=torch.float64), None

@@ -19,13 +19,14 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from matplotlib.path import Path as MplPath
 
 from .. import plots
 from ..autograd import GradientCosts, GraphLayout, Value, backward_trace, gradient_costs, graph_layout, numerical_gradient
 from . import Choice, Explorer, Slider, registered
 
-__all__ = ["draw_graph", "example_expression", "step_explorer", "cost_explorer", "gradcheck_explorer",
-           "gradcheck_sweep"]
+__all__ = ["draw_graph", "edge_routes", "bezier", "example_expression", "step_explorer", "cost_explorer", "gradcheck_explorer",
+           "gradcheck_sweep", "gradcheck_sweeps"]
 
 _DONE, _NEW, _RULE, _EDGE = "#e8f1fa", "#fbd9bf", "#0072B2", "#8895a7"
 
@@ -46,9 +47,92 @@ def example_expression() -> Value:
     return L
 
 
+_SX, _SY = 2.3, 1.25      # spacing of columns and rows in drawing units
+_BOX_W, _BOX_H = 1.55, 0.82
+
+
+def _positions(layout: GraphLayout) -> list[tuple[float, float]]:
+    return [(x * _SX, y * _SY) for x, y in layout.xy]
+
+
+def edge_routes(layout: GraphLayout) -> list[np.ndarray]:
+    """The points of the line that draws each edge of ``layout``, in drawing units.
+
+    An edge between neighbouring columns is an S-curve from the right side of
+    its input's box to the left side of its user's box, inside the gap
+    between the two columns. An edge that skips columns (the skip connection
+    ``x -> r`` of the running example) would run behind the boxes in between,
+    so it climbs to a lane above every box, crosses there and comes down to
+    its user: it leaves its input through the top of the box when nothing
+    sits above it in its column (else from the right side, up the gap between
+    columns), and enters its user from above when nothing sits above that one
+    (else down the gap on its left and in from the side). Each such edge gets
+    its own lane; corners are rounded. No edge crosses a box it does not join.
+
+    Returns
+    -------
+    list of ndarray, shape (N, 2)
+        One polyline per ``layout.edges`` entry, from the input to the user.
+    """
+    pos = _positions(layout)
+    top = max(y for _, y in pos) + _BOX_H / 2
+    col = [round(x / _SX) for x, _ in pos]
+
+    def top_free(k: int) -> bool:
+        return not any(col[m] == col[k] and pos[m][1] > pos[k][1] for m in range(len(pos)))
+
+    routes, lane = [], 0
+    for i, j in layout.edges:
+        (x0, y0), (x1, y1) = pos[i], pos[j]
+        if col[j] - col[i] <= 1:
+            a, b = (x0 + _BOX_W / 2, y0), (x1 - _BOX_W / 2, y1)
+            mid = (a[0] + b[0]) / 2
+            routes.append(bezier(np.array([a, (mid, y0), (mid, y1), b])))
+            continue
+        lane += 1
+        ylane = top + (0.25 + 0.3 * lane) * _SY
+        shift = 0.12 * (lane - 1)                              # edges sharing a gap do not overlap
+        if top_free(i):
+            way = [(x0, y0 + _BOX_H / 2), (x0, ylane)]
+        else:
+            gap = x0 + _SX / 2 - shift
+            way = [(x0 + _BOX_W / 2, y0), (gap, y0), (gap, ylane)]
+        if top_free(j):
+            way += [(x1, ylane), (x1, y1 + _BOX_H / 2)]
+        else:
+            gap = x1 - _SX / 2 + shift
+            way += [(gap, ylane), (gap, y1), (x1 - _BOX_W / 2, y1)]
+        routes.append(_rounded(np.array(way, dtype=float), radius=0.3))
+    return routes
+
+
+def bezier(points: np.ndarray, n: int = 64) -> np.ndarray:
+    """``n`` points along the cubic Bezier curve with control ``points`` (4, 2): shape (n, 2)."""
+    t = np.linspace(0.0, 1.0, n)[:, None]                     # (n, 1)
+    p0, p1, p2, p3 = points
+    return (1 - t) ** 3 * p0 + 3 * (1 - t) ** 2 * t * p1 + 3 * (1 - t) * t ** 2 * p2 + t ** 3 * p3
+
+
+def _rounded(way: np.ndarray, radius: float, n: int = 9) -> np.ndarray:
+    """The polyline through ``way`` (K, 2) with each inner corner replaced by a quadratic arc of ``radius``."""
+    out = [way[0]]
+    for k in range(1, len(way) - 1):
+        p, a, b = way[k], way[k - 1], way[k + 1]
+        r = min(radius, np.linalg.norm(p - a) / 2, np.linalg.norm(b - p) / 2)
+        u = p - r * (p - a) / np.linalg.norm(p - a)            # where the arc starts
+        v = p + r * (b - p) / np.linalg.norm(b - p)            # and ends; p is its control point
+        t = np.linspace(0.0, 1.0, n)[:, None]
+        out.extend((1 - t) ** 2 * u + 2 * (1 - t) * t * p + t ** 2 * v)
+    out.append(way[-1])
+    return np.array(out)
+
+
 def draw_graph(ax: Axes, layout: GraphLayout, *, grads: list[float | None] | None = None,
                rule: int | None = None, received: tuple[int, ...] = ()) -> None:
     """Draw ``layout`` on ``ax``: boxes (name, operation, value, gradient) joined by arrows.
+
+    Edges follow :func:`edge_routes`: an edge that skips columns runs in a
+    lane over the top of the graph, so no edge runs behind a box.
 
     Parameters
     ----------
@@ -62,17 +146,15 @@ def draw_graph(ax: Axes, layout: GraphLayout, *, grads: list[float | None] | Non
     received : tuple of int
         Nodes whose gradient the rule just changed (filled orange).
     """
-    nodes, xy = layout.nodes, layout.xy
+    nodes = layout.nodes
     if grads is None:
         grads = [v.grad for v in nodes]
-    sx, sy = 2.3, 1.25                                        # spacing of columns and rows
-    pos = [(x * sx, y * sy) for x, y in xy]
-    w, h = 1.55, 0.82
-    for i, j in layout.edges:
-        (x0, y0), (x1, y1) = pos[i], pos[j]
-        ax.add_patch(FancyArrowPatch((x0 + w / 2, y0), (x1 - w / 2, y1), arrowstyle="-|>", mutation_scale=10,
-                                     color=_EDGE, lw=1.1, shrinkA=1, shrinkB=1,
-                                     connectionstyle="arc3,rad=0.0" if abs(y1 - y0) < 1e-9 else "arc3,rad=-0.08"))
+    pos = _positions(layout)
+    w, h = _BOX_W, _BOX_H
+    routes = edge_routes(layout)
+    for line in routes:
+        ax.add_patch(FancyArrowPatch(path=MplPath(line), arrowstyle="-|>", mutation_scale=10,
+                                     color=_EDGE, lw=1.1, shrinkA=1, shrinkB=1))
     for k, (v, (x, y)) in enumerate(zip(nodes, pos)):
         fill = _NEW if k in received else (_DONE if grads[k] is not None else "white")
         ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.02,rounding_size=0.08",
@@ -84,10 +166,15 @@ def draw_graph(ax: Axes, layout: GraphLayout, *, grads: list[float | None] | Non
         ax.text(x, y + 0.2, head, ha="center", va="center", fontsize=8.5, fontweight="bold")
         ax.text(x, y - 0.02, f"data {v.data:.3g}", ha="center", va="center", fontsize=8)
         ax.text(x, y - 0.24, g, ha="center", va="center", fontsize=8, color="#8a3a00" if grads[k] is not None else "0.5")
-    xs = [p[0] for p in pos]
-    ys = [p[1] for p in pos]
+    for (i, j), line in zip(layout.edges, routes):
+        if round((pos[j][0] - pos[i][0]) / _SX) > 1:                  # a lane over the top: say what it is
+            ax.text((pos[i][0] + pos[j][0]) / 2, line[:, 1].max() + 0.06, "skip connection", ha="center",
+                    va="bottom", fontsize=7.5, color="0.35")
+    curves = np.concatenate(routes) if routes else np.zeros((0, 2))
+    xs = [p[0] for p in pos] + list(curves[:, 0])
+    ys = [p[1] for p in pos] + list(curves[:, 1])
     ax.set_xlim(min(xs) - w, max(xs) + w)
-    ax.set_ylim(min(ys) - h, max(ys) + h)
+    ax.set_ylim(min(ys) - h, max(ys) + 0.7 * h)
     ax.set_aspect("equal")
     ax.axis("off")
 
@@ -238,13 +325,22 @@ def gradcheck_sweep(kind: str, steps: np.ndarray) -> dict[str, np.ndarray]:
 
 
 @lru_cache(maxsize=1)
-def _sweeps():
+def gradcheck_sweeps() -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
+    """The explorer's data: 49 steps ``h`` from 1e-12 to 1 and :func:`gradcheck_sweep` of each function.
+
+    Returns
+    -------
+    steps : ndarray, shape (49,)
+    sweeps : dict
+        ``{"smooth" | "kink": {"float64" | "float32": relative errors (49,)}}`` (NaN where
+        the step vanished in rounding). Computed once per process.
+    """
     steps = np.logspace(-12, 0, 49)
     return steps, {k: gradcheck_sweep(k, steps) for k in _FUNCS}
 
 
 def render_gradcheck(log10_h: float, kind: str) -> Figure:
-    steps, sweeps = _sweeps()
+    steps, sweeps = gradcheck_sweeps()
     data = sweeps[kind]
     fig, ax = plots.figure(size=(7.0, 3.6), layout="fixed")
     h = 10 ** log10_h

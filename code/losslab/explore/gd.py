@@ -4,6 +4,11 @@ See Chapter 3. Trajectories come from :func:`losslab.optim.run_trajectories`
 on the test functions of :mod:`losslab.landscapes`; each explorer caches the
 runs it has made, so the static book computes each one once and a live
 control that only slices a run (steps, which start) costs only the drawing.
+
+The chapter's sentences about these explorers are computed from the same
+runs: :func:`race_results` and :func:`saddle_escape` summarize the race's
+frames, :func:`momentum_run` returns the measured and theoretical rates that
+the momentum explorer draws.
 """
 
 from __future__ import annotations
@@ -17,21 +22,26 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from .. import landscapes, optim, plots
+from ..backend import single_thread
 from . import Choice, Explorer, Slider, registered
 
 # --- 1. the race -------------------------------------------------------------------
 
 #: Per function: the box drawn, three starts, and each optimizer's base learning rate
-#: (tuned so that at scale 1 every method makes progress without diverging).
+#: (tuned once per function so that at scale 1 no method diverges from the first start;
+#: on Rosenbrock GD's step is 0.9 times 2/L at the first start (the largest curvature there),
+#: and the two momentum methods use about the same step with beta = 0.9).
 RACE = {
     "rosenbrock": dict(
         fn=landscapes.rosenbrock(), domain=((-2.0, 2.0), (-1.0, 3.0)),
         starts=((-1.2, 1.0), (-1.5, 2.5), (1.8, 0.5)),
-        lr=dict(gd=1.2e-3, momentum=1.5e-4, nesterov=1.5e-4, rmsprop=4e-3, adam=3e-2)),
+        lr=dict(gd=1.2e-3, momentum=1e-3, nesterov=1e-3, rmsprop=3e-2, adam=0.2)),
     "six_hump_camel": dict(
         fn=landscapes.six_hump_camel(), domain=((-2.0, 2.0), (-1.1, 1.1)),
-        # near the stable direction (1, 0.062) of the saddle at the origin, nudged slightly off it
-        starts=((0.5, 0.032), (-0.5, -0.032), (0.9, 0.8)),
+        # close to the set of starts from which gradient descent (lr 0.02) runs into the
+        # saddle at the origin (y = 0.03363 at x = 0.5, near its stable direction (1, 0.062)),
+        # 2.3e-4 below it, so that GD lingers at the saddle; the second start is the mirror image
+        starts=((0.5, 0.0334), (-0.5, -0.0334), (0.9, 0.8)),
         lr=dict(gd=2e-2, momentum=4e-3, nesterov=4e-3, rmsprop=1e-2, adam=3e-2)),
     "rastrigin": dict(
         fn=landscapes.rastrigin(), domain=((-5.12, 5.12), (-5.12, 5.12)),
@@ -62,7 +72,8 @@ def _race_batch(function: str, method: str, scales: tuple, momentum: float, star
     x0 = torch.tensor([cfg["starts"][start]] * len(scales), dtype=torch.float64)  # (S, 2)
     lrs = torch.tensor([cfg["lr"][method] * s for s in scales], dtype=torch.float64)  # (S,)
     update = _race_update(method, lrs, momentum)
-    return optim.run_trajectories(cfg["fn"], x0, update, RACE_STEPS, bound=1e3, device="cpu")
+    with single_thread("cpu"):  # a few rows: threads would only wait for each other
+        return optim.run_trajectories(cfg["fn"], x0, update, RACE_STEPS, bound=1e3, device="cpu")
 
 
 def race_run(function: str, method: str, lr_scale: float, momentum: float, start: int):
@@ -74,6 +85,66 @@ def race_run(function: str, method: str, lr_scale: float, momentum: float, start
     run = _race_batch(function, method, scales, momentum, start)
     i = scales.index(lr_scale)
     return run.path[:, i], run.loss[:, i], int(run.diverged_at[i])
+
+
+def race_results(function: str, lr_scale: float, momentum: float = 0.9, start: int = 0,
+                 steps: int = RACE_STEPS) -> dict[str, dict]:
+    """What one frame of the race shows, per method: the numbers the chapter's sentences are built from.
+
+    Returns
+    -------
+    dict
+        ``{method: {"gap": f - f_min after ``steps`` (inf if it diverged), "diverged_at": step or -1,
+        "end": (x, y), "below_half": first step whose gap is below half the starting gap (-1: never),
+        "near_origin": number of steps spent within 0.1 of the origin}}``, in the order of
+        :data:`METHOD_LABELS`.
+    """
+    if function not in RACE:
+        raise ValueError(f"function: expected one of {list(RACE)}, got {function!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= RACE_STEPS:
+        raise ValueError(f"steps: expected an int in [1, {RACE_STEPS}], got {steps!r}")
+    fmin = RACE[function]["fn"].f_min or 0.0
+    out = {}
+    for method in METHOD_LABELS:
+        path, loss, div = race_run(function, method, float(lr_scale), float(momentum), int(start))
+        path, gap = path[: steps + 1], (loss[: steps + 1] - fmin)
+        diverged = 0 <= div <= steps
+        half = (gap < gap[0] / 2).nonzero()
+        out[method] = {
+            "gap": math.inf if diverged else float(gap[-1]),
+            "diverged_at": div if diverged else -1,
+            "end": (float(path[-1, 0]), float(path[-1, 1])),
+            "below_half": int(half[0]) if len(half) else -1,
+            "near_origin": int((path.norm(dim=-1) < 0.1).sum()),
+        }
+    return out
+
+
+def saddle_escape(lr_scale: float = 1.0, start: int = 0, radius: float = 0.1) -> tuple[int, float, float]:
+    r"""Gradient descent at the saddle of the six-hump camel: how long it stays, and how fast it leaves.
+
+    Near the saddle at the origin the loss is close to its quadratic model, so
+    the component of the error along the Hessian's negative-curvature
+    eigenvector is multiplied by :math:`1 + \eta|\lambda_{\min}|` at every step.
+
+    Returns
+    -------
+    (steps, growth, theory)
+        Steps the race's GD run spends within ``radius`` of the saddle; the measured
+        growth factor per step of that component, from the first to the last of
+        those steps; and :math:`1 + \eta|\lambda_{\min}|`.
+    """
+    fn = RACE["six_hump_camel"]["fn"]
+    path, _, _ = race_run("six_hump_camel", "gd", float(lr_scale), 0.9, int(start))
+    lam, vec = torch.linalg.eigh(fn.hessian(torch.zeros(2, dtype=torch.float64)))  # ascending: lam[0] < 0
+    inside = (path.norm(dim=-1) < radius).nonzero().flatten()
+    if len(inside) < 2:
+        raise ValueError(f"start {start}: gradient descent does not stay within {radius} of the saddle")
+    a, b = int(inside[0]), int(inside[-1])
+    offset = (path @ vec[:, 0]).abs()  # (T + 1,) distance along the unstable direction
+    growth = float((offset[b] / offset[a]) ** (1.0 / (b - a)))
+    lr = RACE["six_hump_camel"]["lr"]["gd"] * float(lr_scale)
+    return len(inside), growth, 1.0 + lr * float(-lam[0])
 
 
 @lru_cache(maxsize=8)
@@ -138,75 +209,135 @@ def race_explorer() -> Explorer:
 
 # --- 2. momentum on a quadratic --------------------------------------------------------
 
-MOMENTUM_STEPS = 150
+#: Steps per run: enough that the measured rate is taken well after the transient (see :func:`momentum_run`).
+MOMENTUM_STEPS = 1000
+#: The static frames' condition number, and Polyak's best (lr x L, beta) for it.
+MOMENTUM_KAPPA = 100.0
+
+
+def best_setting(kappa: float) -> tuple[float, float]:
+    """Polyak's best heavy-ball setting on the explorer's quadratic: (lr x L, beta)."""
+    lr, beta, _ = optim.heavy_ball_best(1.0, float(kappa))
+    return lr * float(kappa), beta
+
+
+def measurement_window(err: torch.Tensor) -> tuple[int, int]:
+    """The steps ``(start, stop)`` over which :func:`momentum_run` measures a rate.
+
+    ``stop`` is the last step whose error is still a normal float64 above 1e-250
+    (a fast run reaches that before :data:`MOMENTUM_STEPS`), ``start = stop // 4``:
+    the first quarter, where the slower eigenvalue has not yet taken over (and, at
+    the best setting, the factor t of t rho^t still changes fast), is left out.
+    """
+    alive = (err > 1e-250).nonzero().flatten()
+    stop = int(alive[-1]) if len(alive) else 0
+    return stop // 4, stop
 
 
 @lru_cache(maxsize=128)
 def momentum_run(lr_L: float, beta: float, kappa: float):
-    """GD (beta = 0) and heavy ball on the rotated quadratic with eigenvalues 1 and kappa, in one batch of 2 rows."""
+    """GD (beta = 0) and heavy ball on the rotated quadratic with eigenvalues 1 and kappa, in one batch of 2 rows.
+
+    Returns
+    -------
+    (fn, run, err, measured, theory, diverged)
+        ``err`` [T + 1, 2] is the distance to the minimum; ``measured`` [2] the rate
+        ``(err[stop] / err[start]) ** (1 / (stop - start))`` over :func:`measurement_window`
+        (NaN for a run that diverged or has no window); ``theory`` [2] the spectral radius
+        from :func:`losslab.optim.heavy_ball_rate`; ``diverged`` [2] bool.
+    """
     fn = landscapes.quadratic(kappa, angle=math.pi / 6)
     lr = lr_L / kappa
     x0 = torch.tensor([[-2.5, 2.0], [-2.5, 2.0]], dtype=torch.float64)  # (2, 2)
     update = optim.optimizer("sgd", lr=torch.tensor([lr, lr], dtype=torch.float64),
                              momentum=torch.tensor([0.0, beta], dtype=torch.float64))
-    run = optim.run_trajectories(fn, x0, update, MOMENTUM_STEPS, bound=1e8, device="cpu")
-    err = run.path.norm(dim=-1).clamp_min(1e-300)  # (T + 1, 2)
-    half = MOMENTUM_STEPS // 2
-    measured = optim.measured_rate(err, start=half, stop=MOMENTUM_STEPS)
+    with single_thread("cpu"):  # two rows: threads would only wait for each other
+        run = optim.run_trajectories(fn, x0, update, MOMENTUM_STEPS, bound=1e8, device="cpu")
+    err = run.path.norm(dim=-1)  # (T + 1, 2)
+    diverged = run.diverged_at >= 0  # (2,)
+    measured = torch.full((2,), math.nan, dtype=torch.float64)
+    for k in range(2):
+        start, stop = measurement_window(err[:, k])
+        if not bool(diverged[k]) and stop - start >= 8:
+            measured[k] = optim.measured_rate(err[:, k], start=start, stop=stop)
     theory = optim.heavy_ball_rate(torch.tensor([lr, lr], dtype=torch.float64),
                                    torch.tensor([0.0, beta], dtype=torch.float64), [1.0, kappa])
-    return fn, run, err, measured, theory
+    return fn, run, err, measured, theory, diverged
 
 
 def render_momentum(lr_L: float, beta: float, kappa: float) -> Figure:
     """Paths of GD and heavy ball on a quadratic; distance to the minimum versus step; rate versus beta."""
-    fn, run, err, measured, theory = momentum_run(float(lr_L), float(beta), float(kappa))
-    fig, (ax, bx, cx) = plots.figure(1, 3, size=(10.5, 3.5), layout="fixed")
+    fn, run, err, measured, theory, diverged = momentum_run(float(lr_L), float(beta), float(kappa))
+    fig, (ax, bx, cx) = plots.figure(1, 3, size=(10.5, 3.6), layout="fixed")
     fig.subplots_adjust(left=0.05, right=0.99, bottom=0.15, top=0.86, wspace=0.28)
     xs, ys, z = landscapes.evaluate_grid(fn, ((-3.0, 3.0), (-3.0, 3.0)), 80)
     ax.contour(xs.numpy(), ys.numpy(), z.numpy(), levels=np.geomspace(0.02, float(z.max()), 12), cmap="Greys", linewidths=0.6)
-    names = ["GD", f"heavy ball, beta {beta:.2g}"]
+    names = ["GD", f"heavy ball, beta {beta:.3g}"]
+    shown = 120  # the path panel shows the first steps; the error panel shows all of them
     for k in range(2):
-        path = run.path[:, k].numpy()
         div = int(run.diverged_at[k])
-        stop = div if div >= 0 else path.shape[0]
-        ax.plot(path[:stop, 0], path[:stop, 1], color=plots.PALETTE[k], lw=1.1, marker=".", ms=2.5)
-        e = err[:stop, k].numpy()
-        rate = "diverges" if div >= 0 or float(theory[k]) >= 1 else f"measured {float(measured[k]):.4f}, theory {float(theory[k]):.4f}"
+        stop = div if div >= 0 else err.shape[0]
+        path = run.path[: min(stop, shown + 1), k]
+        outside = (path.abs() > 3.5).any(1).nonzero()  # a diverging path is drawn until it leaves the box
+        if div >= 0 and len(outside):
+            path = path[: int(outside[0]) + 1]
+        path = path.numpy()
+        ax.plot(path[:, 0], path[:, 1], color=plots.PALETTE[k], lw=1.1, marker=".", ms=2.5)
+        e = err[:stop, k].clamp_min(1e-300).numpy()
+        if bool(diverged[k]):
+            rate = f"diverges (theory {float(theory[k]):.3f})"
+        elif math.isnan(float(measured[k])):
+            rate = f"theory {float(theory[k]):.4f}"
+        else:
+            rate = f"measured {float(measured[k]):.4f}, theory {float(theory[k]):.4f}"
         bx.semilogy(e, color=plots.PALETTE[k], lw=1.3, label=f"{names[k]}: {rate}")
+    if not bool(diverged[1]):
+        start, stop = measurement_window(err[:, 1])
+        bx.axvspan(start, stop, color=plots.PALETTE[1], alpha=0.08, lw=0, label="steps measured (heavy ball)")
     ax.set(xlim=(-3, 3), ylim=(-3, 3), aspect="equal", xlabel="x", ylabel="y")
-    ax.set_title(f"kappa = {kappa:.3g}, lr = {lr_L:.2g}/L", fontsize=10)
-    bx.set(xlabel="step", ylabel="distance to minimum", ylim=(1e-16, 1e3), xlim=(0, MOMENTUM_STEPS))
-    bx.legend(loc="lower left", fontsize=7)
+    ax.set_title(f"kappa {kappa:.3g}, lr {lr_L:.3g}/L: first {shown} steps", fontsize=9)
+    converged = err[:, ~diverged]
+    low = max(1e-100, float(converged.min()) / 10) if converged.numel() else 1e-100
+    bx.set(xlabel="step", ylabel="distance to minimum", ylim=(low, 1e8 if bool(diverged.any()) else 1e2),
+           xlim=(0, MOMENTUM_STEPS))
+    stride = 5 if low > 1e-30 else 25
+    bx.set_yticks([10.0**e for e in range(0, -101, -stride) if 10.0**e >= low])
+    bx.legend(loc="lower left", fontsize=6.5)
     bx.set_title("error per step", fontsize=10)
     grid = torch.linspace(0, 0.995, 200, dtype=torch.float64)
     curve = optim.heavy_ball_rate(torch.full_like(grid, lr_L / kappa), grid, [1.0, kappa]).numpy()
-    cx.plot(grid.numpy(), curve, color="0.3", lw=1.2, label="theory: max |eigenvalue|")
-    if int(run.diverged_at[1]) < 0:
-        cx.plot([beta], [float(measured[1])], "o", color=plots.PALETTE[1], label="measured")
-    _, best_beta, best_rate = optim.heavy_ball_best(1.0, float(kappa))
-    cx.axhline(best_rate, color=plots.PALETTE[2], lw=0.9, ls="--", label=r"best: $(\sqrt{\kappa}-1)/(\sqrt{\kappa}+1)$")
+    cx.plot(grid.numpy(), curve, color="0.3", lw=1.2, label=f"theory at lr = {lr_L:.3g}/L")
+    cx.plot(grid.numpy(), np.sqrt(grid.numpy()), color="0.6", lw=0.9, ls=":", label=r"$\sqrt{\beta}$ (floor)")
+    best_lr_L, best_beta = best_setting(kappa)
+    best_rate = (math.sqrt(kappa) - 1) / (math.sqrt(kappa) + 1)
+    cx.plot([best_beta], [best_rate], "*", color=plots.PALETTE[2], ms=10,
+            label=f"best: beta {best_beta:.3f} at lr {best_lr_L:.3g}/L")
+    if not math.isnan(float(measured[1])):
+        cx.plot([beta], [float(measured[1])], "o", color=plots.PALETTE[1], ms=5, label="measured")
     cx.set(xlabel="momentum beta", ylabel="rate per step", ylim=(max(0.0, best_rate - 0.2), 1.05), xlim=(0, 1))
-    cx.legend(loc="lower left", fontsize=7)
-    cx.set_title(f"best beta = {best_beta:.3f} (at its own lr)", fontsize=10)
+    cx.legend(loc="lower left", fontsize=6.5)
+    cx.set_title(r"rate = max |eigenvalue| vs beta", fontsize=10)
     return fig
 
 
 @registered
 def momentum_explorer() -> Explorer:
     """Heavy-ball momentum on a quadratic, measured rate beside the theoretical one."""
+    best_lr_L, best_beta = best_setting(MOMENTUM_KAPPA)
     return Explorer(
         "gd.momentum",
         render_momentum,
         controls={
-            "lr_L": Slider(0.05, 4.0, default=1.0, static=[1.0], label="learning rate x L"),
-            "beta": Slider(0.0, 0.99, default=0.5, static=[0.0, 0.5, 0.9], label="momentum beta"),
-            "kappa": Slider(2.0, 200.0, default=100.0, log=True, static=[100.0], label="condition number kappa"),
+            # the static frames include Polyak's best setting for kappa = 100 (lr 3.31/L, beta 0.669)
+            "lr_L": Slider(0.05, 4.0, default=1.0, static=[1.0, best_lr_L], label="learning rate x L"),
+            "beta": Slider(0.0, 0.99, default=0.9, static=[0.0, best_beta, 0.9], label="momentum beta"),
+            "kappa": Slider(2.0, 200.0, default=MOMENTUM_KAPPA, log=True, static=[MOMENTUM_KAPPA], label="condition number kappa"),
         },
         title="Momentum on an ill-conditioned quadratic",
-        alt=("Paths of gradient descent and heavy-ball momentum with beta {beta:.2g} on a quadratic with condition "
-             "number {kappa:.3g} at learning rate {lr_L:.2g}/L; the distance to the minimum per step on a log scale "
-             "with measured and theoretical rates; and the theoretical rate as a function of beta"),
+        alt=("Paths of gradient descent and heavy-ball momentum with beta {beta:.3g} on a quadratic with condition "
+             "number {kappa:.3g} at learning rate {lr_L:.3g}/L; the distance to the minimum per step on a log scale, "
+             "labelled with the theoretical rate and, where the run converges, the measured one; and the theoretical "
+             "rate as a function of beta, with Polyak's best setting marked"),
     )
 
 
@@ -216,12 +347,33 @@ BOWL_KAPPA = 4.0
 BOWL_STEPS = 40
 
 
+def bowl_verdict(path: np.ndarray) -> str:
+    """What a run on the bowl did, read off its path [T + 1, 2]: diverges, oscillates, crawls, or about right.
+
+    It diverges if it ends farther from the minimum than it started; it oscillates if
+    a coordinate changes sign from one step to the next, and converges only if the
+    distance still shrinks over the second half of the run; it crawls if the distance
+    shrinks by less than 10% per step on average; otherwise the step is about right.
+    """
+    dist = np.linalg.norm(path, axis=1)
+    if not np.isfinite(dist).all() or dist[-1] > dist[0]:
+        return "diverges"
+    oscillates = bool((path[1:] * path[:-1] < 0).any())
+    if dist[-1] >= 0.99 * dist[len(dist) // 2] > 0:
+        return "oscillates, never converges" if oscillates else "stalls"
+    if oscillates:
+        return "oscillates, converges"
+    rate = (dist[-1] / dist[0]) ** (1 / (len(dist) - 1)) if dist[-1] > 0 else 0.0
+    return "too small: crawls" if rate > 0.9 else "about right"
+
+
 def render_bowl(lr_L: float) -> Figure:
     """Gradient descent on the bowl 0.5 (x^2 + 4 y^2) with lr = lr_L / L: path, and distance per step."""
     fn = landscapes.quadratic(BOWL_KAPPA)
     lr = lr_L / BOWL_KAPPA
-    run = optim.run_trajectories(fn, torch.tensor([[-2.5, 1.5]], dtype=torch.float64), optim.optimizer("sgd", lr=lr),
-                                 BOWL_STEPS, bound=1e6, device="cpu")
+    with single_thread("cpu"):
+        run = optim.run_trajectories(fn, torch.tensor([[-2.5, 1.5]], dtype=torch.float64), optim.optimizer("sgd", lr=lr),
+                                     BOWL_STEPS, bound=1e6, device="cpu")
     path = run.path[:, 0].numpy()
     fig, (ax, bx) = plots.figure(1, 2, size=(9.0, 3.5), layout="fixed")
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.15, top=0.86, wspace=0.25)
@@ -231,10 +383,8 @@ def render_bowl(lr_L: float) -> Figure:
     ax.plot(shown[:, 0], shown[:, 1], color=plots.PALETTE[0], marker="o", ms=3, lw=1)
     ax.set(xlim=(-3, 3), ylim=(-3, 3), aspect="equal", xlabel="x", ylabel="y")
     fx, fy = abs(1 - lr), abs(1 - lr * BOWL_KAPPA)
-    verdict = ("too small: crawls" if lr_L < 0.5 else "about right" if lr_L <= 1.2 else
-               "oscillates, converges" if lr_L < 2 else "diverges")
-    ax.set_title(f"lr = {lr_L:.2g}/L: {verdict}", fontsize=10)
     dist = np.linalg.norm(path, axis=1)
+    ax.set_title(f"lr = {lr_L:.2g}/L: {bowl_verdict(path)}", fontsize=10)
     bx.semilogy(np.arange(len(dist)), np.maximum(dist, 1e-300), color=plots.PALETTE[0], lw=1.4, label="distance")
     bx.semilogy(np.arange(len(dist)), dist[0] * max(fx, fy) ** np.arange(len(dist)), color=plots.PALETTE[1], ls="--",
                 lw=1, label=f"rate max(|1 - lr|, |1 - 4 lr|) = {max(fx, fy):.3f}")
@@ -252,6 +402,6 @@ def bowl_explorer() -> Explorer:
         render_bowl,
         controls={"lr_L": Slider(0.05, 2.3, default=1.0, static=[0.2, 1.0, 1.8, 2.1], label="learning rate x L")},
         title="The learning rate on a bowl: too small, right, too large",
-        alt=("Gradient descent on the bowl x^2/2 + 2 y^2 at learning rate {lr_L:.2g}/L: its zig-zag path on the contours "
+        alt=("Gradient descent on the bowl x^2/2 + 2 y^2 at learning rate {lr_L:.2g}/L: its path on the contours "
              "and its distance to the minimum per step on a log scale, with the predicted rate"),
     )

@@ -6,21 +6,30 @@
   the training curve and gradient norm of a deep tanh network.
 
 The measurements behind them (:func:`signal_grid`, :func:`remedy_runs`) are
-computed once per process and shared with the chapter's static figures.
+computed once per process and shared with the chapter's static figures, with
+two more the chapter draws directly: :func:`end_scale_draws` (how far one
+random draw of a deep network strays from the variance argument) and
+:func:`clipping_runs` (gradient clipping at a learning rate that is too large).
+:func:`draw_log_map` draws an annotated heat map whose labels stay readable on
+every cell.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
 import torch
+from matplotlib import colors as mcolors
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import LogLocator, NullLocator
+from matplotlib.image import AxesImage
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogFormatterSciNotation, NullLocator
 
 from .. import backend, data, nets, plots
-from ..backend import device
+from ..backend import device, generator
 from . import Choice, Explorer, Toggle, registered
 
 __all__ = [
@@ -28,8 +37,14 @@ __all__ = [
     "ACTS",
     "SIGNAL_WIDTH",
     "signal_grid",
+    "end_scale_draws",
+    "contrast_ratio",
+    "label_colour",
+    "draw_log_map",
+    "log_ticks",
     "BASE",
     "remedy_runs",
+    "clipping_runs",
     "smooth",
     "render_signal",
     "signal_explorer",
@@ -67,12 +82,144 @@ def signal_grid(seed: int = 0, batch: int = 128) -> dict[tuple[int, str, str], n
     return dict(zip(keys, cpu))
 
 
+def end_scale_draws(
+    activation: str = "relu", init: str = "he", *, depth: int = 50, seeds: Sequence[int] = tuple(range(1, 33)),
+    batch: int = 128, data_seed: int = 0,
+) -> np.ndarray:
+    """How far independent random draws of one deep network stray from the variance argument.
+
+    For each seed, the network of :func:`signal_grid` (width :data:`SIGNAL_WIDTH`,
+    zero biases, the weights :class:`losslab.nets.DeepMLP` would draw from that
+    seed) is run forward on the same ``batch`` digits in float64, and the
+    standard deviation of its last hidden layer is divided by that of its first.
+    The variance argument predicts the mean of the *square* of this ratio
+    (1 for He initialization with ReLU); a single draw of finite width
+    fluctuates around it, and the fluctuations compound over depth.
+
+    Returns
+    -------
+    ndarray, shape (len(seeds),)
+        ``std(h_depth) / std(h_1)`` per seed.
+    """
+    if activation not in nets.ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {tuple(nets.ACTIVATIONS)}, got {activation!r}")
+    if not seeds:
+        raise ValueError("seeds: expected at least one seed")
+    train, _, _ = data.digits(seed=data_seed, dtype=torch.float64)
+    x = train.x[:batch]  # (batch, 64)
+    phi = nets.ACTIVATIONS[activation]
+    dims = [x.shape[1]] + [SIGNAL_WIDTH] * depth
+    gens = [generator(seed) for seed in seeds]  # the draws of DeepMLP(seed=seed): hidden layers in order
+    h, first = x.expand(len(gens), *x.shape), None  # (S, batch, 64): every draw sees the same batch
+    with backend.single_thread("cpu"):  # small products: a second thread on a busy machine only slows them
+        for fan_in, fan_out in zip(dims[:-1], dims[1:]):
+            std = nets.init_std(init, fan_in, fan_out)
+            w = torch.stack([torch.randn(fan_out, fan_in, generator=g, dtype=torch.float64) for g in gens]) * std
+            h = phi(h @ w.transpose(1, 2))  # (S, batch, width)
+            first = h.flatten(1).std(1) if first is None else first  # (S,)
+    out = (h.flatten(1).std(1) / first).tolist()
+    return np.array(out)
+
+
+def contrast_ratio(a, b) -> float:
+    """WCAG contrast ratio of two colours (1 for equal colours, 21 for black on white)."""
+
+    def luminance(c) -> float:
+        rgb = np.array(mcolors.to_rgb(c))
+        lin = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+        return float(lin @ np.array([0.2126, 0.7152, 0.0722]))
+
+    hi, lo = sorted((luminance(a), luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def label_colour(background) -> str:
+    """Black or white, whichever reads better on ``background`` (the higher contrast ratio)."""
+    return "black" if contrast_ratio(background, "black") >= contrast_ratio(background, "white") else "white"
+
+
+def draw_log_map(ax: Axes, logv: np.ndarray, *, rows: Sequence[str], cols: Sequence[str], title: str,
+                 vmin: float = -40, vmax: float = 40, cmap: str = "RdBu_r") -> AxesImage:
+    """An annotated heat map of base-10 logarithms; each label in black or white, whichever reads better on its cell.
+
+    Parameters
+    ----------
+    ax : Axes
+    logv : ndarray, shape (len(rows), len(cols))
+    rows, cols : sequence of str
+        Tick labels.
+    title : str
+    vmin, vmax : float
+        The colour scale (values beyond it take the end colours).
+
+    Returns
+    -------
+    AxesImage
+        For a colour bar: ``fig.colorbar(image, ax=...)``.
+    """
+    logv = np.asarray(logv, dtype=float)
+    if logv.shape != (len(rows), len(cols)):
+        raise ValueError(f"logv: expected shape {(len(rows), len(cols))}, got {logv.shape}")
+    image = ax.imshow(logv, cmap=cmap, vmin=vmin, vmax=vmax)
+    for r in range(len(rows)):
+        for c in range(len(cols)):
+            label = f"{logv[r, c]:.0f}"
+            ax.text(c, r, "0" if label == "-0" else label, ha="center", va="center", fontsize=9,
+                    color=label_colour(image.cmap(image.norm(logv[r, c]))))
+    ax.set(xticks=range(len(cols)), xticklabels=list(cols), yticks=range(len(rows)), yticklabels=list(rows), title=title)
+    ax.grid(False)
+    return image
+
+
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """Tick positions for a log axis from ``lo`` to ``hi`` (both > 0), at least two inside it.
+
+    Decades (every 1st, 2nd, 5th, 10th, 20th... for a range of many decades, at most 7 ticks);
+    within about two decades, the 1-2-5 steps (if they give three ticks),
+    else 1-2-3-5, else every integer multiple of a power of ten.
+    """
+    if not (0 < lo < hi):
+        raise ValueError(f"lo, hi: expected 0 < lo < hi, got {lo}, {hi}")
+    a, b = int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi)))
+    inside = lambda ts: [t for t in ts if lo <= t <= hi]  # noqa: E731
+    if b - a > 2:
+        k = next(k for k in (1, 2, 5, 10, 20, 25, 50, 100, 200, 500) if (b - a) // k + 1 <= 7)
+        ticks = inside([10.0 ** e for e in range(a, b + 1) if e % k == 0])
+        if len(ticks) >= 2:
+            return ticks
+    for subs, enough in (((1, 2, 5), 3), ((1, 2, 3, 5), 2), (tuple(range(1, 10)), 2)):
+        ticks = inside([m * 10.0 ** e for e in range(a, b + 1) for m in subs])
+        if len(ticks) >= enough:
+            return ticks
+    return inside([float(f"{t:.2g}") for t in np.geomspace(lo, hi, 5)[1:-1]])  # a narrow range between 1-2-...-9
+
+
+def _label_log_axis(ax: Axes, values: np.ndarray) -> None:
+    """Fit the log y axis to ``values`` and label it with :func:`log_ticks` (never a frame without labels)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if not v.size:
+        return
+    lo, hi = np.log10(v.min()), np.log10(v.max())
+    pad = max(0.1, 0.05 * (hi - lo))
+    lo, hi = 10 ** (lo - pad), 10 ** (hi + pad)
+    ax.set_ylim(lo, hi)
+    ticks = log_ticks(lo, hi)
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    wide = all(np.isclose(np.log10(t), round(np.log10(t))) for t in ticks) and len(ticks) > 1
+    ax.yaxis.set_major_formatter(LogFormatterSciNotation() if wide else FuncFormatter(lambda t, _: f"{t:.2g}"))
+    ax.yaxis.set_minor_locator(NullLocator())
+
+
 # The deep network the remedies are tried on: tanh with a small initialization,
 # whose gradients vanish.
 BASE = nets.MLPConfig(depth=10, width=32, activation="tanh", init="small")
 STEPS, BATCH, LR, CLIP = 80, 64, 0.1, 1.0
 FAST_LR = 1.0  # the clipping experiment: a learning rate too large for the unclipped net
+SLOW_LR = 0.5  # ... and a smaller one, unclipped, to compare with
+SPIKE_CLIP = 3.0  # a norm threshold above the typical gradient of the fast run: it acts on the spikes only
 CLIP_VALUE = 0.05
+CLIP_SEEDS = (0, 1, 2)  # initial draws of the clipping experiment
 
 
 def _remedy_table() -> dict[str, nets.Run]:
@@ -80,36 +227,69 @@ def _remedy_table() -> dict[str, nets.Run]:
     for residual, norm, clip in itertools.product((False, True), nets.NORMS, (False, True)):
         cfg = nets.MLPConfig(**{**BASE.__dict__, "residual": residual, "norm": norm})
         runs[f"res={residual},norm={norm},clip={clip}"] = nets.Run(cfg, lr=LR, clip_norm=CLIP if clip else None)
-    xavier = nets.MLPConfig(**{**BASE.__dict__, "init": "xavier"})
-    runs["xavier"] = nets.Run(xavier, lr=LR)
+    runs["xavier"] = nets.Run(nets.MLPConfig(**{**BASE.__dict__, "init": "xavier"}), lr=LR)
     runs["relu-he"] = nets.Run(nets.MLPConfig(**{**BASE.__dict__, "activation": "relu", "init": "he"}), lr=LR)
-    runs["fast"] = nets.Run(xavier, lr=FAST_LR)
-    runs["fast-clip-norm"] = nets.Run(xavier, lr=FAST_LR, clip_norm=CLIP)
-    runs["fast-clip-value"] = nets.Run(xavier, lr=FAST_LR, clip_value=CLIP_VALUE)
+    for norm in ("batch", "layer"):
+        runs[f"{norm}-xavier"] = nets.Run(nets.MLPConfig(**{**BASE.__dict__, "norm": norm, "init": "xavier"}), lr=LR)
     return runs
 
 
-@lru_cache(maxsize=1)
 def remedy_runs(seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Train the base network with and without each remedy (cached per process).
 
     Keys: ``"res={bool},norm={none|batch|layer},clip={bool}"`` (the base,
     lr 0.1, optionally clipped to global norm 1), ``"xavier"``, ``"relu-he"``,
-    and ``"fast"``, ``"fast-clip-norm"``, ``"fast-clip-value"`` (Xavier
-    initialization at learning rate 1.0, unclipped, norm-clipped at 1,
-    value-clipped at 0.05).
+    and ``"batch-xavier"``, ``"layer-xavier"`` (normalization with Xavier
+    instead of the small initialization).
 
     Returns
     -------
     dict
         ``name -> (losses (STEPS,), grad_norms (STEPS,))`` as NumPy arrays.
     """
+    return _all_runs(seed)[0]
+
+
+#: The clipping experiment: name -> keyword arguments of :class:`losslab.nets.Run`.
+CLIPPING = {
+    "no clipping": dict(lr=FAST_LR),
+    "clip norm at 1": dict(lr=FAST_LR, clip_norm=CLIP),
+    f"clip norm at {SPIKE_CLIP:g}": dict(lr=FAST_LR, clip_norm=SPIKE_CLIP),
+    f"clip value at {CLIP_VALUE:g}": dict(lr=FAST_LR, clip_value=CLIP_VALUE),
+    f"no clipping, lr {SLOW_LR:g}": dict(lr=SLOW_LR),
+}
+
+
+def clipping_runs(seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The Xavier-initialized base network at learning rate :data:`FAST_LR`, clipped in each way of :data:`CLIPPING`.
+
+    Each variant trains from the initial draws :data:`CLIP_SEEDS` on the same
+    minibatches as :func:`remedy_runs` (drawn with ``seed``; cached per process).
+
+    Returns
+    -------
+    dict
+        ``name -> (losses (S, STEPS), grad_norms (S, STEPS))`` with ``S = len(CLIP_SEEDS)``;
+        the norm is the global gradient norm before norm clipping (after value clipping, if any).
+    """
+    return _all_runs(seed)[1]
+
+
+@lru_cache(maxsize=1)
+def _all_runs(seed: int) -> tuple[dict, dict]:
+    """Both experiments in one :func:`losslab.nets.train_runs` call: runs of one shape train together."""
     table = _remedy_table()
+    xavier = nets.MLPConfig(**{**BASE.__dict__, "init": "xavier"})
+    clipping = [nets.Run(xavier, seed=s, **kw) for kw in CLIPPING.values() for s in CLIP_SEEDS]
     train, _, _ = data.digits(seed=seed, device=device())
     with backend.single_thread():
-        losses, norms = nets.train_runs(list(table.values()), train.x, train.y, steps=STEPS, batch_size=BATCH, seed=seed)
+        losses, norms = nets.train_runs([*table.values(), *clipping], train.x, train.y, steps=STEPS,
+                                        batch_size=BATCH, seed=seed)
     losses, norms = losses.cpu().numpy(), norms.cpu().numpy()
-    return {k: (losses[i], norms[i]) for i, k in enumerate(table)}
+    remedies = {k: (losses[i], norms[i]) for i, k in enumerate(table)}
+    shape = (len(CLIPPING), len(CLIP_SEEDS), STEPS)
+    lc, nc = losses[len(table):].reshape(shape), norms[len(table):].reshape(shape)
+    return remedies, {k: (lc[i], nc[i]) for i, k in enumerate(CLIPPING)}
 
 
 def smooth(values: np.ndarray, beta: float = 0.8) -> np.ndarray:
@@ -135,8 +315,7 @@ def render_signal(activation: str, init: str) -> Figure:
         axes[0].plot(np.arange(1, d + 1), st.weight_grad_norm.numpy(), color=plots.PALETTE[j], label=f"depth {d}")
     axes[0].set(yscale="log", xlabel="layer $l$", ylabel=r"$\|\partial L/\partial W_l\|_F$",
                 title="Gradient norm per layer")
-    axes[0].yaxis.set_major_locator(LogLocator(numticks=6))  # up to 100 decades: few ticks, cheap to draw
-    axes[0].yaxis.set_minor_locator(NullLocator())
+    _label_log_axis(axes[0], np.concatenate([grid[(d, activation, init)].weight_grad_norm.numpy() for d in DEPTHS]))
     axes[0].legend(fontsize=8, loc="best")
     deep = grid[(DEPTHS[-1], activation, init)]
     bounded = activation in ("sigmoid", "tanh")
@@ -197,6 +376,7 @@ def render_remedies(residual: bool, norm: str, clip: bool) -> Figure:
     if clip:
         axes[1].axhline(CLIP, color="k", ls="--", lw=0.8, label="clip threshold")
     axes[1].set(yscale="log", xlabel="step", ylabel=r"$\|\nabla L\|$ before clipping", title="Gradient norm")
+    _label_log_axis(axes[1], np.concatenate([runs[base][1], runs[key][1]] + ([np.array([CLIP])] if clip else [])))
     axes[1].legend(fontsize=8, loc="best")
     return fig
 

@@ -29,7 +29,7 @@ from . import Choice, Explorer, Slider, registered
 __all__ = [
     "outlier_data", "render_outliers", "outlier_explorer",
     "render_logit", "logit_explorer",
-    "render_softmax", "softmax_explorer",
+    "SOFTMAX_RIVALS", "render_softmax", "softmax_explorer",
     "DigitsLogits", "digits_logits", "render_calibration", "calibration_explorer",
 ]
 
@@ -158,10 +158,11 @@ def logit_explorer() -> Explorer:
 # --- 3. softmax and cross-entropy ---------------------------------------------------
 
 _RIVALS = torch.tensor([1.5, 0.5, 0.0, -1.0], dtype=torch.float64)  # logits of the four wrong classes
+SOFTMAX_RIVALS = _RIVALS  # public name: the chapter checks what it says about this explorer on the same logits
 
 
 def render_softmax(true_logit: float, temperature: float) -> Figure:
-    """Five classes, class 0 true: logits, softmax(z / T) and the loss -log p_0 as a function of z_0."""
+    """Five classes, class 0 true: logits, softmax(z / tau) and the loss -log p_0 as a function of z_0."""
     z = torch.cat([torch.tensor([true_logit], dtype=torch.float64), _RIVALS])  # (5,)
     p = losses.softmax(z / temperature)
     loss = float(losses.cross_entropy(z / temperature, torch.tensor(0)))
@@ -172,14 +173,14 @@ def render_softmax(true_logit: float, temperature: float) -> Figure:
     for i in range(5):
         ax.text(i, float(p[i]) + 0.02, f"{float(p[i]):.2f}", ha="center", fontsize=8)
     ax.set_xticks(k.tolist(), [f"{'true' if i == 0 else f'class {i}'}\nz={float(z[i]):.3g}" for i in range(5)])
-    ax.set(ylim=(0, 1.05), ylabel="softmax(z / T)")
-    ax.set_title(f"T = {temperature:.3g}: loss = -log p(true) = {loss:.3f}", fontsize=10)
+    ax.set(ylim=(0, 1.05), ylabel="softmax(z / τ)")
+    ax.set_title(f"τ = {temperature:.3g}: loss = -log p(true) = {loss:.3f}", fontsize=10)
     zs = torch.linspace(-6, 8, 281, dtype=torch.float64)  # (281,)
     grid = torch.cat([zs[:, None], _RIVALS.expand(len(zs), 4)], dim=1)  # (281, 5)
     target = torch.zeros(len(zs), dtype=torch.long)
-    bx.plot(zs, losses.cross_entropy(grid / temperature, target, reduction="none"), color=C[0], lw=2, label=f"T = {temperature:.3g}")
+    bx.plot(zs, losses.cross_entropy(grid / temperature, target, reduction="none"), color=C[0], lw=2, label=f"τ = {temperature:.3g}")
     if temperature != 1.0:
-        bx.plot(zs, losses.cross_entropy(grid, target, reduction="none"), color="0.6", ls="--", label="T = 1")
+        bx.plot(zs, losses.cross_entropy(grid, target, reduction="none"), color="0.6", ls="--", label="τ = 1")
     bx.axhline(math.log(5), color="0.6", lw=0.8, ls=":")
     bx.text(-5.8, math.log(5) + 0.15, "log 5", fontsize=8, color="0.4")
     bx.plot([true_logit], [loss], "o", color="k")
@@ -196,7 +197,7 @@ def softmax_explorer() -> Explorer:
         render_softmax,
         controls={
             "true_logit": Slider(-4.0, 6.0, default=1.0, static=[-2.0, 1.0, 4.0], label="true-class logit"),
-            "temperature": Slider(0.25, 4.0, default=1.0, log=True, static=[0.5, 1.0, 2.0], label="temperature T"),
+            "temperature": Slider(0.25, 4.0, default=1.0, log=True, static=[0.5, 1.0, 2.0], label="temperature τ"),
         },
         title="Softmax cross-entropy: only the probability of the true class enters the loss",
         alt="Bars of five logits and their softmax probabilities at temperature {temperature:.3g} with the true "
@@ -215,9 +216,11 @@ class DigitsLogits:
     test_logits: torch.Tensor  # (N_test, 10)
     test_labels: torch.Tensor  # (N_test,)
     temperature: float  # fitted on the validation split
+    train_loss: float  # mean cross-entropy on the training digits after training
 
     def __repr__(self) -> str:
-        return f"DigitsLogits(val={len(self.val_labels)}, test={len(self.test_labels)}, T={self.temperature:.3f})"
+        return (f"DigitsLogits(val={len(self.val_labels)}, test={len(self.test_labels)}, T={self.temperature:.3f}, "
+                f"train_loss={self.train_loss:.2g})")
 
 
 
@@ -248,8 +251,9 @@ def digits_logits(seed: int = 0, steps: int = 100, hidden: int = 128) -> DigitsL
             opt.step()
         with torch.no_grad():
             zv, zt = net(val.x).double().cpu(), net(test.x).double().cpu()
+            train_loss = float(torch.nn.functional.cross_entropy(net(train.x), train.y))
         t = losses.fit_temperature(zv, val.y.cpu())
-    return DigitsLogits(zv, val.y.cpu(), zt, test.y.cpu(), t)
+    return DigitsLogits(zv, val.y.cpu(), zt, test.y.cpu(), t, train_loss)
 
 
 def render_calibration(temperature: float) -> Figure:
@@ -268,13 +272,13 @@ def render_calibration(temperature: float) -> Figure:
            color=C[1], alpha=0.35, edgecolor=C[1], label="gap to confidence")
     ax.plot([0, 1], [0, 1], color="0.3", ls="--", lw=1, label="perfect calibration")
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (max probability)", ylabel="accuracy")
-    ax.set_title(f"T = {temperature:.3g}: ECE = {ece:.3f}, NLL = {nll:.3f}")
+    ax.set_title(f"τ = {temperature:.3g}: ECE = {ece:.3f}, NLL = {nll:.3f}")
     ax.legend(loc="upper left", fontsize=8)
     conf = probs.max(1).values
     counts = torch.histc(conf, bins=20, min=0.0, max=1.0)  # (20,)
     bx.bar(torch.arange(20).mul(0.05).add(0.025).tolist(), (counts / counts.sum()).tolist(), width=0.05, color=C[2])
     bx.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="fraction of test examples")
-    bx.set_title(f"accuracy {acc:.3f} at any T; T* = {d.temperature:.2f}", fontsize=10)
+    bx.set_title(f"accuracy {acc:.3f} at any τ; τ* = {d.temperature:.2f}", fontsize=10)
     return fig
 
 
@@ -286,7 +290,7 @@ def calibration_explorer() -> Explorer:
         render_calibration,
         controls={
             "temperature": Slider(0.25, 8.0, default=1.0, log=True,
-                                  static=sorted({0.5, 1.0, 2.0, 4.0, min(max(t_star, 0.25), 8.0)}), label="temperature T"),
+                                  static=sorted({0.5, 1.0, 2.0, 4.0, min(max(t_star, 0.25), 8.0)}), label="temperature τ"),
         },
         title="Calibration of a digits classifier: temperature changes confidence, never the predicted class",
         alt="Reliability diagram (accuracy against confidence in ten bins) and a histogram of confidences for a "

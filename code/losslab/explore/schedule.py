@@ -42,6 +42,16 @@ def design_lrs(schedule: str, peak_lr: float, warmup_frac: float, steps: int = S
     raise ValueError(f"schedule: expected one of {DESIGNS}, got {schedule!r}")
 
 
+def designer_final_losses(peak_lr: float, warmup_frac: float = 0.1) -> dict[str, float]:
+    """The final expected loss on the designer's noisy quadratic of every schedule in :data:`DESIGNS`
+    and of the two constants it draws (keys ``"constant"`` at the peak, ``"constant / 10"``): the
+    numbers the designer's frames show, for the chapter's claims about them."""
+    rows = [design_lrs(d, peak_lr, warmup_frac) for d in DESIGNS]
+    rows += [torch.full((STEPS,), float(peak_lr), dtype=torch.float64), torch.full((STEPS,), float(peak_lr) / 10, dtype=torch.float64)]
+    final = schedules.noisy_quadratic_loss(torch.stack(rows), **NQM)[:, -1]
+    return dict(zip([*DESIGNS, "constant", "constant / 10"], final.tolist()))
+
+
 def render_designer(schedule: str, peak_lr: float, warmup_frac: float) -> Figure:
     """Left: the schedule's rate. Right: expected loss on the noisy quadratic, against two constant rates."""
     lrs = design_lrs(schedule, peak_lr, warmup_frac)
@@ -85,10 +95,15 @@ def _range_run(min_lr: float, max_lr: float) -> tuple[torch.Tensor, torch.Tensor
         [run.losses, torch.full((100 - len(run.losses),), float("nan"), dtype=torch.float64)])
 
 
+def range_test_reading(smoothing: float, max_lr: float, min_lr: float = 1e-4) -> schedules.RangeTest:
+    """The range test that the explorer's frame for these settings shows (its readings are the dashed lines)."""
+    lrs, losses = _range_run(float(min_lr), float(max_lr))
+    return schedules.suggest_lr(lrs, losses, smoothing=smoothing)
+
+
 def render_range_test(smoothing: float, max_lr: float, min_lr: float) -> Figure:
     """Loss against rate (log axis), raw and smoothed, with the suggested rate marked."""
-    lrs, losses = _range_run(float(min_lr), float(max_lr))
-    run = schedules.suggest_lr(lrs, losses, smoothing=smoothing)
+    run = range_test_reading(smoothing, max_lr, min_lr)
     fig, ax = plots.figure(size=(6.4, 3.4), layout="fixed")
     ax.semilogx(run.lrs, run.losses, color="0.7", lw=1, label="minibatch loss")
     ax.semilogx(run.lrs, run.smoothed, lw=2, label=f"smoothed ($\\beta$ = {smoothing:.2g})")

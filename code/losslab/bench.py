@@ -1,0 +1,185 @@
+"""``python -m losslab.bench``: the package's heavy operations against what a reader would write.
+
+Each row runs ours and the baseline side by side, in one process, on the
+current device (``LOSSLAB_DEVICE`` picks it), and prints the times and their
+ratio (baseline / ours: above 1 means ours is faster), with the bandwidth
+achieved where an operation is memory-bound, against the device's measured
+copy bandwidth. It is a benchmark, not a test: nothing here passes or fails.
+
+Sizes follow the device: on a GPU the sizes the appendix *Running on a GPU*
+quotes (8192 x 50257 logits, a 101 x 101 scan, 1e6 starts x 1000 steps); on a
+CPU smaller ones that finish in about a minute on two cores.
+
+Options: ``--quick`` (smaller sizes, fewer repeats), ``--json PATH`` (write
+the rows as JSON too), ``--device cpu|cuda``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from . import backend, kernels, landscapes, losses, optim
+
+__all__ = ["Row", "timeit", "copy_bandwidth", "run", "main"]
+
+
+@dataclass
+class Row:
+    """One benchmark row: ours against a baseline, measured in the same run."""
+
+    work: str
+    ours: str
+    ours_ms: float
+    baseline: str
+    baseline_ms: float
+    gbps: float | None = None  # achieved by ours, for memory-bound work
+
+    @property
+    def ratio(self) -> float:
+        return self.baseline_ms / self.ours_ms
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def timeit(fn: Callable[[], object], dev: torch.device, *, repeat: int = 5, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` in milliseconds (the device synchronized around each call)."""
+    for _ in range(warmup):
+        fn()
+    _sync(dev)
+    times = []
+    for _ in range(repeat):
+        _sync(dev)
+        t0 = time.perf_counter()
+        fn()
+        _sync(dev)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def copy_bandwidth(dev: torch.device, *, mib: int = 256) -> float:
+    """GB/s of a device-to-device copy, counting bytes read and written."""
+    n = mib * (1 << 20) // 4
+    src = torch.empty(n, dtype=torch.float32, device=dev).fill_(1.0)
+    dst = torch.empty_like(src)
+    ms = timeit(lambda: dst.copy_(src), dev, repeat=5)
+    return 2 * n * 4 / (ms * 1e-3) / 1e9
+
+
+def _eager_momentum(fn, x0: torch.Tensor, lr: float, mu: float, steps: int) -> torch.Tensor:
+    """What a reader writes: a plain loop of heavy-ball steps on the whole batch."""
+    x, buf = x0.clone(), None
+    for _ in range(steps):
+        g = fn.grad(x)
+        buf = g.clone() if buf is None else mu * buf + g
+        x = x - lr * buf
+    return x
+
+
+def run(dev: torch.device, *, quick: bool = False) -> tuple[list[Row], float]:
+    """Measure every row on ``dev``; returns the rows and the copy bandwidth (GB/s)."""
+    gpu = dev.type == "cuda"
+    rows: list[Row] = []
+    bw = copy_bandwidth(dev, mib=64 if quick or not gpu else 1024)
+    rep = 3 if quick else (20 if gpu else 5)
+    torch.manual_seed(0)
+
+    # 1. cross-entropy over a vocabulary
+    b, v = (8192, 50257) if gpu and not quick else ((512, 50257) if not quick else (64, 50257))
+    x = torch.randn(b, v, device=dev) * 3
+    t = torch.randint(0, v, (b,), device=dev)
+    fused = kernels.available(dev)
+    name = "fused kernel" if fused else "kernels.cross_entropy (PyTorch fallback)"
+    ms = timeit(lambda: kernels.cross_entropy(x, t), dev, repeat=rep)
+    base = timeit(lambda: F.cross_entropy(x, t), dev, repeat=rep)
+    rows.append(Row(f"cross-entropy forward, {b}x{v} fp32", name, ms, "F.cross_entropy", base, b * v * 4 / (ms * 1e-3) / 1e9))
+    scratch = timeit(lambda: losses.cross_entropy(x, t), dev, repeat=rep)
+    rows.append(Row(f"cross-entropy forward, {b}x{v} fp32", "losses.cross_entropy (from scratch)", scratch,
+                    "F.cross_entropy", base))
+    xg = x.clone().requires_grad_()
+
+    def ours_fb():
+        kernels.cross_entropy(xg, t).backward()
+        xg.grad = None
+
+    def base_fb():
+        F.cross_entropy(xg, t).backward()
+        xg.grad = None
+
+    ms, base = timeit(ours_fb, dev, repeat=rep), timeit(base_fb, dev, repeat=rep)
+    rows.append(Row(f"cross-entropy forward+backward, {b}x{v} fp32", name, ms, "F.cross_entropy", base,
+                    3 * b * v * 4 / (ms * 1e-3) / 1e9))
+    del x, xg
+
+    # 2. a landscape scan of a small MLP on the digits
+    from . import data  # noqa: PLC0415
+
+    train, _, _ = data.digits(n_train=1795, n_val=1, device=dev)  # all 1797 digits but two
+    xd, yd = train.x, train.y
+    model = landscapes.MLP([xd.shape[1], 64, 64, 10], seed=0).to(dev)
+    d1 = landscapes.random_direction(model, seed=1)
+    d2 = landscapes.random_direction(model, seed=2)
+    r = 101 if gpu and not quick else (41 if not quick else 11)
+    coords = torch.linspace(-1, 1, r, device=dev)
+    ms = timeit(lambda: landscapes.scan_2d(model, xd, yd, d1, d2, coords, coords), dev, repeat=max(2, rep // 4))
+    # the per-point loop on a sample of the grid, scaled to the whole grid (same work per point)
+    sample = min(r * r, 100)
+    c = torch.stack(torch.meshgrid(coords, coords, indexing="xy"), -1).reshape(-1, 2)[:sample]
+    loop = timeit(lambda: landscapes.scan_losses(model, xd, yd, [d1, d2], c, method="loop"), dev, repeat=1)
+    rows.append(Row(f"scan_2d {r}x{r}, 64-64-10 MLP on {xd.shape[0]} digits", "batched (affine path)", ms,
+                    f"per-point loop ({sample} points, scaled)", loop * (r * r) / sample))
+    vm = timeit(lambda: landscapes.scan_losses(model, xd, yd, [d1, d2], c, method="vmap"), dev, repeat=1)
+    rows.append(Row(f"scan_2d {r}x{r}, 64-64-10 MLP on {xd.shape[0]} digits", "batched (affine path)", ms,
+                    f"torch.func.vmap ({sample} points, scaled)", vm * (r * r) / sample))
+
+    # 3. optimizer trajectories from many starts
+    n, steps = (1_000_000, 1000) if gpu and not quick else ((20_000, 200) if not quick else (2_000, 50))
+    fn = landscapes.rosenbrock()
+    x0 = torch.rand(n, 2, device=dev, dtype=torch.float32) * torch.tensor([3.0, 3.0], device=dev) - torch.tensor([1.5, 0.5], device=dev)
+    upd = optim.optimizer("sgd", lr=1e-4, momentum=0.9)
+    label = "fused kernel (one launch)" if kernels.available(dev) else "kernels.trajectories (run_trajectories fallback)"
+    ms = timeit(lambda: kernels.trajectories("rosenbrock", x0, upd, steps), dev, repeat=max(2, rep // 4))
+    base = timeit(lambda: _eager_momentum(fn, x0, 1e-4, 0.9, steps), dev, repeat=max(2, rep // 4))
+    rows.append(Row(f"SGD-momentum on Rosenbrock, {n:.0e} starts x {steps} steps", label, ms, "eager torch loop", base))
+    return rows, bw
+
+
+def format_rows(rows: list[Row], bw: float, dev: torch.device) -> str:
+    lines = [f"device: {backend.describe(dev)}; copy bandwidth {bw:.1f} GB/s (read + write)",
+             "| work | ours | ms | baseline | ms | baseline / ours | ours GB/s (% of copy) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        gb = f"{r.gbps:.1f} ({100 * r.gbps / bw:.0f}%)" if r.gbps else ""
+        lines.append(f"| {r.work} | {r.ours} | {r.ours_ms:.2f} | {r.baseline} | {r.baseline_ms:.2f} | {r.ratio:.2f} | {gb} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m losslab.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, few repeats (a smoke run)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: losslab.backend.device())")
+    parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    args = parser.parse_args(argv)
+    dev = backend.device(args.device) if args.device else backend.device()
+    rows, bw = run(dev, quick=args.quick)
+    print(format_rows(rows, bw, dev))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"device": backend.describe(dev), "copy_gbps": bw,
+                       "rows": [dict(asdict(r), ratio=r.ratio) for r in rows]}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

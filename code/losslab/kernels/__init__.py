@@ -1,0 +1,389 @@
+"""Hand-written CUDA kernels (CuPy), each beside a readable reference and a PyTorch fallback.
+
+See the appendix *Running on a GPU*. Two kernels, each with the same API on
+every device:
+
+- :func:`cross_entropy`: a fused, numerically stable cross-entropy over
+  ``[B, V]`` logits. On a CUDA device with CuPy it runs ``cross_entropy.cu``:
+  one pass over each row with an online log-sum-exp for the forward, one pass
+  writing ``dlogits`` for the backward (no softmax tensor is stored). It is a
+  ``torch.autograd.Function``, so it trains a model. Elsewhere it computes the
+  same numbers with PyTorch (:func:`cross_entropy_reference`).
+- :func:`trajectories`: every start of GD / momentum / Nesterov / Adam on a
+  2-D test function, all steps of one start in one thread's registers, one
+  launch for the whole run (``trajectories.cu``). Elsewhere it is
+  :func:`losslab.optim.run_trajectories`.
+
+Without a GPU the kernels are still checked: :func:`compile_with_nvrtc`
+compiles each source with NVRTC (which needs no GPU and no driver), and the
+emulations in :mod:`losslab.kernels.reference` follow each kernel's algorithm
+step by step (same blocking, same merge order) and are tested against
+PyTorch.
+
+CuPy is imported only when a kernel runs or compiles (never at import time).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import backend
+
+__all__ = [
+    "KERNELS",
+    "source",
+    "available",
+    "compile_with_nvrtc",
+    "cross_entropy",
+    "cross_entropy_reference",
+    "trajectories",
+    "FUNCTIONS",
+]
+
+_DIR = Path(__file__).resolve().parent
+
+#: Kernel name -> CUDA source file beside this module.
+KERNELS = {"cross_entropy": "cross_entropy.cu", "trajectories": "trajectories.cu"}
+
+#: Test functions the trajectory kernel knows, with the index its source uses (FN_*).
+FUNCTIONS = {"quadratic": 0, "rosenbrock": 1, "himmelblau": 2, "rastrigin": 3, "beale": 4,
+             "six_hump_camel": 5, "monkey_saddle": 6}
+_METHODS = {"sgd": 0, "adam": 1, "adamw": 1}
+_BLOCK = 256  # threads per block, as LL_BLOCK in cross_entropy.cu
+
+
+def source(name: str) -> str:
+    """The CUDA source of kernel ``name`` (one of :data:`KERNELS`)."""
+    if name not in KERNELS:
+        raise ValueError(f"name: expected one of {sorted(KERNELS)}, got {name!r}")
+    return (_DIR / KERNELS[name]).read_text(encoding="utf-8")
+
+
+def _variants(name: str) -> list[tuple[str, ...]]:
+    """The -D option sets a kernel is compiled with (every variant the package can launch)."""
+    if name == "trajectories":
+        return [(f"-DFN={fn}", f"-DMETHOD={m}") for fn in FUNCTIONS.values() for m in sorted(set(_METHODS.values()))]
+    return [()]
+
+
+def compile_with_nvrtc(name: str, *, arch: str = "compute_90") -> list[int]:
+    """Compile every variant of kernel ``name`` to PTX with NVRTC; return the PTX sizes.
+
+    NVRTC is a library, not a driver call: this works on a machine with no GPU
+    (CuPy and the ``nvidia-cuda-nvrtc`` wheel are enough), so a syntax or type
+    error in a kernel is caught in CI.
+
+    Raises
+    ------
+    RuntimeError
+        With NVRTC's log, if a variant does not compile.
+    """
+    from cupy.cuda import nvrtc  # noqa: PLC0415  (optional dependency, imported only here)
+
+    src = source(name)
+    sizes = []
+    for defines in _variants(name):
+        prog = nvrtc.createProgram(src, KERNELS[name], [], [])
+        try:
+            nvrtc.compileProgram(prog, [f"--gpu-architecture={arch}", "-std=c++17", *defines])
+        except nvrtc.NVRTCError as err:
+            raise RuntimeError(f"{KERNELS[name]} {' '.join(defines)} does not compile:\n{nvrtc.getProgramLog(prog)}") from err
+        sizes.append(len(nvrtc.getPTX(prog)))
+        nvrtc.destroyProgram(prog)
+    return sizes
+
+
+def available(device: torch.device | str | None = None) -> bool:
+    """True where the kernels run: a CUDA device with CuPy."""
+    dev = torch.device(device) if device is not None else backend.device()
+    return dev.type == "cuda" and backend.has_cupy()
+
+
+@functools.lru_cache(maxsize=None)
+def _function(name: str, entry: str, defines: tuple[str, ...] = ()):
+    import cupy  # noqa: PLC0415
+
+    module = cupy.RawModule(code=source(name), options=("-std=c++17", *defines), name_expressions=None)
+    return module.get_function(entry)
+
+
+def _stream():
+    import cupy  # noqa: PLC0415
+
+    return cupy.cuda.ExternalStream(torch.cuda.current_stream().cuda_stream)
+
+
+def _launch(fn, grid: int, block: int, args: tuple) -> None:
+    with _stream():
+        fn((grid,), (block,), args)
+
+
+# =============================================================================
+# Cross-entropy
+# =============================================================================
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _check_ce(logits: Any, target: Any, ignore_index: Any, reduction: Any) -> None:
+    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
+        raise TypeError(f"logits: expected a floating-point tensor [B, V], got {getattr(logits, 'dtype', type(logits).__name__)}")
+    if logits.ndim != 2 or logits.shape[0] < 1 or logits.shape[1] < 1:
+        raise ValueError(f"logits: expected shape [B, V] with B, V >= 1, got {tuple(logits.shape)}")
+    if not isinstance(target, torch.Tensor) or target.dtype != torch.int64:
+        raise TypeError(f"target: expected an int64 tensor [B] of class indices, got {getattr(target, 'dtype', type(target).__name__)}")
+    if target.shape != logits.shape[:1]:
+        raise ValueError(f"target: expected shape [{logits.shape[0]}] to match logits [B, V], got {tuple(target.shape)}")
+    if target.device != logits.device:
+        raise ValueError(f"target: expected it on logits' device {logits.device}, got {target.device}")
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+        raise TypeError(f"ignore_index: expected an int, got {type(ignore_index).__name__}")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction: expected one of {_REDUCTIONS}, got {reduction!r}")
+    bad = ((target < 0) | (target >= logits.shape[1])) & (target != ignore_index)
+    if bool(bad.any()):
+        raise ValueError(f"target: expected class indices in [0, {logits.shape[1] - 1}] or ignore_index={ignore_index}, "
+                         f"got {target[bad][:5].tolist()}")
+
+
+def _reduce(per_row: torch.Tensor, target: torch.Tensor, ignore_index: int, reduction: str) -> torch.Tensor:
+    if reduction == "none":
+        return per_row
+    if reduction == "sum":
+        return per_row.sum()
+    return per_row.sum() / (target != ignore_index).sum().to(per_row.dtype)  # NaN when every row is ignored, as torch
+
+
+def cross_entropy_reference(logits: torch.Tensor, target: torch.Tensor, *, ignore_index: int = -100,
+                            reduction: str = "mean") -> torch.Tensor:
+    """The readable version: ``(m - x_t) + log sum_j exp(x_j - m)`` per row, in PyTorch.
+
+    Same numbers and API as :func:`cross_entropy` (the kernel is tested
+    against it and against ``torch.nn.functional.cross_entropy``).
+    """
+    _check_ce(logits, target, ignore_index, reduction)
+    m = logits.amax(dim=1, keepdim=True).detach()  # (B, 1)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    log_s = torch.log(torch.exp(logits - m).sum(dim=1))  # (B,)
+    valid = target != ignore_index
+    x_t = logits.gather(1, torch.where(valid, target, torch.zeros_like(target)).unsqueeze(1)).squeeze(1)  # (B,)
+    per_row = torch.where(valid, (m.squeeze(1) - x_t) + log_s, torch.zeros_like(log_s))
+    return _reduce(per_row, target, ignore_index, reduction)
+
+
+class _FusedCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits, target, ignore_index, reduction):  # noqa: ANN001, ANN205
+        import cupy  # noqa: PLC0415
+
+        x = logits.contiguous()
+        if x.data_ptr() % 16:  # the kernel's vector loads assume a 16-byte-aligned base
+            x = x.clone()
+        b, v = x.shape
+        suffix = "f32" if x.dtype == torch.float32 else "f64"
+        per_row = torch.empty(b, dtype=x.dtype, device=x.device)
+        lse = torch.empty(b, dtype=x.dtype, device=x.device)
+        _launch(_function("cross_entropy", f"ce_forward_{suffix}"), b, _BLOCK,
+                (cupy.from_dlpack(x), cupy.from_dlpack(target), cupy.from_dlpack(per_row), cupy.from_dlpack(lse),
+                 cupy.int64(v), cupy.int64(ignore_index)))
+        ctx.save_for_backward(x, target, lse)
+        ctx.ignore_index, ctx.reduction = ignore_index, reduction
+        return _reduce(per_row, target, ignore_index, reduction)
+
+    @staticmethod
+    def backward(ctx, grad_out):  # noqa: ANN001, ANN205
+        import cupy  # noqa: PLC0415
+
+        x, target, lse = ctx.saved_tensors
+        b, v = x.shape
+        if ctx.reduction == "none":
+            g, stride = grad_out.contiguous().to(x.dtype), 1
+        else:
+            scale = 1.0 if ctx.reduction == "sum" else 1.0 / (target != ctx.ignore_index).sum().to(x.dtype)
+            g, stride = (grad_out * scale).reshape(1).to(x.dtype).contiguous(), 0
+        dx = torch.empty_like(x)
+        suffix = "f32" if x.dtype == torch.float32 else "f64"
+        _launch(_function("cross_entropy", f"ce_backward_{suffix}"), b, _BLOCK,
+                (cupy.from_dlpack(x), cupy.from_dlpack(target), cupy.from_dlpack(lse), cupy.from_dlpack(g),
+                 cupy.int64(stride), cupy.from_dlpack(dx), cupy.int64(v), cupy.int64(ctx.ignore_index)))
+        return dx, None, None, None
+
+
+def cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, ignore_index: int = -100,
+                  reduction: str = "mean", fused: bool | None = None) -> torch.Tensor:
+    """Cross-entropy of ``[B, V]`` logits against class indices, fused on a GPU.
+
+    Parameters
+    ----------
+    logits : Tensor [B, V], float32 or float64
+    target : Tensor [B], int64
+        Class indices in ``[0, V)``, or ``ignore_index``.
+    ignore_index : int
+        Rows with this target contribute 0 and are left out of the mean.
+    reduction : {"mean", "sum", "none"}
+    fused : bool, optional
+        None (default): the CUDA kernel where :func:`available` and the dtype
+        is float32/float64, else :func:`cross_entropy_reference`. True: the
+        kernel or an error. False: the reference.
+
+    Returns
+    -------
+    Tensor
+        A scalar, or ``[B]`` for ``reduction="none"``; differentiable in ``logits``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad argument (named), or ``fused=True`` where the kernel cannot run.
+
+    Example
+    -------
+    >>> x = torch.tensor([[1e30, -1e30, 1e30]], dtype=torch.float64)
+    >>> float(cross_entropy(x, torch.tensor([0])))  # log 2, not 0
+    0.6931471805599453
+    """
+    _check_ce(logits, target, ignore_index, reduction)
+    can = available(logits.device) and logits.dtype in (torch.float32, torch.float64)
+    if fused is None:
+        fused = can
+    elif fused and not can:
+        raise ValueError(f"fused: the kernel needs a CUDA device with CuPy and float32/float64 logits; "
+                         f"got {logits.device}, {logits.dtype}, CuPy {'present' if backend.has_cupy() else 'absent'}")
+    if fused:
+        return _FusedCrossEntropy.apply(logits, target, ignore_index, reduction)
+    return cross_entropy_reference(logits, target, ignore_index=ignore_index, reduction=reduction)
+
+
+# =============================================================================
+# Trajectories
+# =============================================================================
+
+def function_parameters(name: str, fn_params: dict | None = None) -> tuple[Any, list[float]]:
+    """The :mod:`losslab.landscapes` function ``name`` built with ``fn_params``, and the
+    parameter vector the kernel reads (``prm`` in ``trajectories.cu``)."""
+    from .. import landscapes  # noqa: PLC0415
+
+    if name not in FUNCTIONS:
+        raise ValueError(f"name: expected one of {sorted(FUNCTIONS)}, got {name!r}")
+    fn_params = dict(fn_params or {})
+    builder = getattr(landscapes, name)
+    try:
+        fn = builder(**fn_params)
+    except TypeError as err:
+        raise ValueError(f"fn_params: {name} does not take {sorted(fn_params)}: {err}") from err
+    if name == "quadratic":
+        kappa, angle = float(fn_params.get("kappa", 10.0)), float(fn_params.get("angle", 0.0))
+        c, s = math.cos(angle), math.sin(angle)
+        prm = [c * c + kappa * s * s, c * s - kappa * c * s, s * s + kappa * c * c]
+    elif name == "rosenbrock":
+        prm = [float(fn_params.get("a", 1.0)), float(fn_params.get("b", 100.0))]
+    elif name == "rastrigin":
+        prm = [float(fn_params.get("A", 10.0))]
+    else:
+        prm = []
+    return fn, (prm + [0.0] * 4)[:4]
+
+
+def _hyper_vector(update: Any) -> list[float]:
+    from ..optim import Update  # noqa: PLC0415
+
+    if not isinstance(update, Update):
+        raise TypeError(f"update: expected an Update from losslab.optim.optimizer(...), got {type(update).__name__}")
+    if update.method not in _METHODS:
+        raise ValueError(f"update: the trajectory kernel runs {sorted(_METHODS)}, got {update.method!r}")
+    h = update.hyper
+    for k, v in h.items():
+        if isinstance(v, torch.Tensor):
+            raise ValueError(f"update: the trajectory kernel takes scalar hyperparameters; {k} is a tensor")
+    if update.method == "sgd":
+        return [float(h["lr"]), float(h.get("momentum", 0.0)), float(h.get("dampening", 0.0)),
+                float(bool(h.get("nesterov", False))), float(h.get("weight_decay", 0.0)), 0.0]
+    if h.get("amsgrad", False):
+        raise ValueError("update: the trajectory kernel does not run amsgrad")
+    b1, b2 = h.get("betas", (0.9, 0.999))
+    return [float(h.get("lr", 1e-3)), float(b1), float(b2), float(h.get("eps", 1e-8)),
+            float(h.get("weight_decay", 0.0 if update.method == "adam" else 1e-2)),
+            1.0 if update.method == "adamw" else 0.0]
+
+
+def trajectories(name: str, x0: torch.Tensor, update: Any, steps: int, *, fn_params: dict | None = None,
+                 path_every: int = 0, bound: float = 1e6, fused: bool | None = None):
+    """Run ``update`` from every start in ``x0`` on test function ``name``; one kernel launch on a GPU.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`FUNCTIONS` (the functions of :mod:`losslab.landscapes`).
+    x0 : Tensor [N, 2], float32 or float64
+    update : losslab.optim.Update
+        ``optimizer("sgd", lr=..., momentum=..., nesterov=...)``, ``"adam"`` or ``"adamw"``
+        with scalar hyperparameters.
+    steps : int >= 1
+    fn_params : dict, optional
+        Arguments of the function's builder (``{"a": 1, "b": 100}`` for Rosenbrock).
+    path_every : int >= 0
+        Keep the positions every ``path_every`` steps (and at step 0); 0 keeps none.
+    bound : float > 0
+        Runs beyond this coordinate magnitude are frozen and reported as diverged.
+    fused : bool, optional
+        None: the kernel where :func:`available`; True: the kernel or an error;
+        False: :func:`losslab.optim.run_trajectories`.
+
+    Returns
+    -------
+    losslab.optim.Trajectories
+        ``path`` is ``[steps // path_every + 1, N, 2]`` (or None), ``loss`` along it.
+    """
+    from ..optim import Trajectories, run_trajectories  # noqa: PLC0415
+
+    fn, prm = function_parameters(name, fn_params)
+    hyp = _hyper_vector(update)
+    if not isinstance(x0, torch.Tensor) or x0.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"x0: expected a float32 or float64 tensor [N, 2], got {getattr(x0, 'dtype', type(x0).__name__)}")
+    if x0.ndim != 2 or x0.shape[1] != 2 or x0.shape[0] < 1:
+        raise ValueError(f"x0: expected shape [N, 2] with N >= 1, got {tuple(x0.shape)}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps: expected an int >= 1, got {steps!r}")
+    if isinstance(path_every, bool) or not isinstance(path_every, int) or path_every < 0:
+        raise ValueError(f"path_every: expected an int >= 0, got {path_every!r}")
+    if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not (0 < bound < math.inf):
+        raise ValueError(f"bound: expected a finite number > 0, got {bound!r}")
+    if not bool(torch.isfinite(x0).all()):
+        raise ValueError("x0: expected finite starting points")
+    can = available(x0.device)
+    if fused is None:
+        fused = can
+    elif fused and not can:
+        raise ValueError(f"fused: the kernel needs a CUDA device with CuPy; x0 is on {x0.device}")
+    if not fused:
+        run = run_trajectories(fn, x0, update, steps, keep_path=path_every > 0, bound=bound, device=x0.device)
+        if path_every == 0:
+            return run
+        keep = list(range(0, steps + 1, path_every))
+        return Trajectories(run.path[keep], run.loss[keep], run.final, run.diverged_at)
+    import cupy  # noqa: PLC0415
+
+    x = x0.contiguous()
+    n = x.shape[0]
+    out = torch.empty_like(x)
+    dead = torch.empty(n, dtype=torch.int64, device=x.device)
+    saved = steps // path_every + 1 if path_every else 1
+    path = torch.empty((saved, n, 2), dtype=x.dtype, device=x.device)
+    prm_t = torch.tensor(prm, dtype=torch.float64, device=x.device)
+    hyp_t = torch.tensor(hyp, dtype=torch.float64, device=x.device)
+    defines = (f"-DFN={FUNCTIONS[name]}", f"-DMETHOD={_METHODS[update.method]}")
+    suffix = "f32" if x.dtype == torch.float32 else "f64"
+    kernel = _function("trajectories", f"trajectories_{suffix}", defines)
+    block = 128
+    _launch(kernel, (n + block - 1) // block, block,
+            (cupy.from_dlpack(x), cupy.from_dlpack(out), cupy.from_dlpack(dead), cupy.from_dlpack(path),
+             cupy.int64(n), cupy.int64(steps), cupy.int64(path_every), cupy.from_dlpack(prm_t),
+             cupy.from_dlpack(hyp_t), cupy.float64(bound)))
+    if path_every:
+        return Trajectories(path, fn.f(path), out, dead)
+    return Trajectories(None, None, out, dead)

@@ -1,0 +1,169 @@
+// Fused, numerically stable cross-entropy over logits [B, V] (row-major, contiguous).
+//
+// One block per row. Each thread keeps a running (max m, sum s) pair -- the
+// online log-sum-exp: on a new value x, if x > m then s = s * exp(m - x) + 1
+// and m = x, else s += exp(x - m) -- over a strided part of the row; the
+// block then merges the pairs: (m1, s1) + (m2, s2) = (m, s1 e^{m1-m} + s2 e^{m2-m})
+// with m = max(m1, m2). The loss of a row is (m - x[target]) + log s, which
+// keeps log s from being rounded away next to large logits.
+//
+// Loads are vectorized (float4 / double2) over the part of the row that is
+// aligned to the vector width; the unaligned head (a row of V = 50257 floats
+// starts at any 4-byte offset) and the tail go element by element, so every V
+// runs at the vectorized speed.
+//
+// The CPU emulation in losslab.kernels.reference follows the same blocking
+// and merge order and is tested against torch.nn.functional.cross_entropy.
+
+#define LL_BLOCK 256
+#define LL_WARPS (LL_BLOCK / 32)
+
+template <typename T> struct Vec;
+template <> struct Vec<float> { typedef float4 type; static const int width = 4; };
+template <> struct Vec<double> { typedef double2 type; static const int width = 2; };
+
+template <typename T> __device__ __forceinline__ T ll_exp(T x);
+template <> __device__ __forceinline__ float ll_exp<float>(float x) { return expf(x); }
+template <> __device__ __forceinline__ double ll_exp<double>(double x) { return exp(x); }
+template <typename T> __device__ __forceinline__ T ll_log(T x);
+template <> __device__ __forceinline__ float ll_log<float>(float x) { return logf(x); }
+template <> __device__ __forceinline__ double ll_log<double>(double x) { return log(x); }
+
+template <typename T> __device__ __forceinline__ T ll_neg_inf();
+template <> __device__ __forceinline__ float ll_neg_inf<float>() { return __int_as_float(0xff800000); }
+template <> __device__ __forceinline__ double ll_neg_inf<double>() { return __longlong_as_double(0xfff0000000000000ULL); }
+
+// Add x to the running pair (m, s).
+template <typename T>
+__device__ __forceinline__ void ll_push(T x, T &m, T &s) {
+    if (x > m) {
+        s = (m == ll_neg_inf<T>() ? T(0) : s * ll_exp<T>(m - x)) + T(1);
+        m = x;
+    } else {
+        s += ll_exp<T>(x - m);
+    }
+}
+
+// Merge (m2, s2) into (m, s).
+template <typename T>
+__device__ __forceinline__ void ll_merge(T &m, T &s, T m2, T s2) {
+    if (m2 == ll_neg_inf<T>()) return;
+    if (m == ll_neg_inf<T>()) { m = m2; s = s2; return; }
+    if (m2 > m) { s = s * ll_exp<T>(m - m2) + s2; m = m2; }
+    else { s = s + s2 * ll_exp<T>(m2 - m); }
+}
+
+// (m, s) of the whole row, known to every thread of the block.
+template <typename T>
+__device__ void ll_row_lse_pair(const T *row, long long V, T &m_out, T &s_out) {
+    typedef typename Vec<T>::type VT;
+    const int W = Vec<T>::width;
+    T m = ll_neg_inf<T>(), s = T(0);
+    // 1. unaligned head, element by element
+    unsigned long long addr = (unsigned long long)row;
+    long long head = (long long)((sizeof(VT) - (addr % sizeof(VT))) % sizeof(VT)) / (long long)sizeof(T);
+    if (head > V) head = V;
+    for (long long j = threadIdx.x; j < head; j += LL_BLOCK) ll_push<T>(row[j], m, s);
+    // 2. aligned middle, W elements per load
+    long long nvec = (V - head) / W;
+    const VT *vrow = reinterpret_cast<const VT *>(row + head);
+    for (long long k = threadIdx.x; k < nvec; k += LL_BLOCK) {
+        VT v = vrow[k];
+        const T *e = reinterpret_cast<const T *>(&v);
+        #pragma unroll
+        for (int q = 0; q < W; ++q) ll_push<T>(e[q], m, s);
+    }
+    // 3. tail, element by element
+    for (long long j = head + nvec * W + threadIdx.x; j < V; j += LL_BLOCK) ll_push<T>(row[j], m, s);
+    // 4. merge within each warp, then across warps
+    for (int off = 16; off > 0; off >>= 1) {
+        T m2 = __shfl_down_sync(0xffffffffu, m, off);
+        T s2 = __shfl_down_sync(0xffffffffu, s, off);
+        ll_merge<T>(m, s, m2, s2);
+    }
+    __shared__ T sm[LL_WARPS], ss[LL_WARPS];
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (lane == 0) { sm[warp] = m; ss[warp] = s; }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        T M = sm[0], S = ss[0];
+        for (int w = 1; w < LL_WARPS; ++w) ll_merge<T>(M, S, sm[w], ss[w]);
+        sm[0] = M; ss[0] = S;
+    }
+    __syncthreads();
+    m_out = sm[0]; s_out = ss[0];
+}
+
+// loss[b] = logsumexp(x[b]) - x[b, target[b]] (0 where target == ignore_index);
+// lse[b] = logsumexp(x[b]) is saved for the backward pass.
+template <typename T>
+__device__ void ll_ce_forward(const T *__restrict__ logits, const long long *__restrict__ target,
+                              T *__restrict__ loss, T *__restrict__ lse, long long V, long long ignore_index) {
+    long long b = blockIdx.x;
+    const T *row = logits + b * V;
+    T m, s;
+    ll_row_lse_pair<T>(row, V, m, s);
+    if (threadIdx.x == 0) {
+        long long t = target[b];
+        T logs = ll_log<T>(s);
+        lse[b] = m + logs;
+        loss[b] = (t == ignore_index) ? T(0) : (m - row[t]) + logs;
+    }
+}
+
+// dlogits[b, j] = (exp(x[b, j] - lse[b]) - [j == target[b]]) * grad[b]  (0 for ignored rows).
+// grad_stride is 0 for a scalar upstream gradient (reduction mean or sum), 1 for one per row.
+template <typename T>
+__device__ void ll_ce_backward(const T *__restrict__ logits, const long long *__restrict__ target,
+                               const T *__restrict__ lse, const T *__restrict__ grad, long long grad_stride,
+                               T *__restrict__ dlogits, long long V, long long ignore_index) {
+    typedef typename Vec<T>::type VT;
+    const int W = Vec<T>::width;
+    long long b = blockIdx.x;
+    const T *row = logits + b * V;
+    T *drow = dlogits + b * V;
+    long long t = target[b];
+    T g = (t == ignore_index) ? T(0) : grad[b * grad_stride];
+    T L = lse[b];
+    // logits and dlogits rows share their offset from alignment (same V, same dtype, both allocations aligned)
+    unsigned long long addr = (unsigned long long)row;
+    long long head = (long long)((sizeof(VT) - (addr % sizeof(VT))) % sizeof(VT)) / (long long)sizeof(T);
+    if (head > V) head = V;
+    for (long long j = threadIdx.x; j < head; j += LL_BLOCK) drow[j] = (ll_exp<T>(row[j] - L) - (j == t ? T(1) : T(0))) * g;
+    long long nvec = (V - head) / W;
+    const VT *vrow = reinterpret_cast<const VT *>(row + head);
+    VT *vdrow = reinterpret_cast<VT *>(drow + head);
+    for (long long k = threadIdx.x; k < nvec; k += LL_BLOCK) {
+        VT v = vrow[k];
+        T *e = reinterpret_cast<T *>(&v);
+        #pragma unroll
+        for (int q = 0; q < W; ++q) {
+            long long j = head + k * W + q;
+            e[q] = (ll_exp<T>(e[q] - L) - (j == t ? T(1) : T(0))) * g;
+        }
+        vdrow[k] = v;
+    }
+    for (long long j = head + nvec * W + threadIdx.x; j < V; j += LL_BLOCK)
+        drow[j] = (ll_exp<T>(row[j] - L) - (j == t ? T(1) : T(0))) * g;
+}
+
+extern "C" {
+__global__ void __launch_bounds__(LL_BLOCK) ce_forward_f32(const float *logits, const long long *target, float *loss,
+                                                           float *lse, long long V, long long ignore_index) {
+    ll_ce_forward<float>(logits, target, loss, lse, V, ignore_index);
+}
+__global__ void __launch_bounds__(LL_BLOCK) ce_forward_f64(const double *logits, const long long *target, double *loss,
+                                                           double *lse, long long V, long long ignore_index) {
+    ll_ce_forward<double>(logits, target, loss, lse, V, ignore_index);
+}
+__global__ void __launch_bounds__(LL_BLOCK) ce_backward_f32(const float *logits, const long long *target,
+                                                            const float *lse, const float *grad, long long grad_stride,
+                                                            float *dlogits, long long V, long long ignore_index) {
+    ll_ce_backward<float>(logits, target, lse, grad, grad_stride, dlogits, V, ignore_index);
+}
+__global__ void __launch_bounds__(LL_BLOCK) ce_backward_f64(const double *logits, const long long *target,
+                                                            const double *lse, const double *grad, long long grad_stride,
+                                                            double *dlogits, long long V, long long ignore_index) {
+    ll_ce_backward<double>(logits, target, lse, grad, grad_stride, dlogits, V, ignore_index);
+}
+}

@@ -1,0 +1,277 @@
+"""losslab.kernels: CUDA sources compiled by NVRTC, their algorithms emulated on the CPU and
+tested against PyTorch, the fallbacks equal to PyTorch, and (with a GPU) the kernels themselves.
+
+Tolerances: float64 1e-12 relative for single losses; float32 1e-5 relative
+(one pass of 4-byte sums over up to 5,000 logits). Trajectories: float64
+1e-9 absolute plus 1e-12 relative after 200 steps (Adam on Rosenbrock amplifies last-bit
+differences of FMA contraction), float32 1e-3.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from losslab import kernels, landscapes, optim
+from losslab.kernels import reference as ref
+
+GPU = kernels.available("cuda") if torch.cuda.is_available() else False
+needs_gpu = pytest.mark.skipif(not GPU, reason="needs a CUDA GPU with CuPy")
+
+UPDATES = {
+    "gd": optim.optimizer("sgd", lr=1e-3),
+    "momentum": optim.optimizer("sgd", lr=1e-3, momentum=0.9),
+    "nesterov": optim.optimizer("sgd", lr=1e-3, momentum=0.9, nesterov=True),
+    "damped-decay": optim.optimizer("sgd", lr=1e-3, momentum=0.5, dampening=0.3, weight_decay=0.01),
+    "adam": optim.optimizer("adam", lr=1e-2),
+    "adam-l2": optim.optimizer("adam", lr=1e-2, weight_decay=0.1),
+    "adamw": optim.optimizer("adamw", lr=1e-2, weight_decay=0.1),
+}
+
+
+# --- NVRTC: every kernel source compiles (no GPU needed) ----------------------------
+
+@pytest.mark.parametrize("name", sorted(kernels.KERNELS))
+def test_every_kernel_variant_compiles_with_nvrtc(name):
+    pytest.importorskip("cupy", reason="CuPy's NVRTC bindings (pip install cupy-cuda12x nvidia-cuda-nvrtc-cu12)")
+    sizes = kernels.compile_with_nvrtc(name)
+    assert len(sizes) == len(kernels._variants(name)) and all(s > 1000 for s in sizes)
+
+
+def test_a_broken_kernel_is_reported_with_nvrtcs_log(monkeypatch):
+    pytest.importorskip("cupy", reason="CuPy's NVRTC bindings")
+    broken = kernels.source("cross_entropy").replace("loss[b] = (t == ignore_index)", "loss[b] = (t == ignore_index", 1)
+    monkeypatch.setattr(kernels, "source", lambda name: broken)
+    with pytest.raises(RuntimeError, match=r"cross_entropy\.cu.*does not compile"):
+        kernels.compile_with_nvrtc("cross_entropy")
+
+
+def test_importing_the_package_does_not_import_cupy():
+    code = "import sys, losslab, losslab.kernels, losslab.kernels.reference; print('cupy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# --- cross-entropy: the kernel's algorithm, emulated --------------------------------
+
+def _logits(b, v, dtype, scale=5.0, offset=0.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, v, generator=g, dtype=dtype) * scale + offset
+
+
+@pytest.mark.parametrize("dtype,rtol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("v", [1, 3, 4, 257, 1031, 4099])
+def test_the_blocked_online_logsumexp_matches_torch(dtype, rtol, v):
+    x = _logits(3, v, dtype)
+    t = torch.randint(0, v, (3,), generator=torch.Generator().manual_seed(1))
+    width = 4 if dtype == torch.float32 else 2
+    for offset in range(width):  # every misalignment of the row starts
+        ours = ref.cross_entropy_blocked(x, t, reduction="none", base_offset=offset)
+        torch.testing.assert_close(ours, F.cross_entropy(x, t, reduction="none"), rtol=rtol, atol=rtol)
+
+
+@settings(max_examples=25, deadline=None)
+@given(b=st.integers(1, 4), v=st.integers(1, 600), offset=st.floats(-1e6, 1e6), scale=st.floats(1e-3, 50.0),
+       seed=st.integers(0, 2**16))
+def test_the_blocked_forward_matches_torch_on_generated_rows(b, v, offset, scale, seed):
+    x = _logits(b, v, torch.float64, scale=scale, offset=offset, seed=seed)
+    t = torch.randint(0, v, (b,), generator=torch.Generator().manual_seed(seed))
+    torch.testing.assert_close(ref.cross_entropy_blocked(x, t, reduction="none", base_offset=seed % 2),
+                               F.cross_entropy(x, t, reduction="none"), rtol=1e-12, atol=1e-9)
+
+
+def test_near_tied_huge_logits_keep_log_s():
+    """Next to logits of 1e15 (float64) the loss of a tie is still log 2."""
+    x = torch.tensor([[1e15, 1e15, -1e15], [1e100, -1e100, 1e100], [1e100, -1e100, 1e100]], dtype=torch.float64)
+    t = torch.tensor([0, 2, 1])
+    out = ref.cross_entropy_blocked(x, t, reduction="none")
+    assert out[0].item() == pytest.approx(math.log(2), rel=1e-15)
+    assert out[1].item() == pytest.approx(math.log(2), rel=1e-15)
+    assert out[2].item() == pytest.approx(2e100, rel=1e-15)
+    torch.testing.assert_close(kernels.cross_entropy_reference(x, t, reduction="none"), out, rtol=1e-15, atol=0)
+
+
+def test_minus_infinity_logits_and_ignored_rows():
+    x = torch.tensor([[0.0, -math.inf, 1.0, -math.inf, 2.0]] * 3, dtype=torch.float64)
+    t = torch.tensor([4, -100, 0])
+    for fn in (ref.cross_entropy_blocked, kernels.cross_entropy_reference):
+        for reduction in ("none", "sum", "mean"):
+            torch.testing.assert_close(fn(x, t, reduction=reduction), F.cross_entropy(x, t, reduction=reduction),
+                                       rtol=1e-14, atol=1e-14)
+
+
+def test_the_backward_formula_matches_autograd():
+    x = _logits(4, 97, torch.float64).requires_grad_()
+    t = torch.tensor([3, -100, 96, 0])
+    F.cross_entropy(x, t).backward()
+    lse = torch.logsumexp(x.detach(), 1)
+    grad = torch.tensor(1.0 / 3, dtype=torch.float64)  # mean over the 3 rows that count
+    torch.testing.assert_close(ref.cross_entropy_backward(x.detach(), t, lse, grad), x.grad, rtol=1e-13, atol=1e-15)
+
+
+# --- cross-entropy: the public function (reference path here) --------------------------
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_equals_torch_with_gradients(reduction):
+    x = _logits(6, 50, torch.float64, offset=1e3).requires_grad_()
+    y = x.detach().clone().requires_grad_()
+    t = torch.tensor([0, 49, -100, 7, 7, 3])
+    ours, theirs = kernels.cross_entropy(x, t, reduction=reduction), F.cross_entropy(y, t, reduction=reduction)
+    torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
+    (ours.sum()).backward()
+    (theirs.sum()).backward()
+    torch.testing.assert_close(x.grad, y.grad, rtol=1e-12, atol=1e-14)
+
+
+def test_fused_is_refused_where_it_cannot_run():
+    x, t = torch.zeros(2, 3), torch.tensor([0, 1])
+    if not kernels.available(x.device):
+        with pytest.raises(ValueError, match="fused: the kernel needs a CUDA device"):
+            kernels.cross_entropy(x, t, fused=True)
+
+
+@pytest.mark.parametrize("logits,target,kw,err,match", [
+    (torch.zeros(2, 3, dtype=torch.int64), torch.tensor([0, 1]), {}, TypeError, "logits"),
+    (torch.zeros(3), torch.tensor([0, 1, 2]), {}, ValueError, "logits"),
+    (torch.zeros(2, 3), torch.tensor([0.0, 1.0]), {}, TypeError, "target"),
+    (torch.zeros(2, 3), torch.tensor([0, 1, 2]), {}, ValueError, "target"),
+    (torch.zeros(2, 3), torch.tensor([0, 3]), {}, ValueError, r"target: expected class indices in \[0, 2\]"),
+    (torch.zeros(2, 3), torch.tensor([0, 1]), {"reduction": "avg"}, ValueError, "reduction"),
+    (torch.zeros(2, 3), torch.tensor([0, 1]), {"ignore_index": 1.5}, TypeError, "ignore_index"),
+])
+def test_bad_input_is_named(logits, target, kw, err, match):
+    with pytest.raises(err, match=match):
+        kernels.cross_entropy(logits, target, **kw)
+
+
+# --- trajectories: the kernel's loop, emulated ----------------------------------------
+
+@pytest.mark.parametrize("name", sorted(kernels.FUNCTIONS))
+@pytest.mark.parametrize("label", sorted(UPDATES))
+def test_the_kernel_loop_matches_run_trajectories(name, label):
+    update = UPDATES[label]
+    fn, prm = kernels.function_parameters(name)
+    lo, hi = torch.tensor(fn.domain, dtype=torch.float64).T
+    x0 = lo + (hi - lo) * torch.rand(64, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    run = optim.run_trajectories(fn, x0, update, 200, keep_path=True, device="cpu")
+    final, dead, path = ref.trajectories_loop(ref.gradient(name, prm), x0, kernels._hyper_vector(update),
+                                              update.method, 200, path_every=10)
+    assert torch.equal(dead, run.diverged_at)
+    torch.testing.assert_close(final, run.final, rtol=1e-12, atol=1e-9)
+    torch.testing.assert_close(path, run.path[::10], rtol=1e-12, atol=1e-9)
+
+
+def test_the_kernel_loop_freezes_diverging_runs_like_run_trajectories():
+    update = optim.optimizer("sgd", lr=0.05, momentum=0.9)
+    fn, prm = kernels.function_parameters("rosenbrock")
+    x0 = torch.tensor([[-1.5, 2.5], [1.0, 1.0], [0.0, 0.0]], dtype=torch.float64)
+    run = optim.run_trajectories(fn, x0, update, 50, keep_path=False, device="cpu")
+    final, dead, _ = ref.trajectories_loop(ref.gradient(name := "rosenbrock", prm), x0,
+                                           kernels._hyper_vector(update), "sgd", 50)
+    assert name == "rosenbrock" and int((run.diverged_at > 0).sum()) >= 1
+    assert torch.equal(dead, run.diverged_at)
+    torch.testing.assert_close(final, run.final, rtol=0, atol=1e-12)
+
+
+def test_kernel_parameters_follow_the_builders():
+    """prm is what the functions of landscapes use: the quadratic's A entries, Rosenbrock's a and b."""
+    fn, prm = kernels.function_parameters("quadratic", {"kappa": 25.0, "angle": 0.3})
+    p = torch.tensor([[0.7, -1.3]], dtype=torch.float64)
+    gx, gy = ref.gradient("quadratic", prm)(p[:, 0], p[:, 1])
+    torch.testing.assert_close(torch.stack([gx, gy], 1), fn.grad(p), rtol=1e-15, atol=1e-15)
+    fn, prm = kernels.function_parameters("rosenbrock", {"a": 2.0, "b": 5.0})
+    gx, gy = ref.gradient("rosenbrock", prm)(p[:, 0], p[:, 1])
+    torch.testing.assert_close(torch.stack([gx, gy], 1), fn.grad(p), rtol=1e-15, atol=1e-15)
+
+
+def test_trajectories_fallback_keeps_every_kth_position():
+    x0 = torch.randn(5, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    update = UPDATES["nesterov"]
+    fn, _ = kernels.function_parameters("himmelblau")
+    full = optim.run_trajectories(fn, x0, update, 30, device="cpu")
+    run = kernels.trajectories("himmelblau", x0, update, 30, path_every=7)
+    assert run.path.shape == (30 // 7 + 1, 5, 2)
+    torch.testing.assert_close(run.path, full.path[::7], rtol=0, atol=0)
+    torch.testing.assert_close(run.final, full.final, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("args,kw,err,match", [
+    (("nope", torch.zeros(2, 2), UPDATES["gd"], 5), {}, ValueError, "name"),
+    (("himmelblau", torch.zeros(2, 3), UPDATES["gd"], 5), {}, ValueError, "x0"),
+    (("himmelblau", torch.zeros(2, 2, dtype=torch.int64), UPDATES["gd"], 5), {}, TypeError, "x0"),
+    (("himmelblau", torch.zeros(2, 2), UPDATES["gd"], 0), {}, ValueError, "steps"),
+    (("himmelblau", torch.zeros(2, 2), "sgd", 5), {}, TypeError, "update"),
+    (("himmelblau", torch.zeros(2, 2), optim.optimizer("rmsprop", lr=0.1), 5), {}, ValueError, "update"),
+    (("himmelblau", torch.zeros(2, 2), UPDATES["gd"], 5), {"path_every": -1}, ValueError, "path_every"),
+    (("rosenbrock", torch.zeros(2, 2), UPDATES["gd"], 5), {"fn_params": {"c": 1}}, ValueError, "fn_params"),
+    (("himmelblau", torch.full((2, 2), math.nan), UPDATES["gd"], 5), {}, ValueError, "finite"),
+])
+def test_trajectories_bad_input_is_named(args, kw, err, match):
+    with pytest.raises(err, match=match):
+        kernels.trajectories(*args, **kw)
+
+
+# --- on a GPU: the kernels themselves -----------------------------------------------
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("dtype,rtol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
+@pytest.mark.parametrize("v", [1, 5, 4096, 50257])
+def test_fused_cross_entropy_on_the_gpu(dtype, rtol, v):
+    g = torch.Generator(device="cuda").manual_seed(0)
+    base = torch.randn(9, v + 1, generator=g, dtype=dtype, device="cuda") * 4
+    x = base[:, 1:].contiguous()[1:]  # rows start at every misalignment
+    x = x.clone().requires_grad_()
+    y = x.detach().clone().requires_grad_()
+    t = torch.randint(0, v, (8,), device="cuda", generator=g)
+    t[3] = -100
+    for reduction in ("mean", "sum", "none"):
+        ours = kernels.cross_entropy(x, t, reduction=reduction, fused=True)
+        theirs = F.cross_entropy(y, t, reduction=reduction)
+        torch.testing.assert_close(ours, theirs, rtol=rtol, atol=rtol)
+        ours.sum().backward()
+        theirs.sum().backward()
+        torch.testing.assert_close(x.grad, y.grad, rtol=rtol, atol=rtol * 1e-2)
+        x.grad, y.grad = None, None
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("name", sorted(kernels.FUNCTIONS))
+@pytest.mark.parametrize("label", sorted(UPDATES))
+@pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-9), (torch.float32, 1e-3)])
+def test_fused_trajectories_on_the_gpu(name, label, dtype, atol):
+    update = UPDATES[label]
+    fn, _ = kernels.function_parameters(name)
+    lo, hi = torch.tensor(fn.domain, dtype=dtype, device="cuda").T
+    x0 = lo + (hi - lo) * torch.rand(4096, 2, dtype=dtype, device="cuda", generator=torch.Generator("cuda").manual_seed(0))
+    fused = kernels.trajectories(name, x0, update, 200, path_every=20, fused=True)
+    loop = kernels.trajectories(name, x0, update, 200, path_every=20, fused=False)
+    same = fused.diverged_at == loop.diverged_at
+    assert float(same.double().mean()) > (0.999 if dtype == torch.float64 else 0.99)
+    ok = same & (loop.diverged_at < 0)
+    torch.testing.assert_close(fused.final[ok], loop.final[ok], rtol=0, atol=atol)
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_the_fused_cross_entropy_trains_a_model():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(32, 1000).cuda()
+    x, t = torch.randn(256, 32, device="cuda"), torch.randint(0, 1000, (256,), device="cuda")
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    first = None
+    for _ in range(50):
+        loss = kernels.cross_entropy(model(x), t, fused=True)
+        first = first if first is not None else float(loss)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.5 * first
