@@ -194,6 +194,9 @@ def test_optimizer_class_with_groups_state_dict_and_closure_matches_torch():
         assert float(a.detach()) == pytest.approx(float(b.detach()), rel=1e-12)
     for p, q in zip(net.parameters(), twin.parameters()):
         assert torch.allclose(p, q, rtol=1e-10, atol=1e-12)
+    # the per-tensor states in params order, as torch's per-parameter state
+    for s, p in zip(ours.states, twin.parameters()):
+        assert torch.allclose(s["exp_avg"], ref.state[p]["exp_avg"], rtol=1e-10, atol=1e-14)
 
 
 def test_optimizer_lbfgs_matches_torch():

@@ -1249,6 +1249,11 @@ class Optimizer:
         return [p for g in self.param_groups for p in g["params"]]
 
     @property
+    def states(self) -> list[dict]:
+        """The per-tensor state dicts in :attr:`params` order (``{}`` before a tensor's first step)."""
+        return [self.state.get(i, {}) for i in range(len(self.params))]
+
+    @property
     def update(self) -> Update:
         """The first group's method and hyperparameters as an :class:`Update`; setting it sets every group's."""
         return Update(self.method, {k: v for k, v in self.param_groups[0].items() if k != "params"}, self.method)
