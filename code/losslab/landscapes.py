@@ -1296,6 +1296,8 @@ def top_hessian_eigenvalues(
     g = torch.func.grad(loss)
 
     def H(block: torch.Tensor) -> torch.Tensor:  # (b, P) -> (b, P)
+        if block.shape[0] == 1:  # one vector: no vmap (its tracing costs more than the product)
+            return torch.func.jvp(g, (theta,), (block[0],))[1][None]
         return torch.func.vmap(lambda u: torch.func.jvp(g, (theta,), (u,))[1])(block)
 
     gen = torch.Generator().manual_seed(seed)
