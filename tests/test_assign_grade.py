@@ -36,10 +36,21 @@ RELU_ABS = "import torch\ndef relu(x):\n    return torch.abs(x)\n"  # passes 'sh
 RELU_ID = "def relu(x):\n    return x\n"
 
 
+def letters(a, qid: str, correct: bool = True, student: str = "") -> str:
+    """The letters of the right (or wrong) choices of ``qid`` as ``student``'s notebook shows them."""
+    item = next(it for it in a.items if it.id == qid)
+    q = A.shown_question(item, a.secret, student)
+    return "".join("abcdefgh"[i] for i, c in enumerate(q.choices) if c.correct == correct)
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     a = A.build("demo-hw", notebook=PAGE, run_questions=[RUN_Q], title="Demo homework")
+    CORRECT.update({"demo.gradient-sign": repr(letters(a, "demo.gradient-sign")),
+                    "demo.differentiable": repr(list(letters(a, "demo.differentiable")))})
+    WRONG.update({"demo.gradient-sign": repr(letters(a, "demo.gradient-sign", False)[0]),
+                  "demo.differentiable": repr(letters(a, "demo.differentiable")[0])})
     return a, A.write_assignment(a, out)
 
 
@@ -57,8 +68,9 @@ def _fill(path: Path, answers: dict | None = None, code: dict | None = None, edi
     return nb
 
 
-CORRECT = {"demo.gradient-sign": '"a"', "demo.differentiable": '["a", "b"]', "demo.sigmoid-slope": "0.09",
-           "course.max-slope": "0.25"}
+# The letters follow the order each notebook shows (seeded by the assignment's secret): the demo fixture fills them in.
+CORRECT = {"demo.sigmoid-slope": "0.09", "course.max-slope": "0.25"}
+WRONG: dict[str, str] = {}
 
 
 def _students(paths) -> dict[str, tuple[object, float, dict]]:
@@ -94,10 +106,10 @@ def _students(paths) -> dict[str, tuple[object, float, dict]]:
         "all-correct": (_fill(s, CORRECT, {"demo.relu": RELU_OK}), 5, {}),
         "blank": (_fill(s), 0, zero),
         # b is wrong; abs passes 2 of relu's 4 checks; the run gives 0.25, not 0.3
-        "partly": (_fill(s, {**CORRECT, "demo.gradient-sign": '"b"', "course.max-slope": "0.3"}, {"demo.relu": RELU_ABS}),
+        "partly": (_fill(s, {**CORRECT, "demo.gradient-sign": WRONG["demo.gradient-sign"], "course.max-slope": "0.3"}, {"demo.relu": RELU_ABS}),
                    2.5, {"demo.gradient-sign": 0, "demo.relu": 0.5, "course.max-slope": 0}),
         # a multiple-choice answer missing one right choice; an answer computed by an expression
-        "computed": (_fill(s, {**CORRECT, "demo.differentiable": '"a"', "demo.sigmoid-slope": "0.9 * (1 - 0.9)",
+        "computed": (_fill(s, {**CORRECT, "demo.differentiable": WRONG["demo.differentiable"], "demo.sigmoid-slope": "0.9 * (1 - 0.9)",
                                "course.max-slope": "float(slope.max())"}, {"demo.relu": RELU_OK}), 4, {"demo.differentiable": 0}),
         # the key follows the student's own run: doubled slopes, answered 0.5, is right; 0.25 is then wrong
         "own-run": (_fill(s, {**CORRECT, "course.max-slope": "0.5"}, {"demo.relu": RELU_OK}, edit=own_run), 5, {}),
@@ -157,7 +169,7 @@ def test_round_trip_on_the_demo_page(demo, tmp_path):
     seconds = time.perf_counter() - start
     print(f"graded {len(results)} submissions in {seconds:.1f} s")
     rows = list(csv.DictReader(open(tmp_path / "graded" / "grades.csv")))
-    assert rows[0]["student"] == "(max)" and float(rows[0]["total"]) == 5
+    assert rows[0]["student"] == "(max)" and float(rows[0]["total"]) == sum(it.points for it in a.items)
     got = {r["student"]: r for r in rows[1:]}
     assert set(got) == set(students)
     ids = [it.id for it in a.items]
@@ -176,9 +188,10 @@ def test_round_trip_on_the_demo_page(demo, tmp_path):
         assert why in feedback[name], (name, feedback[name])
 
 
-def test_round_trip_with_the_page_context(tmp_path):
+def test_round_trip_with_the_page_context(demo, tmp_path):
     """The whole page handed out around its items: the key comes from the page's own cell."""
-    a = A.build("page", notebook=PAGE, context=True, run_questions=[A.run_question_from_raw(PROMPT, "float(slope.max())")])
+    a = A.build("page", notebook=PAGE, context=True, run_questions=[A.run_question_from_raw(PROMPT, "float(slope.max())")],
+                secret=demo[0].secret)  # the same secret: the same choice order as the demo fixture's letters
     paths = A.write_assignment(a, tmp_path / "a")
     student = nbformat.read(str(paths["student"]), as_version=4)
     assert any("sigmoid_explorer().show()" in c.source for c in student.cells)
@@ -211,10 +224,13 @@ def test_other_chapters_round_trip(tmp_path):
 
 def test_selection_by_id_chapter_tag_and_page():
     assert A.select(["demo.relu", "demo.gradient-sign"]) == ["demo.relu", "demo.gradient-sign"]
-    assert set(A.select(chapters=["demo"])) == {"demo.gradient-sign", "demo.differentiable", "demo.sigmoid-slope", "demo.relu"}
+    assert set(A.select(chapters=["demo"])) == {"demo.gradient-sign", "demo.differentiable", "demo.sigmoid-slope",
+                                                "demo.sigmoid-slope-at", "demo.relu"}
     tagged = A.select(tags=["gradient"])
-    assert [i for i in tagged if i.startswith("demo.")] == ["demo.gradient-sign", "demo.sigmoid-slope"]
-    assert all("gradient" in question(i).tags for i in tagged)
+    assert [i for i in tagged if i.startswith("demo.")] == ["demo.gradient-sign", "demo.sigmoid-slope", "demo.sigmoid-slope-at"]
+    bank, exercises = load_bank(), all_exercises()
+    assert all("gradient" in (question(i).tags if i in bank else A.exercise_tags(exercises[i])) for i in tagged)
+    assert any(i in exercises for i in tagged)  # a tag selects exercises as well as questions
     assert A.select(notebook=PAGE) == ["demo.gradient-sign", "demo.differentiable", "demo.sigmoid-slope", "demo.relu"]
     with pytest.raises(KeyError, match="did you mean"):
         A.select(["demo.rleu"])
@@ -238,10 +254,10 @@ def test_answers_parse_and_judge():
 
 
 def test_nbgrader_source_has_markers_and_releases_to_the_stub(demo):
-    _, paths = demo
+    a, paths = demo
     nb = nbformat.read(str(paths["nbgrader"]), as_version=4)
     graded = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
-    assert len(graded) == 5 and all("### BEGIN HIDDEN TESTS" in c.source for c in graded)
+    assert len(graded) == len(a.items) and all("### BEGIN HIDDEN TESTS" in c.source for c in graded)
     relu = next(c for c in nb.cells if c.metadata.get("losslab", {}).get("answer") == "demo.relu")
     released = relu.source.replace(
         "    ### BEGIN SOLUTION\n    return torch.where(x < 0, torch.zeros_like(x), x)  # NaN < 0 is False: NaN passes through, as in F.relu\n    ### END SOLUTION",
@@ -316,10 +332,16 @@ def test_nbgrader_generate_and_autograde(demo, tmp_path):
     relu = next(c for c in rel.cells if c.metadata.get("losslab", {}).get("answer") == "demo.relu")
     assert relu.source == exercise("demo.relu").stub  # released exactly as the book's stub
 
-    expected = {"ann": 5.0, "bo": 3.0}
-    fills = {"ann": (CORRECT, RELU_OK), "bo": ({**CORRECT, "demo.gradient-sign": '"b"'}, RELU_ABS)}
+    expected = {"ann": 5.0, "bo": 3.0, "cheat": 0.0}
+    fills = {"ann": (CORRECT, RELU_OK), "bo": ({**CORRECT, "demo.gradient-sign": WRONG["demo.gradient-sign"]}, RELU_ABS),
+             "cheat": ({}, RELU_ID)}
+
+    def patch_checker(nb):  # a student cell that silences the checker nbgrader's hidden tests used to call
+        nb.cells.insert(2, nbformat.v4.new_code_cell(
+            "losslab.assign.expect = lambda *a, **k: None\nlosslab.assign.require = lambda *a, **k: None"))
+
     for student, (answers, relu_src) in fills.items():
-        nb = _fill(release, answers, {"demo.relu": relu_src})
+        nb = _fill(release, answers, {"demo.relu": relu_src}, edit=patch_checker if student == "cheat" else None)
         target = course / "submitted" / student / "demo-hw" / "demo-hw.ipynb"
         target.parent.mkdir(parents=True)
         nbformat.write(nb, str(target))

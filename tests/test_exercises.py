@@ -121,6 +121,20 @@ def test_exercise_ids_are_unique():
                    stub="def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()", solution="def f(x):\n    return x")
 
 
+def test_the_diagnose_runs_check_does_not_say_which_run_is_wrong():
+    """One check for all three runs, one message: a wrong answer for A reads like a wrong answer for C."""
+    ex = X.exercise("train.diagnose-runs")
+    right = ex.reference()()
+    reports = []
+    for run in right:
+        wrong = dict(right, **{run: "healthy"})
+        reports.append(ex.run(lambda wrong=wrong: wrong))
+    assert all(not r.ok for r in reports)
+    seen = {tuple((o.name, o.status, o.message, o.hint) for o in r.outcomes) for r in reports}
+    assert len(seen) == 1, f"the reports differ with the wrong run: {seen}"
+    assert not any(run in o.name.split() or f"run {run}" in o.message for o in reports[0].outcomes for run in "ABC")
+
+
 def test_relu_reference_agrees_with_torch_on_nan_and_inf_and_the_nan_hiding_version_is_caught():
     ex = X.exercise("demo.relu")
     x = torch.tensor([float("nan"), float("inf"), -float("inf"), -0.0, 0.0, -1e-300, 3.0], dtype=torch.float64)

@@ -138,6 +138,43 @@ def test_demo_explorer_frames_fit_the_budget_and_show_the_slope():
     assert "steepest slope 0.5 at x = -0.5" in fig.axes[0].get_title()
 
 
+# --- chapter 7's explorers: the numbers the chapter's claims read ---------------------------------------
+
+def test_polynomial_errors_are_the_ridge_fits_of_each_degree():
+    import torch
+
+    from losslab import regularize as R
+    from losslab.explore.reg import _polynomial_data, polynomial_errors, render_polynomial
+
+    prob, feats = _polynomial_data()
+    out = polynomial_errors(1e-2)
+    assert out["train_rmse"].shape == out["val_rmse"].shape == (15,)
+    for d in (1, 7, 15):
+        w = R.ridge_fit(feats["train"][:, : d + 1], prob.train.y, 1e-2)
+        assert torch.allclose(out["coef"][d, : d + 1], w, atol=1e-9)
+        val = ((feats["val"][:, : d + 1] @ w - prob.val.y) ** 2).mean().sqrt()
+        assert torch.allclose(out["val_rmse"][d - 1], val, rtol=1e-9)
+    fig = render_polynomial(degree=15, strength=1e-2)
+    assert f"val {out['val_rmse'][-1]:.2f}" in fig.axes[0].get_title()
+
+
+def test_classifier_panel_shows_the_training_mode_loss_of_each_step():
+    import numpy as np
+
+    from losslab.explore.reg import classifier_runs, render_classifier
+
+    runs = classifier_runs()
+    res = runs["result"]
+    assert len(runs["settings"]) == res.val_loss.shape[0] == runs["prob"].shape[0]
+    assert res.step_loss.shape == (len(runs["settings"]), 200)
+    fig = render_classifier(strength=0.0, p=0.3)
+    labels = [line.get_label() for line in fig.axes[1].get_lines()]
+    assert "training, as trained (dropout on)" in labels and "training, evaluation mode" in labels
+    i = runs["settings"].index((0.0, 0.3))
+    shown = next(line for line in fig.axes[1].get_lines() if line.get_label().startswith("training, as trained"))
+    assert np.allclose(shown.get_ydata(), res.step_loss[i].numpy())
+
+
 # --- Chapter 5: the graph drawing ------------------------------------------------------------------
 
 def _dense(pts):
@@ -408,3 +445,90 @@ def test_gd_bowl_title_is_read_off_the_run(lr_L, verdict):
     from losslab.explore import gd
 
     assert gd.render_bowl(lr_L).axes[0].get_title().endswith(": " + verdict)
+
+# ---- Chapter 2's test-function explorer: arrows to scale, curvature told apart ----------
+
+def test_landscape_explorer_draws_no_arrow_at_critical_points_and_a_scaled_one_elsewhere():
+    import numpy as np
+    import torch
+
+    from losslab import landscapes
+    from losslab.explore.landscape import POINTS, point_geometry, test_function_explorer
+
+    names = test_function_explorer().controls["function"].options
+    seen_critical = 0
+    for name in names:
+        fn = landscapes.get(name)
+        (x0, x1), (y0, y1) = fn.domain
+        span = 0.16 * min(x1 - x0, y1 - y0)
+        for point in POINTS:
+            geo = point_geometry(name, point)
+            g = fn.grad(torch.tensor(geo.point, dtype=torch.float64)).numpy()
+            if geo.critical:
+                seen_critical += 1
+                assert np.linalg.norm(g) < 1e-6 and not geo.arrow.any(), (name, point)
+            else:
+                length = np.linalg.norm(geo.arrow)
+                assert 0 < length <= span * (1 + 1e-12), (name, point)
+                assert np.allclose(geo.arrow / length, g / np.linalg.norm(g)), (name, point)  # along the gradient
+                if geo.capped:  # steeper than the median gradient: the longest arrow
+                    assert np.isclose(length, span), (name, point)
+    assert seen_critical >= len(names)  # every function offers at least one critical point
+
+
+def test_landscape_arrow_length_is_proportional_to_the_gradient():
+    import numpy as np
+
+    from losslab.explore import landscape as ex
+
+    geo = ex.point_geometry("himmelblau", "an ordinary point")
+    assert not geo.capped and not geo.critical
+    g_ref = ex._surface("himmelblau", 75)[3]
+    (x0, x1), (y0, y1) = ((-5.0, 5.0), (-5.0, 5.0))
+    assert np.linalg.norm(geo.arrow) == pytest.approx(0.16 * min(x1 - x0, y1 - y0) * geo.grad_norm / g_ref)
+
+
+def test_landscape_explorer_tells_flat_from_curving_down_in_lines_and_legend():
+    from matplotlib.text import Annotation
+
+    from losslab.explore.landscape import CURVATURE_STYLE, point_geometry, render_test_function
+
+    def drawn(fig):
+        ax = fig.axes[0]
+        arrows = [t for t in ax.texts if isinstance(t, Annotation)]
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        lines = {ln.get_linestyle() for ln in ax.get_lines() if len(ln.get_xdata()) == 2}
+        return ax, arrows, legend, lines
+
+    # monkey saddle at the origin: gradient zero, both eigenvalues zero -> no arrow, two dotted "flat" lines
+    geo = point_geometry("monkey_saddle", "another critical point")
+    assert geo.curvature == ("flat", "flat") and geo.kind == "degenerate"
+    ax, arrows, legend, lines = drawn(render_test_function("monkey_saddle", "another critical point"))
+    assert not arrows and any("no arrow" in t for t in legend)
+    assert lines == {CURVATURE_STYLE["flat"][0]} and sum("flat" in t for t in legend) == 2
+    assert ax.get_aspect() == 1.0  # equal scales: perpendicular things look perpendicular
+
+    # a Himmelblau saddle: one direction curves down (dashed), one up (solid); still no arrow
+    geo = point_geometry("himmelblau", "another critical point")
+    assert geo.kind == "saddle" and sorted(geo.curvature) == ["down", "up"]
+    _, arrows, legend, lines = drawn(render_test_function("himmelblau", "another critical point"))
+    assert not arrows and lines == {CURVATURE_STYLE["down"][0], CURVATURE_STYLE["up"][0]}
+    assert any("curves down" in t for t in legend) and any("curves up" in t for t in legend)
+    assert CURVATURE_STYLE["flat"][0] not in (CURVATURE_STYLE["down"][0], CURVATURE_STYLE["up"][0])
+
+    # an ordinary point: one arrow, and the legend says its length is to scale
+    _, arrows, legend, _ = drawn(render_test_function("himmelblau", "an ordinary point"))
+    assert len(arrows) == 1 and any("proportional" in t for t in legend)
+
+
+def test_network_models_train_to_the_same_loss_or_stop_at_the_cap():
+    from losslab import landscapes
+    from losslab.explore.landscape import NETWORKS, network_models
+
+    models, train, reached = network_models(target_loss=0.3, check_every=10)
+    assert set(models) == set(NETWORKS) == set(reached)
+    for name, (steps, loss) in reached.items():
+        assert steps % 10 == 0 and 0 < loss <= 0.3, name
+        assert float(landscapes.loss_at(models[name], train.x, train.y)) == pytest.approx(loss)
+    _, _, capped = network_models(target_loss=1e-6, max_steps=20, check_every=10)
+    assert all(steps == 20 and loss > 1e-6 for steps, loss in capped.values())

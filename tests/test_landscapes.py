@@ -285,3 +285,149 @@ def test_training_lowers_the_loss_and_network_inputs_are_checked():
         L.scan_1d(m, x, y, L.random_direction(m), torch.zeros(2, dtype=F64), method="fast")
     with pytest.raises(ValueError, match="skip"):
         L.MLP((4, 5, 6, 2), skip=True)
+
+
+# ---- weight decay, true minima and the edge of stability (Chapter 2) -----------------------
+
+def penalized_by_hand(m, x, y, params, wd):
+    """CE + wd/2 ||theta||^2 written out with torch alone (the reference for loss_at, scans, gradients)."""
+    logits = torch.func.functional_call(m, params, (x,))
+    return torch.nn.functional.cross_entropy(logits, y) + 0.5 * wd * sum((v**2).sum() for v in params.values())
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_weight_decay_adds_the_l2_penalty_in_loss_at_and_in_every_scan_method(skip):
+    m, x, y = tiny_problem(skip=skip)
+    wd = 0.37
+    own = {k: v.detach() for k, v in m.named_parameters()}
+    assert torch.allclose(L.loss_at(m, x, y, weight_decay=wd), penalized_by_hand(m, x, y, own, wd), rtol=1e-14)
+    assert torch.equal(L.loss_at(m, x, y, weight_decay=0.0), L.loss_at(m, x, y))
+    d1 = L.random_direction(m, seed=1, normalization="none")
+    d2 = L.random_direction(m, seed=2, normalization="none")
+    a = torch.tensor([-1.5, 0.0, 0.7], dtype=F64)
+    b = torch.tensor([-0.3, 2.0], dtype=F64)
+    expected = torch.stack([torch.stack([penalized_by_hand(m, x, y, {k: own[k] + ai * d1[k] + bi * d2[k] for k in own}, wd)
+                                         for ai in a]) for bi in b])  # (B, A)
+    for method in ("loop", "vmap", "affine"):
+        got = L.scan_2d(m, x, y, d1, d2, a, b, method=method, weight_decay=wd)
+        assert torch.allclose(got, expected, rtol=1e-12, atol=1e-12), method
+    with pytest.raises(ValueError, match="weight_decay"):
+        L.scan_2d(m, x, y, d1, d2, a, b, weight_decay=-1.0)
+    with pytest.raises(ValueError, match="weight_decay"):
+        L.loss_at(m, x, y, weight_decay=float("nan"))
+
+
+def test_train_classifier_with_weight_decay_takes_the_textbook_step():
+    m, x, y = tiny_problem()
+    wd, lr = 0.1, 0.05
+    before = {k: v.detach().clone() for k, v in m.named_parameters()}
+    grads = torch.autograd.grad(torch.nn.functional.cross_entropy(m(x), y), list(m.parameters()))
+    L.train_classifier(m, x, y, steps=1, lr=lr, batch_size=len(x), momentum=0.0, weight_decay=wd)
+    for (k, v), g in zip(m.named_parameters(), grads):
+        assert torch.allclose(v.detach(), before[k] - lr * (g + wd * before[k]), rtol=1e-12, atol=1e-14), k
+    with pytest.raises(ValueError, match="weight_decay"):
+        L.train_classifier(m, x, y, steps=1, weight_decay=-0.1)
+
+
+def test_gradient_norm_matches_autograd_of_the_penalized_loss():
+    m, x, y = tiny_problem()
+    for wd in (0.0, 0.25):
+        params = {k: v.detach().clone().requires_grad_() for k, v in m.named_parameters()}
+        grads = torch.autograd.grad(penalized_by_hand(m, x, y, params, wd), list(params.values()))
+        ref = torch.sqrt(sum((g**2).sum() for g in grads))
+        assert torch.allclose(L.gradient_norm(m, x, y, weight_decay=wd), ref, rtol=1e-12)
+
+
+def test_polish_minimum_finds_the_minimum_of_a_strictly_convex_problem():
+    """A linear softmax classifier with weight decay is strictly convex: compare with SciPy's L-BFGS-B."""
+    scipy_opt = pytest.importorskip("scipy.optimize")
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(60, 4, generator=g, dtype=F64)
+    y = torch.randint(0, 3, (60,), generator=g)
+    wd = 0.05
+    m = L.MLP((4, 3), seed=0, dtype=F64)  # one layer: logits = W x + b
+    names = [k for k, _ in m.named_parameters()]
+    shapes = [v.shape for _, v in m.named_parameters()]
+
+    def fun(flat):
+        t = torch.tensor(flat, dtype=F64, requires_grad=True)
+        parts = torch.split(t, [math.prod(s) for s in shapes])
+        value = penalized_by_hand(m, x, y, {k: p.reshape(s) for k, p, s in zip(names, parts, shapes)}, wd)
+        (grad,) = torch.autograd.grad(value, t)
+        return float(value.detach()), grad.numpy()
+
+    start = torch.cat([v.detach().reshape(-1) for v in m.parameters()]).numpy()
+    ref = scipy_opt.minimize(fun, start, jac=True, method="L-BFGS-B", options={"gtol": 1e-12, "ftol": 1e-15, "maxiter": 2000})
+    norms = L.polish_minimum(m, x, y, weight_decay=wd, max_iter=300, gtol=1e-9)
+    assert norms[0] == pytest.approx(float(L.gradient_norm(m.__class__((4, 3), seed=0, dtype=F64), x, y, weight_decay=wd)))
+    assert float(norms[-1]) <= 1e-9 and float(norms[-1]) == pytest.approx(float(L.gradient_norm(m, x, y, weight_decay=wd)))
+    found = torch.cat([v.detach().reshape(-1) for v in m.parameters()])
+    assert torch.allclose(found, torch.from_numpy(ref.x), atol=1e-6)
+    assert float(L.loss_at(m, x, y, weight_decay=wd)) <= ref.fun + 1e-12
+
+
+def test_polish_minimum_checks_its_arguments():
+    m, x, y = tiny_problem()
+    with pytest.raises(ValueError, match="weight_decay"):
+        L.polish_minimum(m, x, y, weight_decay=0.0)
+    with pytest.raises(ValueError, match="gtol"):
+        L.polish_minimum(m, x, y, weight_decay=0.1, gtol=-1.0)
+    with pytest.raises(ValueError, match="max_iter"):
+        L.polish_minimum(m, x, y, weight_decay=0.1, max_iter=0)
+
+
+def flat_loss_by_hand(m, x, y, objective):
+    names = [k for k, _ in m.named_parameters()]
+    shapes = [v.shape for _, v in m.named_parameters()]
+
+    def loss(t):
+        parts = torch.split(t, [math.prod(s) for s in shapes])
+        out = torch.func.functional_call(m, {k: p.reshape(s) for k, p, s in zip(names, parts, shapes)}, (x,))
+        return ((out - y) ** 2).mean() if objective == "mse" else torch.nn.functional.cross_entropy(out, y)
+
+    return loss
+
+
+@pytest.mark.parametrize("objective", ["mse", "cross_entropy"])
+def test_gradient_descent_sharpness_follows_plain_gd_and_measures_the_top_eigenvalue(objective):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(30, 2, generator=g, dtype=F64)
+    if objective == "mse":
+        y = torch.sin(x[:, :1] * 2) + 0.1 * torch.randn(30, 1, generator=g, dtype=F64)
+        m = L.MLP((2, 6, 1), activation="tanh", seed=0, dtype=F64)
+    else:
+        y = torch.randint(0, 3, (30,), generator=g)
+        m = L.MLP((2, 6, 3), activation="tanh", seed=0, dtype=F64)
+    loss = flat_loss_by_hand(m, x, y, objective)
+    theta = torch.cat([v.detach().reshape(-1) for v in m.parameters()])
+    lr, steps = 0.2, 40
+    run = L.gradient_descent_sharpness(m, x, y, lr=lr, steps=steps, every=10, objective=objective, power_iters=200)
+    values = []
+    for _ in range(steps):  # the reference: plain gradient descent by hand
+        t = theta.clone().requires_grad_()
+        value = loss(t)
+        (grad,) = torch.autograd.grad(value, t)
+        values.append(float(value.detach()))
+        theta = theta - lr * grad
+    values.append(float(loss(theta)))
+    assert run.loss.dtype == F64 and torch.allclose(run.loss, torch.tensor(values, dtype=F64), rtol=1e-10)
+    assert run.at.tolist() == [0, 10, 20, 30, 40] and run.sharpness.shape == (5,)
+    assert torch.allclose(torch.cat([v.detach().reshape(-1) for v in m.parameters()]), theta, rtol=1e-10, atol=1e-12)
+    exact_top = float(torch.linalg.eigvalsh(torch.autograd.functional.hessian(loss, theta))[-1])
+    assert float(run.sharpness[-1]) == pytest.approx(exact_top, rel=1e-4)  # power iteration: converged, not exact
+    assert "SharpnessRun(lr=0.2" in repr(run)
+
+
+def test_gradient_descent_sharpness_checks_its_arguments():
+    x = torch.randn(10, 2, dtype=F64)
+    m = L.MLP((2, 4, 1), seed=0, dtype=F64)
+    with pytest.raises(ValueError, match="objective"):
+        L.gradient_descent_sharpness(m, x, torch.zeros(10, 1, dtype=F64), lr=0.1, steps=2, objective="l1")
+    with pytest.raises(ValueError, match="lr"):
+        L.gradient_descent_sharpness(m, x, torch.zeros(10, 1, dtype=F64), lr=-0.1, steps=2)
+    with pytest.raises(ValueError, match="y: expected floating targets"):
+        L.gradient_descent_sharpness(m, x, torch.zeros(10, dtype=torch.int64), lr=0.1, steps=2)
+    with pytest.raises(ValueError, match="y: expected the model's output shape"):
+        L.gradient_descent_sharpness(m, x, torch.zeros(10, 3, dtype=F64), lr=0.1, steps=2)
+    with pytest.raises(ValueError, match="every"):
+        L.gradient_descent_sharpness(m, x, torch.zeros(10, 1, dtype=F64), lr=0.1, steps=2, every=0)

@@ -49,7 +49,7 @@ def test_every_question_in_the_bank_is_valid_and_uniquely_identified():
             # the answer key agrees with the grader
             assert q.grade(q.correct_indices[0] if q.kind == "single" else list(q.correct_indices)).correct
         else:
-            assert q.grade(q.answer).correct
+            assert q.grade(q.instance().answer).correct  # a variant question: the book's numbers
 
 
 def test_single_choice_grading():
@@ -187,6 +187,7 @@ def _round_sig(x: float, n: int) -> float:
 @pytest.mark.parametrize("q", [q for q in Q.questions(prefix="backprop") + Q.questions(prefix="grads") if q.kind == "numeric"],
                          ids=lambda q: q.id)
 def test_an_answer_given_to_the_asked_precision_is_accepted(q):
+    q = q.instance()  # a per-student variant: its numbers as the book shows them
     m = re.search(r"(two|three) significant digits", q.prompt, flags=re.IGNORECASE)
     if m is None:
         pytest.skip("the prompt asks for no particular precision")
@@ -218,6 +219,108 @@ def test_sigmoid_bound_asks_for_the_bound_not_the_true_maximum():
     assert true_max < 0.25 ** 10 and not q.grade(true_max).correct
     mantissa, exponent = f"{true_max:.1e}".split("e")
     assert f"{mantissa} \\times 10^{{{int(exponent)}}}" in q.explanation  # it quotes the true maximum
+
+
+# --- shuffled choices ---------------------------------------------------------------------------
+
+def test_choices_are_shown_in_a_seeded_shuffled_order():
+    """In the bank the right choice is written anywhere (often first); no view shows the written order."""
+    bank = [q for q in Q.load_bank().values() if q.choices]
+    assert bank
+    first = [q for q in bank if q.shuffled().choices[0].correct]
+    # Answering "a" everywhere: right about as often as chance allows, never everywhere.
+    assert len(first) < 0.6 * len(bank), f"{len(first)} of {len(bank)} questions show a right choice first"
+    for q in bank:
+        s = q.shuffled()
+        assert sorted(c.text for c in s.choices) == sorted(c.text for c in q.choices)
+        assert s == q.shuffled() and s.choices == q.shuffled(q.id).choices  # the book's order is the id's, every build
+        html = Q.render_html([q])
+        texts = [Q._markdown.to_inline_html(c.text) for c in s.choices]
+        at = [html.index(t) for t in texts]
+        assert at == sorted(at), q.id  # the HTML shows the shuffled order
+        plain = Q.render_text([q])
+        assert [plain.index(f"({'abcdefgh'[i]}) {c.text.strip()}") for i, c in enumerate(s.choices)]
+    multiple = [q for q in bank if q.kind == "multiple"]
+    if multiple:
+        assert any(set(q.shuffled().correct_indices) != set(range(len(q.correct_indices))) for q in multiple)
+
+
+def test_the_order_depends_on_the_seed_and_grading_follows_it():
+    q = parse(SINGLE)["t.single"]  # the right choice is "b"
+    orders = {tuple(c.text for c in q.shuffled(f"student-{k}").choices) for k in range(30)}
+    assert len(orders) == 6  # all 3! orders occur across 30 seeds
+    for k in range(10):
+        s = q.shuffled(f"student-{k}")
+        right = next(i for i, c in enumerate(s.choices) if c.text == "b")
+        assert s.grade(right).correct and not s.grade((right + 1) % 3).correct
+    assert Q.choice_order(5, "x") == Q.choice_order(5, "x") and sorted(Q.choice_order(5, "x")) == list(range(5))
+    with pytest.raises(TypeError, match="seed"):
+        Q.choice_order(3, 7)
+
+
+def test_several_bank_files_per_chapter(tmp_path):
+    """``<prefix>_<part>.toml`` adds questions to chapter ``<prefix>``; an id in two files is an error."""
+    (tmp_path / "t.toml").write_text(SINGLE)
+    (tmp_path / "t_variants.toml").write_text(MULTI)
+    (tmp_path / "notes.txt").write_text("ignored")
+    assert set(Q.load_folder(tmp_path)) == {"t.single", "t.multi"}
+    (tmp_path / "t_more.toml").write_text(SINGLE)
+    with pytest.raises(ValueError, match="t_more.toml.*another bank file.*t.single"):
+        Q.load_folder(tmp_path)
+    (tmp_path / "t_more.toml").write_text(SINGLE.replace('"t.single"', '"u.single"'))
+    with pytest.raises(ValueError, match="must start with 't.'"):
+        Q.load_folder(tmp_path)
+
+
+# --- per-student variants -----------------------------------------------------------------------
+
+VARIANT = '''
+[[question]]
+id = "t.step"
+kind = "numeric"
+prompt = "One step on $L = {{a}} w^2$ from $w = {{w}}$ with rate 0.1?"
+params = { a = [1.0, 2.0, 3.0], w = [1.0, 2.0, 5.0] }
+answer = "w - 0.1 * 2 * a * w"
+tolerance = 1e-9
+explanation = "The gradient is $2 \\\\cdot {{a}} \\\\cdot {{w}}$, so $w_1 = {{answer}}$."
+'''
+
+
+def test_variants_draw_numbers_per_seed_and_grade_them():
+    q = parse(VARIANT)["t.step"]
+    book = q.instance()
+    assert book == q.instance(q.id) and not book.params and "{{" not in book.prompt + book.explanation
+    a, w = (float(x) for x in re.findall(r"\$L = (\S+) w\^2\$ from \$w = (\S+)\$", book.prompt)[0])
+    assert book.answer == pytest.approx(w - 0.2 * a * w)  # the numbers in the prompt give the key
+    assert f"{book.answer:.6g}" in book.explanation
+    assert q.grade(book.answer).correct and not q.grade(book.answer + 0.01).correct
+    answers = {q.instance(f"student-{k}").answer for k in range(40)}
+    assert len(answers) >= 6  # copied numbers fail for most other students
+    for k in range(5):
+        v = q.instance(f"student-{k}")
+        assert v.grade(v.answer).correct
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s.replace('answer = "w - 0.1 * 2 * a * w"', 'answer = "__import__(\'os\').getcwd()"'), "may use numbers"),
+    (lambda s: s.replace('answer = "w - 0.1 * 2 * a * w"', 'answer = "w / (a - a)"'), "fails for"),
+    (lambda s: s.replace("{{a}} w^2", "{{b}} w^2"), "unknown params"),
+    (lambda s: s.replace("a = [1.0, 2.0, 3.0]", "a = []"), "non-empty list"),
+    (lambda s: s.replace('kind = "numeric"', 'kind = "single"'), "only numeric"),
+])
+def test_bad_variants_are_rejected(change, message):
+    with pytest.raises(ValueError, match=message):
+        parse(change(VARIANT))
+
+
+def test_every_chapter_has_a_variant_question():
+    bank = Q.load_bank()
+    chapters = {i.split(".")[0] for i in bank}
+    with_variants = {q.prefix for q in bank.values() if q.params}
+    assert chapters <= with_variants, sorted(chapters - with_variants)
+    for q in bank.values():
+        if q.params:
+            assert len({q.instance(f"s{k}").answer for k in range(30)}) >= 3, q.id
 
 
 # --- the bank's answers and explanations follow from the math (computed here, not copied) ---------
@@ -281,3 +384,22 @@ def test_chapter_1_explanations_hold_in_float32():
     assert abs(float(twice.max()) - torch.e / (torch.e + k - 1)) < 1e-15
     # double-average: 2 + 98 tokens, a mean of the two sequence means weighs each short-sequence token 1/4, each long one 1/196
     assert abs((1 / (2 * 2)) / (1 / (2 * 98)) - 49) < 1e-12 and "49 times" in Q.load_bank()["loss.double-average"].explanation
+
+
+def test_choices_made_of_math_have_an_accessible_name():
+    """A radio whose label is only a formula gets a plain-words name (axe 'label'); others keep their label."""
+    bank = Q.parse_bank('''
+[[question]]
+id = "t.mathy"
+kind = "single"
+prompt = "Which step?"
+explanation = "Because."
+choices = [
+  { text = '\\(10\\,\\eta g\\)', correct = true },
+  { text = "no math here" },
+]
+''', "t")
+    html = Q.render_html([bank["t.mathy"]], shuffle=False)
+    assert 'aria-label="10 eta g"' in html
+    plain = html[html.index("no math here") - 200:html.index("no math here")]
+    assert "aria-label" not in plain.split("<label")[-1]

@@ -389,3 +389,161 @@ def test_ridge_fits_of_every_degree_at_once_equal_separate_fits():
         assert bool((W[d, d + 1:] == 0).all())
     with pytest.raises(ValueError, match="strength"):
         R.ridge_fit_degrees(X, prob.train.y, 0.0)
+
+
+# --- FISTA with a stopping rule, the proximal-gradient residual --------------------------------
+
+def _sklearn_lasso(X, y, lams):
+    from sklearn.linear_model import Lasso
+
+    out = []
+    for lam in lams:
+        sk = Lasso(alpha=float(lam), fit_intercept=True, tol=1e-14, max_iter=2_000_000).fit(X[:, 1:].numpy(), y.numpy())
+        out.append(np.r_[sk.intercept_, sk.coef_])
+    return torch.tensor(np.array(out))
+
+
+@pytest.mark.parametrize("n, degree", [(30, 8), (20, 15)])  # (20, 15): nearly singular, where plain ISTA is slow
+def test_lasso_fista_matches_scikit_learn_to_its_tolerance(n, degree):
+    prob = R.polynomial_problem(n, 10, seed=2)
+    X = R.legendre_features(prob.train.x, degree)
+    y = prob.train.y
+    lams = torch.logspace(-4, 0, 5, dtype=torch.float64)
+    res = R.lasso_fista(X, y, lams, tol=1e-10)
+    ref = _sklearn_lasso(X, y, lams)
+    assert res.coef.shape == (5, degree + 1) and res.residual.shape == (5,)
+    assert float(res.residual.max()) <= 1e-10 and res.steps < 20_000
+    assert torch.allclose(res.coef, ref, atol=1e-6)
+    assert torch.equal(res.coef[:, 1:] == 0, ref[:, 1:] == 0)  # the same exact zeros
+    assert torch.allclose(res.residual, R.lasso_residual(X, y, lams, res.coef), rtol=1e-12, atol=1e-18)
+    assert "steps" in repr(res)
+
+
+def test_lasso_fista_reports_an_unconverged_run_and_rejects_bad_input():
+    prob = R.polynomial_problem(20, 10, seed=0)
+    X, y = R.legendre_features(prob.train.x, 15), prob.train.y
+    lams = torch.tensor([1e-4], dtype=torch.float64)
+    short = R.lasso_fista(X, y, lams, tol=1e-12, max_steps=30)
+    assert short.steps == 30 and float(short.residual.max()) > 1e-12  # stopped by the cap, and says so
+    with pytest.raises(ValueError, match="tol"):
+        R.lasso_fista(X, y, lams, tol=0.0)
+    with pytest.raises(ValueError, match="max_steps"):
+        R.lasso_fista(X, y, lams, max_steps=0)
+    with pytest.raises(ValueError, match="y: expected 20"):
+        R.lasso_fista(X, y[:-1], lams)
+    with pytest.raises(ValueError, match="strengths"):
+        R.lasso_fista(X, y, -lams)
+
+
+def test_lasso_residual_is_zero_at_the_minimizer_and_the_gradient_norm_without_a_penalty():
+    prob = R.polynomial_problem(30, 10, seed=1)
+    X, y = R.legendre_features(prob.train.x, 6), prob.train.y
+    lams = torch.tensor([0.0, 1e-2, 1e-1], dtype=torch.float64)
+    ref = _sklearn_lasso(X, y, lams[1:])
+    assert float(R.lasso_residual(X, y, lams[1:], ref).max()) < 1e-7
+    w = torch.randn(3, X.shape[1], dtype=torch.float64, generator=gen(0))
+    grad = (w @ X.T - y) @ X / len(y)  # (3, D): gradient of the squared error, by hand
+    assert torch.allclose(R.lasso_residual(X, y, lams, w)[0], grad[0].norm(), rtol=1e-12)
+    assert bool((R.lasso_residual(X, y, lams, w) > 1e-3).all())  # a random point is no minimizer
+    with pytest.raises(ValueError, match="coef"):
+        R.lasso_residual(X, y, lams, w[:2])
+
+
+# --- shifted copies (augmentation) ------------------------------------------------------------------------
+
+def test_shift_images_moves_content_and_fills_with_zeros():
+    x = torch.randn(5, 6 * 4, dtype=torch.float64, generator=gen(0))  # five 6 x 4 images
+    shifts = [(0, 0), (1, 0), (0, -1), (-2, 3)]
+    out = R.shift_images(x, shifts, size=(6, 4))
+    assert out.shape == (20, 24)
+    img = x.reshape(5, 6, 4).numpy()
+    for s, (dy, dx) in enumerate(shifts):
+        expected = np.zeros_like(img)
+        for r in range(6):
+            for col in range(4):
+                if 0 <= r - dy < 6 and 0 <= col - dx < 4:
+                    expected[:, r, col] = img[:, r - dy, col - dx]
+        assert np.array_equal(out[5 * s:5 * (s + 1)].reshape(5, 6, 4).numpy(), expected), (dy, dx)
+    assert torch.equal(out[:5], x)
+
+
+@pytest.mark.parametrize("kwargs, msg", [
+    (dict(shifts=[(0, 8)]), "shifts"), (dict(shifts=[]), "shifts"), (dict(shifts=[(0.5, 0)]), "shifts"),
+    (dict(size=(4, 4)), "x: expected 16 columns"), (dict(size=(8,)), "size"),
+])
+def test_shift_images_rejects_bad_input(kwargs, msg):
+    with pytest.raises(ValueError, match=msg):
+        R.shift_images(torch.zeros(2, 64), **({"shifts": [(1, 1)], "size": (8, 8)} | kwargs))
+
+
+# --- the implicit bias of gradient descent --------------------------------------------------------------
+
+def test_least_squares_gd_ends_at_the_interpolant_closest_to_its_start():
+    X = torch.randn(10, 40, dtype=torch.float64, generator=gen(0)) / 40**0.5  # more weights than examples
+    y = torch.randn(10, dtype=torch.float64, generator=gen(1))
+    w0 = torch.randn(3, 40, dtype=torch.float64, generator=gen(2)) * torch.tensor([[0.0], [1.0], [5.0]])
+    W = R.least_squares_gd(X, y, w0, steps=2000)
+    pinv = torch.linalg.pinv(X)
+    assert torch.allclose(W[0], pinv @ y, atol=1e-10)  # from zero: the minimum-norm interpolant
+    for w, start in zip(W, w0):
+        assert torch.allclose(w, start + pinv @ (y - X @ start), atol=1e-9)
+        assert torch.allclose(X @ w, y, atol=1e-9)
+    assert W[0].norm() < W[1].norm() < W[2].norm()
+    with pytest.raises(ValueError, match="w0"):
+        R.least_squares_gd(X, y, w0[:, :5], steps=1)
+    with pytest.raises(ValueError, match="steps"):
+        R.least_squares_gd(X, y, w0, steps=0)
+    with pytest.raises(ValueError, match="lr"):
+        R.least_squares_gd(X, y, w0, steps=1, lr=-1.0)
+
+
+# --- bias and variance: the training sets, and a well-posed solve ------------------------------------------
+
+def test_bias_variance_returns_its_training_sets_and_a_small_ridge_makes_the_fits_solver_independent():
+    out = R.bias_variance([3, 15], strength=1e-4, n_datasets=50)
+    assert out["x_train"].shape == out["y_train"].shape == (50, 20)
+    X = R.legendre_features(out["x_train"][7], 15)
+    w = R.ridge_fit(X, out["y_train"][7], 1e-4)  # the same fit, by another routine
+    assert torch.allclose(R.legendre_features(out["x_grid"], 15) @ w, out["fits"][1, 7], rtol=1e-9, atol=1e-9)
+    A = X.T @ X + 20 * 1e-4 * torch.diag((torch.arange(16) > 0).double())
+    b = X.T @ out["y_train"][7]
+    assert torch.allclose(torch.linalg.solve(A, b), torch.linalg.lstsq(A, b[:, None]).solution[:, 0], rtol=1e-9)
+
+
+# --- the ensemble: per-model label smoothing, and the training-mode loss of each step ----------------------
+
+def test_ensemble_label_smoothing_per_model_equals_a_loop_of_torch_optimizers():
+    tr, va = tiny_problem()
+    eps = [0.0, 0.1, 0.3]
+    res = R.train_ensemble(tr, va, hidden=(8,), label_smoothing=eps, lr=0.02, steps=30, eval_every=10, seed=4)
+    init = R.init_mlp([4, 8, 3], 3, generator=gen(4), dtype=torch.float64)
+    for i, e in enumerate(eps):
+        net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)).double()
+        with torch.no_grad():
+            net[0].weight.copy_(init[0][i].T)
+            net[0].bias.copy_(init[1][i])
+            net[2].weight.copy_(init[2][i].T)
+            net[2].bias.copy_(init[3][i])
+        opt = torch.optim.AdamW(net.parameters(), lr=0.02, weight_decay=0.0)
+        losses = []
+        for _ in range(30):
+            opt.zero_grad()
+            loss = F.cross_entropy(net(tr.x), tr.y, label_smoothing=e)
+            losses.append(loss.item())
+            loss.backward()
+            opt.step()
+        assert torch.allclose(res.params[2][i], net[2].weight.detach().T, rtol=1e-9, atol=1e-12)
+        assert np.allclose(res.step_loss[i].numpy(), losses, rtol=1e-10)  # the loss each step trained on
+    assert res.config["label_smoothing"].tolist() == eps
+    assert res.step_loss.shape == (3, 30)
+
+
+def test_ensemble_step_loss_is_noisier_with_dropout_and_equals_the_eval_loss_without():
+    tr, va = tiny_problem()
+    res = R.train_ensemble(tr, va, hidden=(16,), dropout=[0.0, 0.5], lr=0.01, steps=40, eval_every=10, seed=0)
+    # without dropout, noise or smoothing, the training-mode loss at a recorded step is the evaluation-mode one
+    for j, s in enumerate(res.steps.tolist()[:-1]):
+        assert abs(res.step_loss[0, s].item() - res.train_loss[0, j].item()) < 1e-10
+    assert abs(res.step_loss[1, 0].item() - res.train_loss[1, 0].item()) > 1e-6  # with dropout it is not
+    with pytest.raises(ValueError, match="label_smoothing"):
+        R.train_ensemble(tr, va, label_smoothing=[0.1, 1.5])

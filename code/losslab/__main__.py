@@ -8,9 +8,12 @@ sync-setup [--config _config.yml] [--book book]
 explorer-latency
     Time one live update (render + PNG) of every registered explorer: the
     book's target is under 100 ms on a laptop CPU. A benchmark, not a test.
-assign [IDS ...] [--chapter P] [--tag T] [--notebook NB [--context]] [--spec FILE] --name NAME --out DIR
-    Write a student notebook, an instructor notebook with the answer key,
-    the grading manifest and an nbgrader source notebook (``losslab.assign``).
+assign [IDS ...] [--chapter P] [--tag T] [--notebook NB [--context]] [--spec FILE] [--students ROSTER] --name NAME --out DIR
+    Write a student notebook (one per student with a roster: their own choice
+    order and numbers), an instructor notebook with the answer key, the
+    grading manifest and an nbgrader source notebook (``losslab.assign``).
+list [--chapter P] [--tag T] [--kind K]
+    What can be assigned: ids, chapters, kinds, tags, points.
 grade MANIFEST SUBMISSIONS --out DIR [--time-limit S] [--memory-mb M] [--workers N]
     Grade a folder of submitted notebooks, each task in its own limited
     process; write grades.csv and feedback/<student>.md (``losslab.grade``).
@@ -78,13 +81,18 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("assign", help="build student, instructor and nbgrader notebooks from question and exercise ids")
     p.add_argument("ids", nargs="*", help="question or exercise ids, e.g. demo.relu")
     p.add_argument("--chapter", action="append", default=[], metavar="PREFIX", help="every item of a chapter prefix (repeatable)")
-    p.add_argument("--tag", action="append", default=[], help="every question with this tag (repeatable)")
+    p.add_argument("--tag", action="append", default=[], help="every question and exercise with this tag (repeatable)")
     p.add_argument("--notebook", type=Path, help="the items a book page uses, in page order")
     p.add_argument("--context", action="store_true", help="keep the page's own prose and code around the items")
     p.add_argument("--spec", type=Path, help="an assignment file (TOML); flags add to it")
     p.add_argument("--name", help="assignment name (file names); default: the spec's name or 'assignment'")
     p.add_argument("--title", default="", help="title shown in the notebooks")
     p.add_argument("--out", type=Path, default=Path("assignments"), help="output folder (default: assignments)")
+    p.add_argument("--students", type=Path, help="a roster (one name per line): one notebook per student, with their own choice order and numbers")
+    p = sub.add_parser("list", help="list the questions and exercises that can be assigned")
+    p.add_argument("--chapter", help="only this chapter prefix")
+    p.add_argument("--tag", help="only items with this tag (exercises included)")
+    p.add_argument("--kind", choices=["single", "multiple", "numeric", "exercise"], help="only this kind")
     p = sub.add_parser("grade", help="grade submitted notebooks safely and write grades.csv and feedback")
     p.add_argument("manifest", type=Path, help="the <name>.assignment.json written by assign")
     p.add_argument("submissions", type=Path, help="folder of <student>.ipynb or <student>/.../*.ipynb")
@@ -103,8 +111,26 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:40s} {seconds * 1e3:14.1f}")
     elif args.command == "assign":
         return _assign(args)
+    elif args.command == "list":
+        return _list(args)
     elif args.command == "grade":
         return _grade(args)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from . import assign  # noqa: PLC0415
+
+    rows = assign.catalogue(chapter=args.chapter, tag=args.tag, kind=args.kind)
+    if not rows:
+        print("losslab list: nothing matches", file=sys.stderr)
+        return 2
+    width = max(len(r["id"]) for r in rows)
+    print(f"{'id':{width}s}  {'chapter':10s} {'kind':9s} {'points':>6s}  tags")
+    for r in rows:
+        extra = f" ({r['checks']} checks)" if r["kind"] == "exercise" else (" (drawn numbers)" if r["kind"] == "numeric" and r["variant"] else "")
+        print(f"{r['id']:{width}s}  {r['chapter']:10s} {r['kind']:9s} {r['points']:6g}  {', '.join(r['tags'])}{extra}")
+    print(f"{len(rows)} items")
     return 0
 
 
@@ -112,6 +138,7 @@ def _assign(args: argparse.Namespace) -> int:
     from . import assign  # noqa: PLC0415
 
     try:
+        students = assign.read_roster(args.students) if args.students else []
         if args.spec is not None:
             a = assign.load_spec(args.spec, name=args.name, title=args.title or None)
             extra = assign.select(args.ids, chapters=args.chapter, tags=args.tag, notebook=args.notebook) if (args.ids or args.chapter or args.tag or args.notebook) else []
@@ -120,10 +147,12 @@ def _assign(args: argparse.Namespace) -> int:
                 a.context = True
             if args.notebook:
                 a.notebook = args.notebook
+            if students:
+                a.students = students
         else:
             a = assign.build(args.name or "assignment", ids=args.ids, chapters=args.chapter, tags=args.tag,
-                             notebook=args.notebook, context=args.context, title=args.title)
-    except (KeyError, ValueError) as err:
+                             notebook=args.notebook, context=args.context, title=args.title, students=students)
+    except (KeyError, ValueError, OSError) as err:
         print(f"losslab assign: {err.args[0] if err.args else err}", file=sys.stderr)
         return 2
     paths = assign.write_assignment(a, args.out)
@@ -145,6 +174,9 @@ def _grade(args: argparse.Namespace) -> int:
     for sub in results:
         flags = sorted({r.status for r in sub.items} - {"correct", "partial", "wrong", "unanswered"})
         print(f"{sub.student:24s} {sub.total:7.2f} / {sub.max:g}" + (f"   ({', '.join(flags)})" if flags else ""))
+        for note in sub.notes:
+            if "renamed" in note or "graded the last" in note or "roster" in note:
+                print(f"    note: {note}")
     print(f"wrote {args.out / 'grades.csv'} and {len(results)} feedback files in {args.out / 'feedback'}")
     return 0
 

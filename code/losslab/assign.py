@@ -63,9 +63,14 @@ from __future__ import annotations
 
 import ast
 import copy
+import dataclasses
+import hashlib
+import hmac
 import json
 import math
+import os
 import re
+import secrets as _secrets
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +78,8 @@ from typing import Any, Iterable, Sequence
 
 import nbformat
 
-from .exercises import Exercise, all_exercises, exercise
+from .exercises import CheckOutcome, Exercise, Report, all_exercises, exercise
+from .grade import _clone, _hidden_twin
 from .questions import ID_PATTERN, Choice, Question, load_bank, question
 
 __all__ = [
@@ -94,9 +100,15 @@ __all__ = [
     "judge",
     "MANIFEST_FORMAT",
     "SOLUTIONS_ENV",
+    "shown_question",
+    "order_seed",
+    "exercise_tags",
+    "catalogue",
+    "read_roster",
+    "for_students",
 ]
 
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2
 #: Set to ``0`` (for example ``LOSSLAB_SOLUTIONS=0 make book``) to leave solutions out of the book.
 SOLUTIONS_ENV = "LOSSLAB_SOLUTIONS"
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -126,6 +138,7 @@ class RunQuestion:
     question: Question
     key: str
     run: str = ""
+    after: str = ""  # text of the page's code cell the question follows (default: the last cell defining the key's names)
 
     def __post_init__(self) -> None:
         try:
@@ -170,8 +183,14 @@ class Assignment:
     title: str = ""
     notebook: Path | None = None
     context: bool = False
+    students: list[str] = field(default_factory=list)
+    secret: str = ""
 
     def __post_init__(self) -> None:
+        self.secret = self.secret or _secrets.token_hex(16)
+        bad = [s for s in self.students if not isinstance(s, str) or not s.strip()]
+        if bad or len(set(self.students)) != len(self.students):
+            raise ValueError(f"students: expected distinct non-empty names, got {self.students!r}")
         if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", self.name):
             raise ValueError(f"name: expected letters, digits, '_', '-', '.', got {self.name!r}")
         if not self.items:
@@ -200,7 +219,8 @@ class Assignment:
                 q = it.run_question.question
                 row["run"] = {"key": it.run_question.key, "question": _question_to_raw(q)}
             items.append(row)
-        return {"format": MANIFEST_FORMAT, "name": self.name, "title": self.title, "items": items}
+        return {"format": MANIFEST_FORMAT, "name": self.name, "title": self.title, "items": items,
+                "students": list(self.students), "secret": self.secret}
 
 
 def _question_to_raw(q: Question) -> dict:
@@ -211,7 +231,40 @@ def _question_to_raw(q: Question) -> dict:
     return raw
 
 
-def run_question_from_raw(raw: dict, key: str, run: str = "") -> RunQuestion:
+def read_roster(path: str | Path) -> list[str]:
+    """Student names, one per line (blank lines and ``#`` comments skipped)."""
+    names = [line.split("#", 1)[0].strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
+    names = [n for n in names if n]
+    if not names:
+        raise ValueError(f"students: {path} names no student")
+    return names
+
+
+def order_seed(secret: str, student: str, qid: str) -> str:
+    """The seed of the choice order that ``student`` sees for ``qid`` (``""``: the assignment's common order).
+
+    Derived from the assignment's secret, so it cannot be computed from the
+    student notebook or the package.
+    """
+    return hmac.new(secret.encode(), f"order\0{student}\0{qid}".encode(), hashlib.sha256).hexdigest()
+
+
+def shown_question(it: "Item", secret: str, student: str = "") -> Question:
+    """The question as this student's notebook shows it: choices in their seeded order.
+
+    Run-dependent questions keep their written order (their keys name
+    choices by position). Without a secret (a format-1 manifest) the order
+    is the one written in the bank.
+    """
+    q = it.question()
+    if it.run_question is not None:
+        return q
+    if not secret:
+        return q.instance() if q.params else q
+    return q.instance(order_seed(secret, student, q.id))
+
+
+def run_question_from_raw(raw: dict, key: str, run: str = "", after: str = "") -> RunQuestion:
     """Build a :class:`RunQuestion` from a bank id (``{"id": ...}``) or a full definition."""
     qid = raw.get("id")
     if not isinstance(qid, str) or not ID_PATTERN.match(qid):
@@ -235,13 +288,35 @@ def run_question_from_raw(raw: dict, key: str, run: str = "") -> RunQuestion:
             choices=choices, answer=0.0 if kind == "numeric" else None,
             tolerance=tol, rtol=rtol, hint=raw.get("hint", ""), tags=tuple(raw.get("tags", ())),
         )
-    return RunQuestion(base, key=key, run=run)
+    return RunQuestion(base, key=key, run=run, after=after)
 
 
 # --- selection --------------------------------------------------------------------
 
-def _exercise_tags(ex: Exercise) -> tuple[str, ...]:
-    return tuple(getattr(ex, "tags", ()) or ())
+def exercise_tags(ex: Exercise) -> tuple[str, ...]:
+    """An exercise's tags: its own ``tags`` if it has them, else those of its chapter's question tags
+    that its id, title or prompt names (``reg.inverted-dropout`` -> ``dropout``), plus ``exercise``."""
+    own = tuple(getattr(ex, "tags", ()) or ())
+    if own:
+        return own + ("exercise",)
+    text = " ".join((ex.id, ex.title, ex.prompt)).lower().replace("_", "-")
+    chapter = {t for q in load_bank().values() if q.prefix == ex.id.split(".")[0] for t in q.tags}
+    found = sorted(t for t in chapter if t != "variant" and re.search(r"(?<![a-z])" + re.escape(t) + r"(?![a-z])", text))
+    return tuple(found) + ("exercise",)
+
+
+def catalogue(*, chapter: str | None = None, tag: str | None = None, kind: str | None = None) -> list[dict]:
+    """Everything that can be assigned: id, chapter, kind, tags, default points, checks, variant; filtered."""
+    rows = []
+    for q in load_bank().values():
+        rows.append({"id": q.id, "chapter": q.prefix, "kind": q.kind, "tags": list(q.tags), "points": 1.0,
+                     "checks": 0, "variant": bool(q.params) or len(q.choices) > 1})
+    for ex in all_exercises().values():
+        rows.append({"id": ex.id, "chapter": ex.id.split(".")[0], "kind": "exercise", "tags": list(exercise_tags(ex)),
+                     "points": 1.0, "checks": len(ex.checks), "variant": True})
+    rows = [r for r in rows if (chapter is None or r["chapter"] == chapter) and (tag is None or tag in r["tags"])
+            and (kind is None or r["kind"] == kind)]
+    return sorted(rows, key=lambda r: (r["chapter"], r["kind"] == "exercise", r["id"]))
 
 
 def select(ids: Sequence[str] = (), *, chapters: Sequence[str] = (), tags: Sequence[str] = (),
@@ -284,7 +359,7 @@ def select(ids: Sequence[str] = (), *, chapters: Sequence[str] = (), tags: Seque
         for i in found:
             add(i)
     for tag in tags:
-        found = [q.id for q in bank.values() if tag in q.tags] + [e.id for e in exercises.values() if tag in _exercise_tags(e)]
+        found = [q.id for q in bank.values() if tag in q.tags] + [e.id for e in exercises.values() if tag in exercise_tags(e)]
         if not found:
             raise ValueError(f"tags: nothing is tagged {tag!r}")
         for i in found:
@@ -338,7 +413,7 @@ def load_spec(path: str | Path, **overrides: Any) -> Assignment:
     """Read an assignment file (TOML, see the module docstring); ``overrides`` win."""
     path = Path(path)
     spec = tomllib.loads(path.read_text(encoding="utf-8"))
-    known = {"name", "title", "ids", "chapters", "tags", "notebook", "context", "points", "run_question"}
+    known = {"name", "title", "ids", "chapters", "tags", "notebook", "context", "points", "run_question", "students"}
     extra = set(spec) - known
     if extra:
         raise ValueError(f"{path}: unknown keys {sorted(extra)}; expected some of {sorted(known)}")
@@ -350,15 +425,17 @@ def load_spec(path: str | Path, **overrides: Any) -> Assignment:
     return build(
         name=spec.get("name", path.stem), title=spec.get("title", ""), ids=spec.get("ids", ()),
         chapters=spec.get("chapters", ()), tags=spec.get("tags", ()), notebook=notebook,
-        context=bool(spec.get("context", False)), points=spec.get("points", {}),
-        run_questions=[run_question_from_raw({k: v for k, v in r.items() if k not in ("key", "run")}, r["key"], r.get("run", ""))
+        context=bool(spec.get("context", False)), points=spec.get("points", {}), students=spec.get("students", ()),
+        run_questions=[run_question_from_raw({k: v for k, v in r.items() if k not in ("key", "run", "after")}, r["key"],
+                                             r.get("run", ""), r.get("after", ""))
                        for r in spec.get("run_question", [])],
     )
 
 
 def build(name: str, *, ids: Sequence[str] = (), chapters: Sequence[str] = (), tags: Sequence[str] = (),
           notebook: str | Path | None = None, context: bool = False, title: str = "",
-          points: dict[str, float] | None = None, run_questions: Sequence[RunQuestion] = ()) -> Assignment:
+          points: dict[str, float] | None = None, run_questions: Sequence[RunQuestion] = (),
+          students: Sequence[str] = (), secret: str = "") -> Assignment:
     """An :class:`Assignment` from a selection (see :func:`select`) plus run-dependent questions."""
     points = dict(points or {})
     runs = {r.id: r for r in run_questions}
@@ -367,7 +444,8 @@ def build(name: str, *, ids: Sequence[str] = (), chapters: Sequence[str] = (), t
     items += [Item(r.id, float(points.pop(r.id, 1.0)), r) for r in runs.values()]
     if points:
         raise ValueError(f"points: given for ids that are not in the assignment: {sorted(points)}")
-    return Assignment(name=name, items=items, title=title, notebook=Path(notebook) if notebook else None, context=context)
+    return Assignment(name=name, items=items, title=title, notebook=Path(notebook) if notebook else None, context=context,
+                      students=list(students), secret=secret)
 
 
 # --- answers in the notebook ----------------------------------------------------------
@@ -484,34 +562,103 @@ def answer(qid: str, value: Any) -> None:
     print(text)
 
 
-def expect(qid: str, key: Any = None, question_def: dict | None = None) -> None:
+def expect(qid: str, key: Any = None, question_def: dict | None = None, order: Sequence[int] | None = None,
+           recorded: dict | None = None) -> None:
     """nbgrader hidden test: raise ``AssertionError`` unless the recorded answer to ``qid`` is right.
 
     ``key`` is the right answer computed from the student's run, for
     run-dependent questions; ``question_def`` defines a question that is not
     in the bank (as in an assignment file's ``[[run_question]]``).
     """
-    if qid not in _RECORDED:
+    recorded = _RECORDED if recorded is None else recorded
+    if qid not in recorded:
         raise AssertionError(f"{qid}: no answer recorded; run the cell answer({qid!r}, ...)")
     if question_def is not None:
         q = run_question_from_raw(question_def, key="None").question
     elif qid in load_bank():
         q = question(qid)
+        if order is not None:
+            if sorted(order) != list(range(len(q.choices))):
+                raise AssertionError(f"{qid}: the choice order {order!r} does not fit the question")
+            q = dataclasses.replace(q, choices=tuple(q.choices[i] for i in order))
     else:
         raise AssertionError(f"{qid}: not a question of the installed losslab")
-    ok, msg = judge(q, parse_response(q, _RECORDED[qid]), None if key is None else parse_response(q, key, key=True))
+    ok, msg = judge(q, parse_response(q, recorded[qid]), None if key is None else parse_response(q, key, key=True))
     assert ok, f"{qid}: {msg}"
 
 
-def require(exercise_id: str, candidate: Any) -> None:
-    """nbgrader hidden test: raise ``AssertionError`` unless ``candidate`` passes every check."""
-    report = exercise(exercise_id).run(candidate)
+def require(exercise_id: str, candidate: Any, seed: int | None = None) -> None:
+    """nbgrader hidden test: raise ``AssertionError`` unless ``candidate`` passes every check.
+
+    With ``seed`` (written into the hidden test cell, so students never see
+    it), each check's hidden twin also runs: its calls repeated on inputs
+    drawn from the seed, compared with the reference solution's outputs.
+    """
+    # Names bound when this module was loaded: a hidden test loads a fresh copy, whose names are fresh too.
+    ex = exercise(exercise_id)
+    if not callable(candidate):
+        raise AssertionError(f"{exercise_id}: expected the function {ex.entry}, got {type(candidate).__name__}")
+    ref = ex.reference()
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.calls: list = []
+
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            before = (_clone(args), _clone(kwargs))
+            out = candidate(*args, **kwargs)
+            self.calls.append((*before, _clone(out)))
+            return out
+
+    rec = Recorder()
+    outcomes: list[CheckOutcome] = []
+    visible = []
+    for c in ex.checks:
+        rec.calls = []
+        outcomes.append(Exercise.run_check(c, rec, ref))
+        visible.append((c, rec.calls))
+    if seed is not None:
+        import random  # noqa: PLC0415
+
+        rng = random.Random(seed)
+        for c, calls in visible:
+            twin = _hidden_twin(c, calls, rec, ref, rng)
+            if twin is not None:
+                outcomes.append(twin)
+    report = Report(ex.id, tuple(outcomes))
     assert report.ok, report.to_text()
 
 
 # --- notebooks --------------------------------------------------------------------------
 
 _SETUP = "import losslab\nimport losslab.assign\nfrom losslab.assign import answer"
+
+# The start of every nbgrader hidden test: the checker is loaded afresh from the installed files, as new
+# module objects, so a student's cell that patched losslab.assign, losslab.questions, losslab.exercises
+# or losslab.grade (expect = lambda *a, **k: None) does not change what the hidden test runs.
+_FRESH = """import importlib.util as _u, sys as _s
+_A_recorded = dict(_s.modules["losslab.assign"]._RECORDED)
+_saved = {}
+def _fresh(n):
+    _saved.setdefault(n, _s.modules.get(n))
+    _spec = _u.find_spec(n)
+    _m = _u.module_from_spec(_spec)
+    _s.modules[n] = _m
+    _spec.loader.exec_module(_m)
+    return _m
+try:
+    _fresh("losslab.questions")
+    for _p in _fresh("losslab.exercises").EXERCISE_MODULES:
+        _fresh("losslab.exercises." + _p)
+    _fresh("losslab.grade")
+    _A = _fresh("losslab.assign")
+finally:
+    for _n, _m in _saved.items():
+        if _m is None:
+            _s.modules.pop(_n, None)
+        else:
+            _s.modules[_n] = _m
+"""
 
 
 def _meta(**kw: Any) -> dict:
@@ -544,7 +691,7 @@ def _items_by_id(a: Assignment) -> dict[str, Item]:
     return {it.id: it for it in a.items}
 
 
-def _cells(a: Assignment, role: str) -> list:
+def _cells(a: Assignment, role: str, student: str = "") -> list:
     """The notebook's cells for ``role`` in {"student", "instructor", "nbgrader"}."""
     v4 = nbformat.v4
     cells = [v4.new_markdown_cell(
@@ -552,7 +699,8 @@ def _cells(a: Assignment, role: str) -> list:
         "Answer each question by editing its answer cell, for example `answer(\"demo.gradient-sign\", \"b\")`, "
         "and complete each function where it says `# YOUR CODE HERE`. Keep a function and the imports it needs "
         "in its own cell, keep its name, and keep the ids in the answer cells: the grader reads them. "
-        "The check cells show how you are doing; grading applies further checks. "
+        "The check cells show how you are doing; when the assignment is graded, every check is also run on "
+        "inputs drawn at grading time that this notebook does not show. "
         "Run the whole notebook before you hand it in.")]
     setup = v4.new_code_cell(_SETUP, metadata=_meta(role="setup"))
     if role == "nbgrader":
@@ -564,7 +712,7 @@ def _cells(a: Assignment, role: str) -> list:
         out = []
         n = numbers[it.id]
         if it.is_question:
-            q = it.question()
+            q = shown_question(it, a.secret, student)
             rq = it.run_question
             if rq is not None and rq.run:
                 c = v4.new_code_cell(rq.run.strip("\n"), metadata=_meta(role="run", id=it.id))
@@ -587,11 +735,16 @@ def _cells(a: Assignment, role: str) -> list:
                 out.append(v4.new_markdown_cell(_explanation_md(q)))
             if role == "nbgrader":
                 keyarg = f", {rq.key}" if rq is not None else ""
+                if rq is None and q.choices:
+                    base = it.question()
+                    keyarg += f", order={[base.choices.index(c) for c in q.choices]!r}"
+                if rq is None and it.question().params:
+                    keyarg += f", {q.answer!r}"  # this notebook's drawn numbers give this answer
                 if rq is not None and it.id not in load_bank():
                     keyarg += f", question_def={_question_to_raw(q)!r}"
                 t = v4.new_code_cell(
                     f"# Your answer is checked when the assignment is graded.\n### BEGIN HIDDEN TESTS\n"
-                    f"losslab.assign.expect({it.id!r}{keyarg})\n### END HIDDEN TESTS",
+                    f"{_FRESH}_A.expect({it.id!r}{keyarg}, recorded=_A_recorded)\n### END HIDDEN TESTS",
                     metadata=_meta(test=it.id))
                 t.metadata["nbgrader"] = _nbg(True, False, True, f"{_gid(it.id)}-test", it.points)
                 out.append(t)
@@ -605,7 +758,9 @@ def _cells(a: Assignment, role: str) -> list:
             out.append(c)
             check = f"losslab.check({ex.id!r}, {ex.entry})"
             if role == "nbgrader":
-                check += f"\n### BEGIN HIDDEN TESTS\nlosslab.assign.require({ex.id!r}, {ex.entry})\n### END HIDDEN TESTS"
+                seed = int.from_bytes(hashlib.sha256(f"{a.secret}\0nbgrader\0{ex.id}".encode()).digest()[:6], "big")
+                check += (f"\n### BEGIN HIDDEN TESTS\n{_FRESH}"
+                          f"_A.require({ex.id!r}, {ex.entry}, seed={seed})\n### END HIDDEN TESTS")
             c = v4.new_code_cell(check, metadata=_meta(check=ex.id))
             if role == "nbgrader":
                 c.metadata["nbgrader"] = _nbg(True, False, True, f"{_gid(ex.id)}-test", it.points)
@@ -615,11 +770,18 @@ def _cells(a: Assignment, role: str) -> list:
     placed: set[str] = set()
     if a.notebook is not None and a.context:
         page = nbformat.read(str(a.notebook), as_version=4)
+        bib = _bibliography(Path(a.notebook).parent)
         by_id = _items_by_id(a)
+        anchors = _run_anchors(page, [it for it in a.items if it.run_question is not None and not it.run_question.run])
         first_code = True
-        for cell in page.cells:
+        for k, cell in enumerate(page.cells):
             if cell.cell_type != "code":
-                cells.append(v4.new_markdown_cell(cell.source) if cell.cell_type == "markdown" else v4.new_raw_cell(cell.source))
+                if cell.cell_type == "markdown":
+                    text = for_students(cell.source, bib)
+                    if text.strip():
+                        cells.append(v4.new_markdown_cell(text))
+                else:
+                    cells.append(v4.new_raw_cell(cell.source))
                 continue
             if first_code and "losslab.setup(" in cell.source:
                 first_code = False
@@ -641,10 +803,141 @@ def _cells(a: Assignment, role: str) -> list:
             if _is_stub_of_selected(cell.source, by_id):
                 continue  # the exercise block brings the stub
             cells.append(v4.new_code_cell(cell.source))
+            for qid, at in anchors.items():
+                if at == k and qid not in placed:  # a run-dependent question right after the cell it asks about
+                    cells.extend(block(by_id[qid]))
+                    placed.add(qid)
+    elif a.notebook is not None:
+        figures = _figure_cells(nbformat.read(str(a.notebook), as_version=4),
+                                [it.exercise() for it in a.items if not it.is_question])
+        if figures:
+            cells[1].source += "\n" + "\n".join(figures.pop("__imports__", []))
+        for it in a.items:
+            for src in figures.get(it.id, []):
+                cells.extend([v4.new_code_cell(src, metadata=_meta(role="figure", id=it.id))])
+            cells.extend(block(it))
+            placed.add(it.id)
     for it in a.items:
         if it.id not in placed:
             cells.extend(block(it))
     return cells
+
+
+def _names_defined(src: str) -> set[str]:
+    tree = _parse(src)
+    names: set[str] = set()
+    if tree is None:
+        return names
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((al.asname or al.name).split(".")[0] for al in node.names)
+    return names
+
+
+def _run_anchors(page: Any, items: list[Item]) -> dict[str, int]:
+    """For each run-dependent question, the index of the page cell it follows: the one its ``after``
+    text names, else the last code cell that defines a name its key reads ("the cell above")."""
+    anchors = {}
+    for it in items:
+        rq = it.run_question
+        reads = {n.id for n in ast.walk(ast.parse(rq.key, mode="eval")) if isinstance(n, ast.Name)}
+        best = None
+        for k, cell in enumerate(page.cells):
+            if cell.cell_type != "code":
+                continue
+            if rq.after:
+                if rq.after in cell.source:
+                    best = k
+            elif reads & _names_defined(cell.source):
+                best = k
+        if best is not None:
+            anchors[it.id] = best
+    return anchors
+
+
+def _figure_cells(page: Any, exercises: list[Exercise]) -> dict[str, list[str]]:
+    """The page's figure cells just above each exercise (a figure the task asks students to read),
+    and the page's import lines they need (``"__imports__"``)."""
+    out: dict[str, list[str]] = {}
+    code = [(k, c) for k, c in enumerate(page.cells) if c.cell_type == "code"]
+    for ex in exercises:
+        at = next((k for k, c in code if c.source.strip() == ex.stub.strip()
+                   or f"check({ex.id!r}" in c.source or f'check("{ex.id}"' in c.source), None)
+        if at is None:
+            continue
+        found = []
+        for k in range(at - 1, -1, -1):
+            c = page.cells[k]
+            if c.cell_type == "markdown":
+                break
+            if c.cell_type == "code" and re.search(r"plots\.show\(|plt\.show\(|\.savefig\(|display\(fig", c.source):
+                found.insert(0, c.source)
+        if found:
+            out[ex.id] = found
+    if out:
+        imports = []
+        for k, c in code[1:]:  # the setup cell is already there
+            for line in c.source.splitlines():
+                if re.match(r"^(import |from \S+ import )", line) and line not in imports:
+                    imports.append(line)
+        out["__imports__"] = imports
+    return out
+
+
+_BOOK_ONLY = re.compile(
+    r"[^.!?\n]*(feedback appears at once|static (web )?(page|book)|Show (a solution|answer)|read its feedback)[^.!?\n]*[.!?]?[ \t]*",
+    re.IGNORECASE)
+
+
+def for_students(md: str, bib: dict[str, str] | None = None) -> str:
+    """A book page's markdown as an assignment shows it: MyST roles resolved or dropped, book-only sentences out.
+
+    ``{glue:text}`x:.3f``` (a number the build fills in) becomes *(computed above)*;
+    citations become "(Author, year)" from ``bib`` or are dropped; ``{doc}``, ``{ref}``
+    and other roles keep their text; a ``{footbibliography}`` block goes; sentences that
+    only make sense in the book ("feedback appears at once") go.
+    """
+    bib = bib or {}
+    md = re.sub(r"```\{footbibliography\}[^`]*```\n?", "", md)
+    md = re.sub(r"\{glue(:text|:md)?\}`[^`]+`", "*(computed above)*", md)
+
+    def cite(m: re.Match) -> str:
+        keys = [k.strip() for k in m.group(2).split(",")]
+        names = [bib[k] for k in keys if k in bib]
+        if not names:
+            return ""
+        if m.group(1) in (":t", ":ts"):
+            return m.group(0)[: len(m.group(0)) - len(m.group(0).lstrip())] + "; ".join(n.replace(", ", " (", 1) + ")" for n in names)
+        return " (" + "; ".join(names) + ")"
+
+    md = re.sub(r"\s?\{(?:foot)?cite(:t|:p|:ps|:ts)?\}`([^`]+)`", cite, md)
+    md = re.sub(r"\{(?:doc|ref|numref|term|download)\}`([^`<]+?)\s*<[^`]+>`", r"\1", md)
+    md = re.sub(r"\{math\}`([^`]+)`", r"$\1$", md)
+    md = re.sub(r"\{[a-z:]+\}`([^`]+)`", r"\1", md)
+    md = _BOOK_ONLY.sub("", md)
+    return re.sub(r"\n{3,}", "\n\n", md)
+
+
+def _bibliography(folder: Path) -> dict[str, str]:
+    """``key -> "Surname, year"`` (or "Surname et al., year") from ``references.bib`` beside the page."""
+    path = folder / "references.bib"
+    if not path.exists():
+        return {}
+    out = {}
+    for m in re.finditer(r"@\w+\{([^,\s]+),(.*?)\n\}", path.read_text(encoding="utf-8"), re.S):
+        body = m.group(2)
+        author = re.search(r"author\s*=\s*[{\"](.+?)[}\"],?\s*\n", body, re.S)
+        year = re.search(r"year\s*=\s*[{\"]?(\d{4})", body)
+        if not author or not year:
+            continue
+        people = [p.strip() for p in re.sub(r"[{}]", "", author.group(1)).split(" and ")]
+        first = people[0].split(",")[0].strip() if "," in people[0] else people[0].split()[-1]
+        out[m.group(1)] = f"{first}{' et al.' if len(people) > 2 else (' and ' + (people[1].split(',')[0].strip() if ',' in people[1] else people[1].split()[-1]) if len(people) == 2 else '')}, {year.group(1)}"
+    return out
 
 
 def _is_stub_of_selected(src: str, by_id: dict[str, Item]) -> bool:
@@ -695,9 +988,15 @@ def _notebook(cells: list) -> nbformat.NotebookNode:
     return nb
 
 
-def student_notebook(a: Assignment) -> nbformat.NotebookNode:
-    """Questions, stubs and visible checks; no answers, explanations or solutions; no outputs."""
-    return _notebook(_cells(a, "student"))
+def student_notebook(a: Assignment, student: str = "") -> nbformat.NotebookNode:
+    """Questions, stubs and visible checks; no answers, explanations or solutions; no outputs.
+
+    With ``student`` (a name on the roster), the choices are in that
+    student's own order; without, in the assignment's common order.
+    """
+    nb = _notebook(_cells(a, "student", student))
+    nb.metadata["losslab"] = {"assignment": a.name, "student": student}
+    return nb
 
 
 def instructor_notebook(a: Assignment) -> nbformat.NotebookNode:
@@ -719,6 +1018,12 @@ def write_assignment(a: Assignment, out: str | Path) -> dict[str, Path]:
         ``{"student", "instructor", "manifest", "nbgrader"}`` -> path.
     """
     out = Path(out)
+    old = out / "instructor" / f"{a.name}.assignment.json"
+    if old.exists():  # building again keeps the secret: handed-out notebooks keep their choice order
+        try:
+            a.secret = json.loads(old.read_text(encoding="utf-8")).get("secret") or a.secret
+        except ValueError:
+            pass
     paths = {
         "student": out / "student" / f"{a.name}.ipynb",
         "instructor": out / "instructor" / f"{a.name}.ipynb",
@@ -731,14 +1036,21 @@ def write_assignment(a: Assignment, out: str | Path) -> dict[str, Path]:
         nb = make(a)
         nbformat.validate(nb)
         nbformat.write(nb, str(paths[role]))
+    for student in a.students:
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", student).strip("._") or "student"
+        path = out / "student" / a.name / f"{safe}.ipynb"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(student_notebook(a, student), str(path))
+        paths[f"student:{student}"] = path
     paths["manifest"].write_text(json.dumps(a.manifest(), indent=1) + "\n", encoding="utf-8")
+    os.chmod(paths["manifest"], 0o600)  # it holds the assignment's secret
     return paths
 
 
 def assignment_from_manifest(manifest: dict) -> list[Item]:
     """The items of a manifest, with run-dependent questions rebuilt."""
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise ValueError(f"manifest: expected format {MANIFEST_FORMAT}, got {manifest.get('format')!r}")
+    if manifest.get("format") not in (1, MANIFEST_FORMAT):
+        raise ValueError(f"manifest: expected format 1 or {MANIFEST_FORMAT}, got {manifest.get('format')!r}")
     items = []
     for row in manifest["items"]:
         rq = None

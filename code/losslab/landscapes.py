@@ -20,7 +20,12 @@ Two halves:
   that give the same numbers: a plain loop, ``torch.func.vmap``, and an
   "affine" fast path that exploits that the first layer is linear in the
   scan coefficients), Hessian-vector products, Lanczos for the top Hessian
-  eigenvalues (sharpness), and the full Hessian of small networks.
+  eigenvalues (sharpness), and the full Hessian of small networks. Weight
+  decay (``weight_decay=`` in :func:`loss_at`, the scans and
+  :func:`train_classifier`) gives cross-entropy true minima, which
+  :func:`polish_minimum` finds and :func:`gradient_norm` checks;
+  :func:`gradient_descent_sharpness` tracks the sharpness during full-batch
+  gradient descent (the edge of stability).
 """
 
 from __future__ import annotations
@@ -56,6 +61,10 @@ __all__ = [
     "MLP",
     "train_classifier",
     "loss_at",
+    "gradient_norm",
+    "polish_minimum",
+    "SharpnessRun",
+    "gradient_descent_sharpness",
     "filter_normalize",
     "random_direction",
     "difference",
@@ -797,13 +806,21 @@ def _params(model: nn.Module, params: Mapping[str, torch.Tensor] | None) -> dict
     return {k: v.detach() for k, v in params.items()}
 
 
-def loss_at(model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
-    """Mean cross-entropy of ``model`` (with ``params`` in place of its own, if given) on ``(x, y)``; a 0-d tensor."""
+def loss_at(model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None,
+            *, weight_decay: float = 0.0) -> torch.Tensor:
+    r"""Mean cross-entropy of ``model`` (with ``params`` in place of its own, if given) on ``(x, y)``; a 0-d tensor.
+
+    With ``weight_decay`` :math:`\lambda > 0` it is the regularized training
+    loss :math:`\mathrm{CE}(\theta) + \tfrac{\lambda}{2} \lVert \theta \rVert^2`
+    (every parameter, biases included, as ``torch.optim.SGD(weight_decay=)`` decays them).
+    """
     x, y = _check_data(x, y)
     p = _params(model, params)
     _check_model_data(model, x, y, p)
+    wd = _check_weight_decay(weight_decay)
     with torch.no_grad():
-        return F.cross_entropy(torch.func.functional_call(model, p, (x,)), y)
+        ce = F.cross_entropy(torch.func.functional_call(model, p, (x,)), y)
+        return ce + _penalty(p.values(), wd) if wd else ce
 
 
 def train_classifier(
@@ -816,6 +833,7 @@ def train_classifier(
     batch_size: int = 64,
     momentum: float = 0.9,
     seed: int = 0,
+    weight_decay: float = 0.0,
 ) -> torch.Tensor:
     """Train ``model`` in place with minibatch SGD (PyTorch's) on the cross-entropy.
 
@@ -833,11 +851,14 @@ def train_classifier(
         (``batch_size >= N`` is full-batch gradient descent).
     seed : int
         Seeds the order of the examples.
+    weight_decay : float
+        The L2 penalty ``weight_decay / 2 * ||theta||^2`` on every parameter
+        (``torch.optim.SGD``'s ``weight_decay``); 0 for none.
 
     Returns
     -------
     Tensor [steps]
-        The minibatch loss at every step.
+        The minibatch cross-entropy at every step (without the penalty).
     """
     x, y = _check_data(x, y)
     _check_count("steps", steps)
@@ -847,7 +868,8 @@ def train_classifier(
         raise ValueError(f"momentum: expected a number in [0, 1), got {momentum!r}")
     n = x.shape[0]
     g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    wd = _check_weight_decay(weight_decay)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=wd)
     losses = torch.empty(steps)
     order, pos = torch.randperm(n, generator=g), 0
     for step in range(steps):
@@ -1076,6 +1098,7 @@ def scan_losses(
     params: Mapping[str, torch.Tensor] | None = None,
     method: str = "auto",
     chunk_size: int | None = None,
+    weight_decay: float = 0.0,
 ) -> torch.Tensor:
     r"""Mean cross-entropy at many points :math:`\theta + \sum_k c_{gk} d_k` of a line or plane in parameter space.
 
@@ -1099,6 +1122,10 @@ def scan_losses(
     chunk_size : int, optional
         Points per batched call; default bounds each intermediate tensor to about 2**20 floats on
         a CPU, and to the share of free memory :func:`losslab.backend.chunk_elements` gives on a GPU.
+    weight_decay : float
+        Adds :math:`\tfrac{\lambda}{2}\lVert \theta + \sum_k c_{gk} d_k \rVert^2` at each
+        point (the regularized loss, as :func:`loss_at`), computed in closed form from the
+        coefficients: the same for every method.
 
     Returns
     -------
@@ -1142,12 +1169,15 @@ def scan_losses(
         elements = _CHUNK_ELEMENTS if dev.type != "cuda" else chunk_elements(dev, dtype=dtype)
         chunk_size = max(1, elements // (x.shape[0] * max(width, x.shape[1])))
     _check_count("chunk_size", chunk_size)
+    wd = _check_weight_decay(weight_decay)
     with torch.no_grad():
         if method == "loop":
-            return _scan_loop(model, p, dirs, coeffs, x, y)
-        if method == "vmap":
-            return _scan_vmap(model, p, dirs, coeffs, x, y, chunk_size)
-        return _scan_affine(model, p, dirs, coeffs, x, y, chunk_size)
+            out = _scan_loop(model, p, dirs, coeffs, x, y)
+        elif method == "vmap":
+            out = _scan_vmap(model, p, dirs, coeffs, x, y, chunk_size)
+        else:
+            out = _scan_affine(model, p, dirs, coeffs, x, y, chunk_size)
+        return out + _penalty_along(p, dirs, coeffs, wd) if wd else out
 
 
 def _check_coords(name: str, t: object) -> torch.Tensor:
@@ -1160,7 +1190,7 @@ def scan_1d(model: nn.Module, x: torch.Tensor, y: torch.Tensor, direction: Mappi
             alphas: torch.Tensor, **kwargs) -> torch.Tensor:
     r"""Loss along a line, :math:`L(\theta + \alpha d)` for each ``alpha``: Tensor [len(alphas)].
 
-    ``kwargs`` go to :func:`scan_losses` (``params``, ``method``, ``chunk_size``).
+    ``kwargs`` go to :func:`scan_losses` (``params``, ``method``, ``chunk_size``, ``weight_decay``).
     With ``params`` = initial weights and ``direction`` = trained minus initial,
     ``alpha`` = 0 and 1 are the two ends of Goodfellow et al.'s interpolation.
     """
@@ -1181,6 +1211,238 @@ def scan_2d(model: nn.Module, x: torch.Tensor, y: torch.Tensor, d1: Mapping[str,
     bb, aa = torch.meshgrid(betas, alphas, indexing="ij")  # (B, A) each
     coeffs = torch.stack([aa.reshape(-1), bb.reshape(-1)], 1)  # (B*A, 2)
     return scan_losses(model, x, y, [d1, d2], coeffs, **kwargs).reshape(len(betas), len(alphas))
+
+
+# ---- weight decay and true minima -----------------------------------------------
+#
+# Cross-entropy on data a network classifies perfectly has no minimum at finite
+# weights: scaling up the logits lowers it forever. An L2 penalty (weight decay)
+# makes true minima; polish_minimum finds one, gradient_norm checks it.
+
+def _check_weight_decay(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"weight_decay: expected a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _penalty(tensors, weight_decay: float) -> torch.Tensor:
+    """(weight_decay / 2) * the squared norm of all ``tensors`` together."""
+    return 0.5 * weight_decay * sum(t.pow(2).sum() for t in tensors)
+
+
+def _penalty_along(params: Mapping[str, torch.Tensor], dirs: Sequence[Mapping[str, torch.Tensor]],
+                   coeffs: torch.Tensor, weight_decay: float) -> torch.Tensor:
+    r"""``weight_decay / 2 * ||theta + sum_k c_gk d_k||^2`` for every row of ``coeffs`` [G, K], in closed form:
+    :math:`\lVert\theta\rVert^2 + 2 c^\top D\theta + c^\top D D^\top c`."""
+    keys = list(params)
+    theta = torch.cat([params[k].reshape(-1) for k in keys])  # (P,)
+    D = torch.stack([torch.cat([d[k].reshape(-1) for k in keys]) for d in dirs])  # (K, P)
+    Dt, DD = D @ theta, D @ D.T  # (K,), (K, K)
+    sq = theta @ theta + 2 * coeffs @ Dt + ((coeffs @ DD) * coeffs).sum(1)  # (G,)
+    return 0.5 * weight_decay * sq
+
+
+def gradient_norm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, weight_decay: float = 0.0,
+                  params: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """The length of the full-batch gradient of :func:`loss_at` (with the same ``weight_decay``); a 0-d tensor.
+
+    Zero exactly at a critical point; "small" is how a minimum is recognized in practice.
+    """
+    x, y = _check_data(x, y)
+    p = _params(model, params)
+    wd = _check_weight_decay(weight_decay)
+    loss, theta = _flat_loss(model, x, y, p)
+    return torch.func.grad(lambda t: loss(t) + 0.5 * wd * (t @ t))(theta).norm()
+
+
+def polish_minimum(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    weight_decay: float,
+    max_iter: int = 500,
+    gtol: float = 1e-6,
+    rounds: int = 10,
+) -> torch.Tensor:
+    r"""Move ``model`` (in place) to a nearby minimum of the regularized loss with full-batch L-BFGS.
+
+    Minimizes :math:`\mathrm{CE}(\theta) + \tfrac{\lambda}{2}\lVert\theta\rVert^2` with
+    ``torch.optim.LBFGS`` (strong Wolfe line search, so the loss never rises),
+    in up to ``rounds`` rounds of ``max_iter / rounds`` iterations, stopping as
+    soon as the gradient norm is at most ``gtol``. Start it where training
+    ended: it finds the bottom of the basin training reached.
+
+    Parameters
+    ----------
+    weight_decay : float
+        :math:`\lambda > 0`: without it cross-entropy on separable data has no minimum to find.
+    max_iter : int
+        L-BFGS iterations in all.
+    gtol : float
+        Target for the gradient norm (:func:`gradient_norm`).
+    rounds : int
+        How often the gradient norm is checked.
+
+    Returns
+    -------
+    Tensor [r + 1]
+        The gradient norm before and after each of the ``r`` rounds run; the last is the final one.
+    """
+    x, y = _check_data(x, y)
+    wd = _check_weight_decay(weight_decay)
+    if wd == 0:
+        raise ValueError("weight_decay: expected a number > 0 (without it a separable problem has no minimum)")
+    _check_count("max_iter", max_iter)
+    _check_count("rounds", rounds)
+    _check_positive("gtol", gtol)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=max(1, max_iter // rounds), history_size=20,
+                            tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y) + _penalty(params, wd)
+        loss.backward()
+        return loss
+
+    norms = [float(gradient_norm(model, x, y, weight_decay=wd))]
+    for _ in range(rounds):
+        if norms[-1] <= gtol:
+            break
+        opt.step(closure)
+        norms.append(float(gradient_norm(model, x, y, weight_decay=wd)))
+    return torch.tensor(norms, dtype=torch.float64)
+
+
+@dataclass(frozen=True)
+class SharpnessRun:
+    """A record of :func:`gradient_descent_sharpness`.
+
+    Attributes
+    ----------
+    lr : float
+    loss : Tensor [steps + 1]
+        The full-batch loss before every step and after the last.
+    at : Tensor [S] int64
+        The steps at which the sharpness was measured (0 = the start).
+    sharpness : Tensor [S]
+        The top Hessian eigenvalue of the loss at those steps.
+    """
+
+    lr: float
+    loss: torch.Tensor
+    at: torch.Tensor
+    sharpness: torch.Tensor
+
+    def __repr__(self) -> str:
+        return (f"SharpnessRun(lr={self.lr:g}, steps={self.loss.numel() - 1}, "
+                f"sharpness {float(self.sharpness[0]):.3g} -> {float(self.sharpness[-1]):.3g})")
+
+
+def gradient_descent_sharpness(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    lr: float,
+    steps: int,
+    every: int = 20,
+    objective: str = "mse",
+    power_iters: int = 10,
+    seed: int = 0,
+) -> SharpnessRun:
+    r"""Full-batch gradient descent on ``model`` (in place), measuring the sharpness as it goes.
+
+    Plain gradient descent :math:`\theta \leftarrow \theta - \eta \nabla L(\theta)`
+    on the whole data set; every ``every`` steps the top Hessian eigenvalue
+    :math:`\lambda_{\max}` is measured by power iteration on Hessian-vector
+    products (double backward through the step's own gradient), warm-started
+    from the previous eigenvector (it changes slowly, so a few products suffice). Cohen et al. (2021) found that the sharpness
+    rises during such training until it reaches about :math:`2/\eta` and then
+    hovers there ("the edge of stability"); see Chapter 2.
+
+    Parameters
+    ----------
+    x : Tensor [N, D]
+    y : Tensor
+        ``objective="mse"``: targets of the model's output shape [N, out];
+        ``"cross_entropy"``: int64 labels [N].
+    lr : float
+        :math:`\eta`.
+    steps, every : int
+    objective : {"mse", "cross_entropy"}
+        ``"mse"`` is the mean over all entries of :math:`(f(x) - y)^2`.
+    power_iters : int
+        Hessian-vector products per measurement (30 at the first one).
+    seed : int
+        Seeds the start vector of the power iteration.
+
+    Returns
+    -------
+    SharpnessRun
+
+    Notes
+    -----
+    Power iteration converges to the eigenvalue of largest magnitude; near a
+    trained network's weights that is the top (positive) one, which is what
+    the tests check against the exact Hessian.
+    """
+    if objective not in ("mse", "cross_entropy"):
+        raise ValueError(f"objective: expected 'mse' or 'cross_entropy', got {objective!r}")
+    if objective == "cross_entropy":
+        x, y = _check_data(x, y)
+    else:
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim != 2:
+            raise ValueError(f"x: expected a floating tensor [N, D], got {getattr(x, 'shape', type(x).__name__)}")
+        if not isinstance(y, torch.Tensor) or not y.is_floating_point() or y.shape[:1] != x.shape[:1]:
+            raise ValueError(f"y: expected floating targets [{x.shape[0]}, out], got {tuple(getattr(y, 'shape', ()))}")
+    lr = _check_positive("lr", lr)
+    _check_count("steps", steps)
+    _check_count("every", every)
+    _check_count("power_iters", power_iters)
+    p = _params(model, None)
+    names, shapes = list(p), [v.shape for v in p.values()]
+    sizes = [v.numel() for v in p.values()]
+    theta = torch.cat([v.reshape(-1) for v in p.values()])  # (P,)
+
+    def loss(t: torch.Tensor) -> torch.Tensor:
+        q = {k: part.reshape(s) for k, part, s in zip(names, torch.split(t, sizes), shapes)}
+        out = torch.func.functional_call(model, q, (x,))
+        if objective == "mse":
+            if out.shape != y.shape:
+                raise ValueError(f"y: expected the model's output shape {tuple(out.shape)}, got {tuple(y.shape)}")
+            return (out - y).pow(2).mean()
+        return F.cross_entropy(out, y)
+
+    gen = torch.Generator().manual_seed(seed)
+    v = torch.randn(theta.numel(), generator=gen, dtype=theta.dtype).to(theta.device)
+    v = v / v.norm()
+    theta = theta.clone().requires_grad_(True)
+    losses, at, sharp = [], [], []
+    for step in range(steps + 1):
+        measure = step % every == 0 or step == steps
+        value = loss(theta)
+        (g,) = torch.autograd.grad(value, theta, create_graph=measure)  # keep the graph only to measure
+        losses.append(float(value.detach()))
+        if measure:
+            lam = 0.0
+            for _ in range(30 if not at else power_iters):
+                (w,) = torch.autograd.grad(g, theta, v, retain_graph=True)  # H v, by double backward
+                lam = float(w @ v)
+                v = w / w.norm().clamp_min(1e-30)
+            at.append(step)
+            sharp.append(lam)
+        if step < steps:
+            with torch.no_grad():
+                theta -= lr * g.detach()
+    theta = theta.detach()
+    own = dict(model.named_parameters())
+    with torch.no_grad():
+        for k, part, s in zip(names, torch.split(theta, sizes), shapes):
+            own[k].copy_(part.reshape(s))
+    f64 = torch.float64
+    return SharpnessRun(lr, torch.tensor(losses, dtype=f64), torch.tensor(at), torch.tensor(sharp, dtype=f64))
 
 
 # ---- curvature ----------------------------------------------------------------

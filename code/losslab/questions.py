@@ -15,6 +15,11 @@ Three kinds of question:
 ``numeric``
     a number, correct within ``tolerance + rtol * |answer|``.
 
+Authors write the choices in any order (the correct one may come first):
+every view shows them in a seeded shuffled order (:func:`choice_order`),
+seeded by the question id in the book, and by the assignment's secret and
+the student in graded work.
+
 The output is self-contained HTML (markup, style and a small script) that
 gives feedback when clicked in live Jupyter, in Colab, and in the static
 book with no kernel. All feedback text is in the markup from the start, so
@@ -46,9 +51,11 @@ File format (TOML)::
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import math
+import random
 import re
 import tomllib
 import uuid
@@ -70,6 +77,7 @@ __all__ = [
     "render_html",
     "render_text",
     "ID_PATTERN",
+    "choice_order",
 ]
 
 ID_PATTERN = re.compile(r"^[a-z][a-z0-9]*\.[a-z0-9][a-z0-9-]*$")
@@ -125,9 +133,30 @@ class Question:
     rtol: float = 0.0
     hint: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
+    params: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    answer_expr: str = ""
 
     def __post_init__(self) -> None:
         where = f"question {self.id!r}"
+        if self.params:
+            if self.kind != "numeric":
+                raise ValueError(f"{where}: only numeric questions take drawn params")
+            for name, values in self.params:
+                if not name.isidentifier() or name in _FUNCTIONS or name == "answer":
+                    raise ValueError(f"{where}: param name {name!r} must be a new identifier")
+                if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+                    raise ValueError(f"{where}: param {name!r} needs a non-empty list of finite numbers, got {values!r}")
+            if not self.answer_expr:
+                raise ValueError(f"{where}: a question with params needs answer = '<expression in the params>'")
+            names = {n for n, _ in self.params}
+            for text in (self.prompt, self.explanation, self.hint):
+                unknown = set(re.findall(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}", text)) - names - {"answer"}
+                if unknown:
+                    raise ValueError(f"{where}: {{{{...}}}} names unknown params {sorted(unknown)}")
+            for k in range(len(self.params) and 20):
+                value = _evaluate(self.answer_expr, self._draw(f"check-{k}"), where)
+                if not math.isfinite(value):
+                    raise ValueError(f"{where}: the answer expression gives {value} for some drawn params")
         if not isinstance(self.id, str) or not ID_PATTERN.match(self.id):
             raise ValueError(f"id: expected '<prefix>.<name>' in lowercase, digits and '-', got {self.id!r}")
         if self.kind not in _KINDS:
@@ -139,7 +168,9 @@ class Question:
         if self.kind == "numeric":
             if self.choices:
                 raise ValueError(f"{where}: a numeric question has no choices")
-            if not isinstance(self.answer, (int, float)) or not math.isfinite(self.answer):
+            if self.params:
+                pass
+            elif not isinstance(self.answer, (int, float)) or not math.isfinite(self.answer):
                 raise ValueError(f"{where}: answer must be a finite number, got {self.answer!r}")
             if self.tolerance < 0 or self.rtol < 0 or (self.tolerance == 0 and self.rtol == 0):
                 raise ValueError(
@@ -170,6 +201,45 @@ class Question:
         """Indices of the correct choices (empty for numeric questions)."""
         return tuple(i for i, c in enumerate(self.choices) if c.correct)
 
+    def _draw(self, seed: str) -> dict[str, float]:
+        rng = random.Random(int.from_bytes(hashlib.sha256(f"losslab-params:{seed}".encode()).digest()[:8], "big"))
+        return {name: values[rng.randrange(len(values))] for name, values in self.params}
+
+    def instance(self, seed: str | None = None) -> "Question":
+        """The question as one reader or student sees it: drawn params filled in, choices shuffled.
+
+        ``seed`` picks the variant (the question id by default: the book's
+        variant, the same in every build). A question without params only
+        has its choices shuffled (:meth:`shuffled`).
+        """
+        seed = self.id if seed is None else seed
+        if not self.params:
+            return self.shuffled(seed)
+        import dataclasses  # noqa: PLC0415
+
+        values = self._draw(seed)
+        answer = _evaluate(self.answer_expr, values, f"question {self.id!r}")
+        fill = {**values, "answer": answer}
+
+        def sub(text: str) -> str:
+            return re.sub(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}", lambda m: f"{fill[m.group(1)]:.6g}", text)
+
+        return dataclasses.replace(self, prompt=sub(self.prompt), explanation=sub(self.explanation), hint=sub(self.hint),
+                                   answer=answer, params=(), answer_expr="")
+
+    def shuffled(self, seed: str | None = None) -> "Question":
+        """The same question with its choices in a seeded shuffled order.
+
+        ``seed`` names the order: the book uses the question id (the
+        default), so the order is the same in every build, in live Jupyter
+        and in Colab; an assignment uses one derived from the assignment's
+        secret and the student. Numeric questions come back unchanged.
+        """
+        if not self.choices:
+            return self
+        order = choice_order(len(self.choices), self.id if seed is None else seed)
+        return _replace_choices(self, tuple(self.choices[i] for i in order))
+
     def grade(self, response: int | Iterable[int] | float | str) -> Feedback:
         """Judge a response.
 
@@ -186,6 +256,8 @@ class Question:
             If the response has the wrong form (an index out of range, a
             non-number for a numeric question...).
         """
+        if self.params:  # graded as the book's variant
+            return self.instance().grade(response)
         if self.kind == "numeric":
             try:
                 x = float(response)  # type: ignore[arg-type]
@@ -219,10 +291,71 @@ class Question:
         return Feedback(False, " ".join(parts) or "Not quite.")
 
 
+_FUNCTIONS = {"sqrt": math.sqrt, "exp": math.exp, "log": math.log, "tanh": math.tanh, "cos": math.cos, "sin": math.sin,
+              "abs": abs, "min": min, "max": max, "ceil": math.ceil, "floor": math.floor, "pi": math.pi}
+
+
+def _evaluate(expr: str, values: dict[str, float], where: str) -> float:
+    """An answer expression: numbers, the params, + - * / ** and a few math functions; nothing else."""
+    import ast  # noqa: PLC0415
+
+    try:
+        tree = ast.parse(expr, mode="eval")
+    except SyntaxError as err:
+        raise ValueError(f"{where}: the answer expression {expr!r} is not valid ({err.msg})") from None
+    ops = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+           ast.Div: lambda a, b: a / b, ast.Pow: lambda a, b: a ** b}
+
+    def ev(node):
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+            return node.value
+        if isinstance(node, ast.Name) and node.id in values:
+            return values[node.id]
+        if isinstance(node, ast.Name) and node.id == "pi":
+            return math.pi
+        if isinstance(node, ast.BinOp) and type(node.op) in ops:
+            return ops[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            return -ev(node.operand) if isinstance(node.op, ast.USub) else ev(node.operand)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS and not node.keywords:
+            return _FUNCTIONS[node.func.id](*[ev(a) for a in node.args])
+        raise ValueError(f"{where}: the answer expression may use numbers, the params {sorted(values)}, + - * / ** "
+                         f"and {sorted(_FUNCTIONS)}; got {ast.unparse(node)!r}")
+
+    try:
+        return float(ev(tree))
+    except (ArithmeticError, ValueError, TypeError) as err:
+        if str(err).startswith(where):
+            raise
+        raise ValueError(f"{where}: the answer expression {expr!r} fails for {values}: {err}") from None
+
+
+def choice_order(n: int, seed: str) -> tuple[int, ...]:
+    """A permutation of ``range(n)`` that depends only on the string ``seed``.
+
+    The authored order of a bank question's choices is never shown: every
+    place that shows choices shows ``[choices[i] for i in choice_order(n, seed)]``.
+    """
+    if not isinstance(seed, str):
+        raise TypeError(f"seed: expected a string, got {type(seed).__name__}")
+    rng = random.Random(int.from_bytes(hashlib.sha256(f"losslab-order:{seed}".encode()).digest()[:8], "big"))
+    order = list(range(n))
+    rng.shuffle(order)
+    return tuple(order)
+
+
+def _replace_choices(q: Question, choices: tuple[Choice, ...]) -> Question:
+    import dataclasses  # noqa: PLC0415
+
+    return dataclasses.replace(q, choices=choices)
+
+
 # --- the bank -------------------------------------------------------------------
 
 def _parse_question(raw: dict, source: str) -> Question:
-    known = {"id", "kind", "prompt", "explanation", "choices", "answer", "tolerance", "rtol", "hint", "tags"}
+    known = {"id", "kind", "prompt", "explanation", "choices", "answer", "tolerance", "rtol", "hint", "tags", "params"}
     unknown = set(raw) - known
     qid = raw.get("id", "<no id>")
     if unknown:
@@ -240,11 +373,13 @@ def _parse_question(raw: dict, source: str) -> Question:
             prompt=raw.get("prompt", ""),
             explanation=raw.get("explanation", ""),
             choices=tuple(choices),
-            answer=raw.get("answer"),
+            answer=None if isinstance(raw.get("answer"), str) else raw.get("answer"),
             tolerance=float(raw.get("tolerance", 0.0)),
             rtol=float(raw.get("rtol", 0.0)),
             hint=raw.get("hint", ""),
             tags=tuple(raw.get("tags", ())),
+            params=tuple((str(k), tuple(v) if isinstance(v, list) else (v,)) for k, v in sorted(raw.get("params", {}).items())),
+            answer_expr=raw.get("answer") if isinstance(raw.get("answer"), str) else "",
         )
     except ValueError as err:
         raise ValueError(f"{source}: {err}") from None
@@ -269,14 +404,27 @@ def parse_bank(text: str, prefix: str, source: str = "<string>") -> dict[str, Qu
 
 @lru_cache(maxsize=1)
 def load_bank() -> dict[str, Question]:
-    """Every question in ``losslab/bank/*.toml``, by id (read once, then cached)."""
+    """Every question in ``losslab/bank/*.toml``, by id (read once, then cached).
+
+    A chapter's questions may be split over several files: ``<prefix>.toml``
+    and ``<prefix>_<anything>.toml`` (for example ``gd_variants.toml``) all
+    hold ids ``<prefix>.<name>``; an id defined in two files is an error.
+    """
+    return load_folder(resources.files("losslab") / "bank")
+
+
+def load_folder(folder) -> dict[str, Question]:
+    """The questions of every ``*.toml`` bank file in ``folder`` (see :func:`load_bank`)."""
     bank: dict[str, Question] = {}
-    folder = resources.files("losslab") / "bank"
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
         if not entry.name.endswith(".toml"):
             continue
-        prefix = entry.name[: -len(".toml")]
-        bank.update(parse_bank(entry.read_text(encoding="utf-8"), prefix, f"bank/{entry.name}"))
+        prefix = entry.name[: -len(".toml")].split("_", 1)[0]
+        part = parse_bank(entry.read_text(encoding="utf-8"), prefix, f"bank/{entry.name}")
+        twice = sorted(set(part) & set(bank))
+        if twice:
+            raise ValueError(f"bank/{entry.name}: question ids defined in another bank file too: {twice}")
+        bank.update(part)
     return bank
 
 
@@ -311,10 +459,33 @@ def _asset(name: str) -> str:
     return (resources.files("losslab") / "assets" / name).read_text(encoding="utf-8")
 
 
+_TEX_WORDS = {r"\cdot": " times ", r"\times": " times ", r"\le": " <= ", r"\ge": " >= ", r"\approx": " about ",
+              r"\sqrt": " square root of ", r"\frac": " fraction ", r"\,": " ", r"\;": " ", r"\!": ""}
+
+
+def _math_name(text: str) -> str:
+    """An ``aria-label`` for a choice that holds math: its words, with the TeX spelled out plainly.
+
+    MathJax's rendering is not a name a screen reader gets from the ``<label>``
+    (axe: "label", critical), so a choice like ``\\(10\\,\\eta g\\)`` is named
+    "10 eta g". Choices without math keep their label as their name.
+    """
+    if not re.search(r"\\\(|\\\[|\$", text):
+        return ""
+    plain = re.sub(r"\\\(|\\\)|\\\[|\\\]|\$", " ", text)
+    for tex, word in _TEX_WORDS.items():
+        plain = plain.replace(tex, word)
+    plain = re.sub(r"\\(?:mathrm|mathbf|text|operatorname|left|right|big|Big)\b", " ", plain)
+    plain = re.sub(r"\\([A-Za-z]+)", r" \1 ", plain)  # \eta -> eta
+    plain = re.sub(r"[{}]", " ", plain).replace("`", "")
+    plain = " ".join(plain.split())
+    return f' aria-label="{html.escape(plain, quote=True)}"'
+
+
 def _question_html(q: Question, number: int | None) -> str:
     e = html.escape
     label = f"Question {number}" if number is not None else "Question"
-    kind_note = {"single": "Choose one.", "multiple": "Choose all that apply, then check.", "numeric": "Enter a number, then check."}[q.kind]
+    kind_note = {"single": "Choose one, then check.", "multiple": "Choose all that apply, then check.", "numeric": "Enter a number, then check."}[q.kind]
     parts = [
         f'<div class="llq-q" data-kind="{q.kind}" data-qid="{e(q.id)}">',
         f'<div class="llq-head"><span class="llq-label">{label}</span> <span class="llq-kind">{kind_note}</span></div>',
@@ -334,17 +505,17 @@ def _question_html(q: Question, number: int | None) -> str:
             control = "radio" if q.kind == "single" else "checkbox"
             parts.append(
                 f'<label class="llq-choice" data-i="{i}" data-correct="{int(c.correct)}">'
-                f'<input type="{control}" name="CHOICE_GROUP" value="{i}"> '
+                f'<input type="{control}" name="CHOICE_GROUP" value="{i}"{_math_name(c.text)}> '
                 f'<span class="llq-text">{_markdown.to_inline_html(c.text)}</span>'
                 + (f'<span class="llq-fb llq-why" hidden>{_markdown.to_inline_html(c.feedback)}</span>' if c.feedback else "")
                 + "</label>"
             )
         parts.append("</div>")
-        if q.kind == "multiple":
-            parts.append('<div><button type="button" class="llq-check">Check</button></div>')
+        parts.append('<div><button type="button" class="llq-check">Check</button></div>')
         parts.append('<div class="llq-fb llq-wrong" hidden><strong>Not quite.</strong> <span class="llq-dir"></span></div>')
     parts.append(f'<div class="llq-fb llq-right" hidden><strong>Correct.</strong> {_markdown.to_html(q.explanation)}</div>')
     parts.append('<div class="llq-reveal"><button type="button" class="llq-show">Show answer</button></div>')
+    parts.append('<div class="llq-live" role="status" aria-live="polite"></div>')
     parts.append(f'<div class="llq-fb llq-answer" hidden><strong>Answer:</strong> {_answer_text(q)} {_markdown.to_html(q.explanation)}</div>')
     parts.append("</div>")
     return "\n".join(parts)
@@ -357,11 +528,17 @@ def _answer_text(q: Question) -> str:
     return "; ".join(_markdown.to_inline_html(q.choices[i].text) for i in q.correct_indices) + "."
 
 
-def render_html(qs: Sequence[Question], *, start: int = 1) -> str:
-    """Self-contained HTML for a block of questions (markup, style, script)."""
+def render_html(qs: Sequence[Question], *, start: int = 1, shuffle: bool = True) -> str:
+    """Self-contained HTML for a block of questions (markup, style, script).
+
+    Choices appear in the order :meth:`Question.shuffled` gives for the
+    question's id (``shuffle=False`` keeps the order of ``qs`` as given, for
+    questions that are already shuffled).
+    """
     block_id = "llq-" + uuid.uuid4().hex[:12]
     body = []
     for k, q in enumerate(qs):
+        q = q.instance() if shuffle else q
         qhtml = _question_html(q, start + k if len(qs) > 1 or start != 1 else None)
         body.append(qhtml.replace("CHOICE_GROUP", f"{block_id}-{k}"))
     ids = json.dumps([q.id for q in qs])
@@ -373,10 +550,11 @@ def render_html(qs: Sequence[Question], *, start: int = 1) -> str:
     )
 
 
-def render_text(qs: Sequence[Question]) -> str:
-    """Plain-text form (no answers), for terminals and text-only viewers."""
+def render_text(qs: Sequence[Question], *, shuffle: bool = True) -> str:
+    """Plain-text form (no answers), for terminals and text-only viewers, in the shuffled order."""
     lines = []
     for q in qs:
+        q = q.instance() if shuffle else q
         lines.append(f"[{q.id}] {q.prompt.strip()}")
         for i, c in enumerate(q.choices):
             lines.append(f"  ({chr(97 + i)}) {c.text.strip()}")

@@ -6,15 +6,17 @@ against PyTorch, and a sweep can run many models at once.
 
 - Penalties: :func:`l2_penalty`, :func:`l1_penalty`; the proximal L1 step
   :func:`soft_threshold` / :func:`proximal_l1_step`, which sets weights to
-  exactly zero; :func:`lasso_ista`, a batch of lasso fits.
+  exactly zero; :func:`lasso_ista` and :func:`lasso_fista` (accelerated, run
+  to a stated tolerance), batches of lasso fits.
 - Weight decay versus an L2 penalty under Adam: :func:`adam_step` with
   ``decoupled=False`` is ``torch.optim.Adam(weight_decay=...)``, with
   ``decoupled=True`` it is ``torch.optim.AdamW``.
 - Dropout from scratch with PyTorch's mask semantics: :func:`dropout`.
-- Inputs and targets: :func:`add_input_noise`, :func:`smooth_labels`,
-  :func:`soft_cross_entropy`.
+- Inputs and targets: :func:`add_input_noise`, :func:`shift_images`
+  (augmentation), :func:`smooth_labels`, :func:`soft_cross_entropy`.
 - Capacity: :func:`legendre_features`, :func:`ridge_fit`, :func:`ridge_fit_degrees`,
-  :func:`polynomial_problem`, :func:`bias_variance`.
+  :func:`polynomial_problem`, :func:`bias_variance`; the implicit bias of
+  gradient descent: :func:`least_squares_gd`.
 - Sweeps: :func:`init_mlp`, :func:`mlp_logits`, :func:`train_ensemble`
   train many small MLPs at once with ``torch.func.vmap`` on the inputs'
   device (``losslab.backend.device()`` in the chapter).
@@ -44,15 +46,20 @@ __all__ = [
     "soft_threshold",
     "proximal_l1_step",
     "lasso_ista",
+    "LassoResult",
+    "lasso_fista",
+    "lasso_residual",
     "AdamState",
     "adam_step",
     "dropout",
     "add_input_noise",
+    "shift_images",
     "smooth_labels",
     "soft_cross_entropy",
     "legendre_features",
     "ridge_fit",
     "ridge_fit_degrees",
+    "least_squares_gd",
     "PolynomialProblem",
     "polynomial_problem",
     "bias_variance",
@@ -284,6 +291,133 @@ def lasso_ista(features: torch.Tensor, y: torch.Tensor, strengths: torch.Tensor,
     return w
 
 
+def lasso_residual(features: torch.Tensor, y: torch.Tensor, strengths: torch.Tensor, coef: torch.Tensor, *,
+                   unpenalized: int = 1) -> torch.Tensor:
+    r"""The proximal-gradient residual of lasso fits: zero exactly at the minimizers.
+
+    $\|G(w)\| = \|w - S_{\eta\lambda}(w - \eta\nabla f(w))\| / \eta$ with
+    $\eta = 1/L$, for the objective of :func:`lasso_ista`. Where no
+    coefficient is thresholded it is the gradient norm; at a minimizer the
+    proximal step does not move $w$ and it is 0.
+
+    Parameters
+    ----------
+    features, y, strengths, unpenalized
+        As for :func:`lasso_ista`: (n, D), (n,), (K,).
+    coef : Tensor
+        (K, D), one fit per strength.
+
+    Returns
+    -------
+    Tensor
+        (K,).
+    """
+    X = _tensor("features", features, ndim=2)
+    _tensor("y", y, ndim=1)
+    lam = _tensor("strengths", strengths, ndim=1).to(X.dtype)
+    w = _tensor("coef", coef, ndim=2)
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"y: expected {X.shape[0]} targets (rows of features), got {y.shape[0]}")
+    if w.shape != (len(lam), X.shape[1]):
+        raise ValueError(f"coef: expected shape {(len(lam), X.shape[1])} (strengths x features), got {tuple(w.shape)}")
+    n, d = X.shape
+    gram, xty = X.T @ X / n, X.T @ y / n  # (D, D), (D,)
+    lr = 1.0 / float(torch.linalg.eigvalsh(gram).max())
+    t = lam[:, None] * (torch.arange(d, device=X.device) >= unpenalized).to(X.dtype)  # (K, D)
+    return (w - _soft(w - lr * (w @ gram - xty), lr * t)).norm(dim=1) / lr
+
+
+@dataclass(frozen=True)
+class LassoResult:
+    """What :func:`lasso_fista` returns: ``coef`` (K, D), the number of ``steps`` taken,
+    and ``residual`` (K,), the proximal-gradient residual of each fit at the end."""
+
+    coef: torch.Tensor
+    steps: int
+    residual: torch.Tensor
+
+    def __repr__(self) -> str:
+        return (f"LassoResult(fits={self.coef.shape[0]}, steps={self.steps}, "
+                f"largest residual={float(self.residual.max()):.1e})")
+
+
+def lasso_fista(features: torch.Tensor, y: torch.Tensor, strengths: torch.Tensor, *,
+                tol: float = 1e-10, max_steps: int = 20_000, unpenalized: int = 1) -> LassoResult:
+    r"""Lasso fits for many strengths at once by FISTA with adaptive restart, run to convergence.
+
+    The same objective as :func:`lasso_ista`,
+    $\frac{1}{2n}\|Xw - y\|^2 + \lambda\sum_{j \ge u}|w_j|$, and the same
+    proximal step with step size $\eta = 1/L$, taken from an extrapolated point
+    $z_k = w_k + \frac{t_{k-1} - 1}{t_k}(w_k - w_{k-1})$ (Beck & Teboulle's
+    FISTA). The momentum is reset to zero whenever it points uphill,
+    $(z_k - w_{k+1})^\top(w_{k+1} - w_k) > 0$ (O'Donoghue & Candès'
+    gradient restart), which makes it fast on ill-conditioned problems where
+    plain ISTA needs tens of thousands of steps.
+
+    Stopping rule: every 10 steps, the proximal-gradient residual
+    $\|G(w)\| = \|w - S_{\eta\lambda}(w - \eta\nabla f(w))\| / \eta$
+    (zero exactly at a minimizer; the gradient norm when nothing is
+    thresholded) of every fit is computed, and the loop ends when the
+    largest is at most ``tol``.
+
+    Parameters
+    ----------
+    features : Tensor
+        $X$, shape (n, D).
+    y : Tensor
+        Targets, shape (n,).
+    strengths : Tensor
+        $\lambda$ values, shape (K,), each >= 0.
+    tol : float
+        Largest residual accepted, > 0.
+    max_steps : int
+        Give up after this many steps (the residual then shows how far it got).
+    unpenalized : int
+        The first ``unpenalized`` coefficients (the intercept) are not penalized.
+
+    Returns
+    -------
+    LassoResult
+        ``coef`` (K, D), exactly 0 where the soft threshold put them; ``steps``;
+        ``residual`` (K,).
+    """
+    X = _tensor("features", features, ndim=2)
+    _tensor("y", y, ndim=1)
+    lam = _tensor("strengths", strengths, ndim=1).to(X.dtype)
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"y: expected {X.shape[0]} targets (rows of features), got {y.shape[0]}")
+    if bool((lam < 0).any()):
+        raise ValueError("strengths: expected values >= 0")
+    tol = _number("tol", tol, low_open=True)
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"max_steps: expected an int >= 1, got {max_steps!r}")
+    n, d = X.shape
+    gram = X.T @ X / n  # (D, D)
+    xty = X.T @ y / n  # (D,)
+    lr = 1.0 / float(torch.linalg.eigvalsh(gram).max())
+    t = lam[:, None] * (torch.arange(d, device=X.device) >= unpenalized).to(X.dtype)  # (K, D)
+
+    def residual(w: torch.Tensor) -> torch.Tensor:  # (K,)
+        return (w - _soft(w - lr * (w @ gram - xty), lr * t)).norm(dim=1) / lr
+
+    w = torch.zeros(len(lam), d, dtype=X.dtype, device=X.device)  # (K, D)
+    z, tk = w, torch.ones(len(lam), 1, dtype=X.dtype, device=X.device)  # extrapolated point, momentum counter
+    step = 0
+    with backend.single_thread(X.device):  # thousands of tiny products: threads cost more than they save
+        while step < max_steps:
+            w_new = _soft(z - lr * (z @ gram - xty), lr * t)  # the proximal step, from z
+            t_new = (1 + torch.sqrt(1 + 4 * tk**2)) / 2
+            uphill = ((z - w_new) * (w_new - w)).sum(1, keepdim=True) > 0  # (K, 1): restart these
+            t_new = torch.where(uphill, torch.ones_like(t_new), t_new)
+            momentum = torch.where(uphill, torch.zeros_like(tk), (tk - 1) / t_new)
+            z = w_new + momentum * (w_new - w)
+            w, tk = w_new, t_new
+            step += 1
+            if step % 10 == 0 and float(residual(w).max()) <= tol:
+                break
+    return LassoResult(w, step, residual(w))
+
+
 # --- Adam with an L2 penalty versus decoupled weight decay ------------------------------
 
 @dataclass(frozen=True)
@@ -452,6 +586,55 @@ def add_input_noise(x: torch.Tensor, std: float, *, generator: torch.Generator |
     return x + s * noise
 
 
+def shift_images(x: torch.Tensor, shifts: Sequence[tuple[int, int]], *, size: tuple[int, int] = (8, 8)) -> torch.Tensor:
+    r"""Copies of flattened images moved by whole pixels (data augmentation), background filled with 0.
+
+    Shift ``(dy, dx)`` moves the content ``dy`` rows down and ``dx`` columns
+    to the right; what leaves the frame is lost, what enters is 0 (the
+    background of raw pixel values, not of standardized ones: shift first,
+    standardize after). ``(0, 0)`` is the image itself.
+
+    Parameters
+    ----------
+    x : Tensor
+        (N, H * W) flattened images, row by row.
+    shifts : sequence of (int, int)
+        S shifts, each with ``|dy| < H`` and ``|dx| < W``.
+    size : (int, int)
+        (H, W).
+
+    Returns
+    -------
+    Tensor
+        (S * N, H * W): all N images moved by the first shift, then all moved
+        by the second, ...; the labels of the copies are ``y.repeat(S)``.
+
+    Example
+    -------
+    >>> shift_images(torch.tensor([[1.0, 2.0, 3.0, 4.0]]), [(0, 1)], size=(2, 2))
+    tensor([[0., 1., 0., 3.]])
+    """
+    _tensor("x", x, ndim=2)
+    if (not isinstance(size, (tuple, list)) or len(size) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size)):
+        raise ValueError(f"size: expected two positive ints (H, W), got {size!r}")
+    h, w = size
+    if x.shape[1] != h * w:
+        raise ValueError(f"x: expected {h * w} columns (size {h} x {w}), got {x.shape[1]}")
+    shifts = [tuple(s) for s in shifts]
+    if not shifts or not all(len(s) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in s)
+                             and abs(s[0]) < h and abs(s[1]) < w for s in shifts):
+        raise ValueError(f"shifts: expected a non-empty list of (dy, dx) ints with |dy| < {h}, |dx| < {w}, got {shifts!r}")
+    img = x.reshape(-1, h, w)  # (N, H, W)
+    out = []
+    for dy, dx in shifts:
+        moved = torch.zeros_like(img)
+        moved[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+            img[:, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+        out.append(moved.reshape(-1, h * w))
+    return torch.cat(out)  # (S * N, H * W)
+
+
 def smooth_labels(y: torch.Tensor, n_classes: int, smoothing: float) -> torch.Tensor:
     r"""Label-smoothed targets $(1-\epsilon)\,\mathrm{onehot}(y) + \epsilon/C$.
 
@@ -614,6 +797,52 @@ def ridge_fit_degrees(features: torch.Tensor, y: torch.Tensor, strength: float) 
     return torch.linalg.solve(A, b)  # (D, D)
 
 
+def least_squares_gd(features: torch.Tensor, y: torch.Tensor, w0: torch.Tensor, *, steps: int,
+                     lr: float | None = None) -> torch.Tensor:
+    r"""Gradient descent on $\frac{1}{2}\|Xw - y\|^2$ from many starting points at once.
+
+    With more features than examples there are infinitely many $w$ with
+    $Xw = y$. Each step moves $w$ along $X^\top(\cdot)$, inside the row space
+    of $X$, so the part of $w_0$ orthogonal to it never changes: started at
+    $w_0$, gradient descent converges to the interpolant closest to $w_0$,
+    $w_0 + X^+(y - Xw_0)$; started at 0, to the minimum-norm interpolant
+    $X^+ y$ (``torch.linalg.pinv``). See Chapter 7 (implicit regularization).
+
+    Parameters
+    ----------
+    features : Tensor
+        $X$, shape (n, D).
+    y : Tensor
+        (n,).
+    w0 : Tensor
+        Starting points, (K, D).
+    steps : int
+        Number of full-batch steps, >= 1.
+    lr : float, optional
+        Step size; default $1/\lambda_{\max}(X^\top X)$.
+
+    Returns
+    -------
+    Tensor
+        (K, D), the weights after ``steps`` steps.
+    """
+    X = _tensor("features", features, ndim=2)
+    _tensor("y", y, ndim=1)
+    _tensor("w0", w0, ndim=2)
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"y: expected {X.shape[0]} targets (rows of features), got {y.shape[0]}")
+    if w0.shape[1] != X.shape[1]:
+        raise ValueError(f"w0: expected {X.shape[1]} columns (one per feature), got {w0.shape[1]}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps: expected an int >= 1, got {steps!r}")
+    eta = 1.0 / float(torch.linalg.eigvalsh(X.T @ X).max()) if lr is None else _number("lr", lr, low_open=True)
+    w = w0.to(X.dtype)
+    with backend.single_thread(X.device):  # small products: threads cost more than they save
+        for _ in range(steps):
+            w = w - eta * (w @ X.T - y) @ X  # (K, D): the gradient X^T (Xw - y) of every run
+    return w
+
+
 @dataclass(frozen=True)
 class PolynomialProblem:
     """A 1-D regression problem for the capacity experiments: inputs scaled to [-1, 1].
@@ -669,11 +898,18 @@ def bias_variance(degrees: Sequence[int], strength: float = 0.0, *, n_train: int
     $\mathrm{var}(x) = \mathbb E(\hat f(x) - \bar f(x))^2$, averaged over
     the grid. The expected test error is $\mathrm{bias}^2 + \mathrm{var} + \sigma^2$.
 
+    With ``strength = 0`` and a degree close to ``n_train``, some training
+    sets leave the least-squares problem nearly singular (a Gram matrix with
+    a condition number of $10^{12}$ and more): those fits, and the averages,
+    then depend on rounding and on the solver. A small ``strength`` makes
+    every system well posed.
+
     Returns
     -------
     dict
         ``degrees`` (M,), ``bias2`` (M,), ``variance`` (M,), ``noise2`` (scalar tensor),
-        ``fits`` (M, n_datasets, n_grid) and ``x_grid`` (n_grid,).
+        ``fits`` (M, n_datasets, n_grid), ``x_grid`` (n_grid,), and the training
+        sets ``x_train``, ``y_train`` (n_datasets, n_train).
     """
     degs = [int(d) for d in degrees]
     if not degs or min(degs) < 0:
@@ -685,20 +921,22 @@ def bias_variance(degrees: Sequence[int], strength: float = 0.0, *, n_train: int
     xg = torch.linspace(-0.95, 0.95, n_grid, dtype=torch.float64)  # (G,)
     fg = target_function(xg)
     bias2, var, fits = [], [], []
-    for d in degs:
-        X = legendre_features(x.reshape(-1), d).reshape(n_datasets, n_train, d + 1)  # (R, n, D)
-        pen = torch.ones(d + 1, dtype=torch.float64)
-        pen[0] = 0
-        A = X.transpose(1, 2) @ X + n_train * lam * torch.diag(pen)  # (R, D, D)
-        b = X.transpose(1, 2) @ y[..., None]  # (R, D, 1)
-        w = torch.linalg.lstsq(A, b).solution[..., 0]  # (R, D)
-        pred = w @ legendre_features(xg, d).T  # (R, G)
-        mean = pred.mean(0)  # (G,)
-        bias2.append(((mean - fg) ** 2).mean())
-        var.append(pred.var(0, unbiased=False).mean())
-        fits.append(pred)
+    with backend.single_thread("cpu"):  # small batched solves: threads cost more than they save
+        for d in degs:
+            X = legendre_features(x.reshape(-1), d).reshape(n_datasets, n_train, d + 1)  # (R, n, D)
+            pen = torch.ones(d + 1, dtype=torch.float64)
+            pen[0] = 0
+            A = X.transpose(1, 2) @ X + n_train * lam * torch.diag(pen)  # (R, D, D)
+            b = X.transpose(1, 2) @ y[..., None]  # (R, D, 1)
+            w = torch.linalg.lstsq(A, b).solution[..., 0]  # (R, D)
+            pred = w @ legendre_features(xg, d).T  # (R, G)
+            mean = pred.mean(0)  # (G,)
+            bias2.append(((mean - fg) ** 2).mean())
+            var.append(pred.var(0, unbiased=False).mean())
+            fits.append(pred)
     return {"degrees": torch.tensor(degs), "bias2": torch.stack(bias2), "variance": torch.stack(var),
-            "noise2": torch.tensor(noise**2, dtype=torch.float64), "fits": torch.stack(fits), "x_grid": xg}
+            "noise2": torch.tensor(noise**2, dtype=torch.float64), "fits": torch.stack(fits), "x_grid": xg,
+            "x_train": x, "y_train": y}
 
 
 # --- many small MLPs at once --------------------------------------------------------
@@ -789,7 +1027,10 @@ class EnsembleResult:
     ``params``: the stacked final parameters; ``steps`` (T,) the steps at which
     the curves were recorded; ``train_loss``, ``val_loss``, ``train_error``,
     ``val_error``: (K, T) evaluation-mode cross-entropy and error rate;
-    ``config``: each model's weight decay, dropout and input noise, (K,) each.
+    ``config``: each model's weight decay, dropout, input noise and label
+    smoothing, (K,) each; ``step_loss`` (K, steps): the loss each model was
+    trained on at each step, in training mode (its batch, dropout masks, input
+    noise and smoothed targets), which is what an optimizer sees.
     """
 
     params: tuple[torch.Tensor, ...]
@@ -799,6 +1040,7 @@ class EnsembleResult:
     train_error: torch.Tensor
     val_error: torch.Tensor
     config: dict[str, torch.Tensor]
+    step_loss: torch.Tensor | None = None
 
     def __repr__(self) -> str:
         k, t = self.val_loss.shape
@@ -823,12 +1065,12 @@ def _per_model(name: str, value: float | Sequence[float] | torch.Tensor, high: f
 
 def train_ensemble(train: Split, val: Split, *, hidden: Sequence[int] = (64,),
                    weight_decay: float | Sequence[float] = 0.0, dropout: float | Sequence[float] = 0.0,
-                   input_noise: float | Sequence[float] = 0.0, label_smoothing: float = 0.0,
+                   input_noise: float | Sequence[float] = 0.0, label_smoothing: float | Sequence[float] = 0.0,
                    decoupled: bool = True, lr: float = 1e-2, steps: int = 300, batch_size: int | None = None,
                    eval_every: int = 10, seed: int = 0) -> EnsembleResult:
     r"""Train K small MLP classifiers at once, one per regularization setting, with ``torch.func.vmap``.
 
-    Each model gets its own weight decay, dropout rate and input-noise level;
+    Each model gets its own weight decay, dropout rate, input-noise level and label smoothing;
     a number applies to every model, sequences must have the common length
     K. ``torch.func.vmap`` runs the forward pass of all K models at once;
     one backward pass through the sum of their losses gives each model its own
@@ -845,8 +1087,8 @@ def train_ensemble(train: Split, val: Split, *, hidden: Sequence[int] = (64,),
         Hidden-layer widths.
     weight_decay, dropout, input_noise : float or sequence of float
         Per-model $\lambda \ge 0$, $p \in [0, 1)$, $\sigma \ge 0$.
-    label_smoothing : float
-        $\epsilon$ for every model's training loss.
+    label_smoothing : float or sequence of float
+        Per-model $\epsilon \in [0, 1]$ of the training targets (:func:`smooth_labels`).
     decoupled : bool
         AdamW (True) or Adam + L2 (False).
     lr, steps : float, int
@@ -866,6 +1108,11 @@ def train_ensemble(train: Split, val: Split, *, hidden: Sequence[int] = (64,),
     ------
     ValueError
         For per-model settings of different lengths, a dropout rate of 1, bad sizes or rates.
+
+    Notes
+    -----
+    The result also records ``step_loss``, the training-mode loss of every
+    step (see :class:`EnsembleResult`).
     """
     for nm, s in (("train", train), ("val", val)):
         if not isinstance(s, Split):
@@ -879,7 +1126,8 @@ def train_ensemble(train: Split, val: Split, *, hidden: Sequence[int] = (64,),
     eval_every = _checks.count("eval_every", eval_every)
     settings = {"weight_decay": _per_model("weight_decay", weight_decay),
                 "dropout": _per_model("dropout", dropout, high=1.0),
-                "input_noise": _per_model("input_noise", input_noise)}
+                "input_noise": _per_model("input_noise", input_noise),
+                "label_smoothing": _per_model("label_smoothing", label_smoothing, high=1.0)}
     if bool((settings["dropout"] >= 1).any()):
         raise ValueError("dropout: a rate of 1 drops every unit and nothing can be trained; expected values in [0, 1)")
     lengths = {k: len(v) for k, v in settings.items() if len(v) > 1}
@@ -887,7 +1135,6 @@ def train_ensemble(train: Split, val: Split, *, hidden: Sequence[int] = (64,),
         raise ValueError(f"per-model settings: expected equal lengths (or single numbers), got {lengths}")
     k = max([1, *lengths.values()])
     settings = {name: v.expand(k).clone() if len(v) == 1 else v for name, v in settings.items()}
-    smoothing = _number("label_smoothing", label_smoothing, high=1.0)
     lr = _number("lr", lr, low_open=True)
     n, d = train.x.shape
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= n):
@@ -902,10 +1149,13 @@ def train_ensemble(train: Split, val: Split, *, hidden: Sequence[int] = (64,),
     sigma = settings["input_noise"].to(dev, dtype)[:, None, None]  # (K, 1, 1)
     states = [AdamState.zeros_like(p) for p in params]
     loss_all = vmap(_loss_one)  # the forward pass of all K models at once
-    targets = smooth_labels(torch.arange(n_classes), n_classes, smoothing).to(dev, dtype)  # (C, C): row y is y's target
+    targets = torch.stack([smooth_labels(torch.arange(n_classes), n_classes, float(eps))  # (K, C, C): [m, y] is
+                           for eps in settings["label_smoothing"]]).to(dev, dtype)  # model m's target for label y
+    model = torch.arange(k, device=dev)[:, None]  # (K, 1)
     b = n if batch_size is None else batch_size
     record_at = sorted(set(range(0, steps + 1, eval_every)) | {steps})
     curves: dict[str, list[torch.Tensor]] = {"train_loss": [], "val_loss": [], "train_error": [], "val_error": []}
+    step_losses: list[torch.Tensor] = []  # (K,) per step, training mode
 
     def record() -> None:
         with torch.no_grad():
@@ -934,7 +1184,8 @@ def train_ensemble(train: Split, val: Split, *, hidden: Sequence[int] = (64,),
                 for h in sizes[1:-1]
             )
             leaves = [p.requires_grad_() for p in params]
-            losses = loss_all(leaves, xb, targets[yb], keep)  # (K,) one loss per model
+            losses = loss_all(leaves, xb, targets[model, yb], keep)  # (K,) one loss per model
+            step_losses.append(losses.detach())
             grads = torch.autograd.grad(losses.sum(), leaves)  # models share nothing: each gets its own gradient
             new_params, new_states = [], []
             for i, (p, gp, st) in enumerate(zip(params, grads, states)):
@@ -945,4 +1196,5 @@ def train_ensemble(train: Split, val: Split, *, hidden: Sequence[int] = (64,),
             params, states = tuple(new_params), new_states
     stacked = {name: torch.stack(v, dim=1).cpu() for name, v in curves.items()}  # (K, T)
     return EnsembleResult(tuple(p.detach() for p in params), torch.tensor(record_at), stacked["train_loss"],
-                          stacked["val_loss"], stacked["train_error"], stacked["val_error"], settings)
+                          stacked["val_loss"], stacked["train_error"], stacked["val_error"], settings,
+                          torch.stack(step_losses, dim=1).cpu())  # (K, steps)

@@ -347,7 +347,7 @@ def sgd_noisy_quadratic(lrs: torch.Tensor | Sequence[Sequence[float]], *, curvat
                         seed: int = 0) -> torch.Tensor:
     r"""Simulate SGD on the noisy quadratic model and average the loss over ``runs`` runs.
 
-    The model of :func:`losslab.schedules.noisy_quadratic_loss`: $L(x) = \tfrac12\sum_i h_i x_i^2$,
+    The model of :func:`losslab.schedules.noisy_quadratic_loss`: $f(x) = \tfrac12\sum_i h_i x_i^2$,
     and a minibatch gradient $h_i x_i + \xi_i$ with independent Gaussian
     $\xi_i$ of variance $c\,h_i/B$. Every run starts at $x_i = \sqrt{\text{init}}$
     and takes the steps of :func:`losslab.optim.sgd_step`; the mean of

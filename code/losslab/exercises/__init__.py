@@ -221,21 +221,24 @@ class Exercise:
             msg = f"expected the function {self.entry}, got {type(candidate).__name__}"
             return Report(self.id, tuple(CheckOutcome(c.name, "fail", msg, c.hint) for c in self.checks))
         ref = self.reference()
-        outcomes = []
-        for c in self.checks:
-            try:
-                c.fn(candidate, ref)
-            except NotImplementedError:
-                outcomes.append(CheckOutcome(c.name, "todo"))
-            except AssertionError as err:
-                outcomes.append(CheckOutcome(c.name, "fail", str(err) or "the result is wrong", c.hint))
-            except Exception as err:  # the reader's code raised: report, never propagate
-                frame = traceback.extract_tb(err.__traceback__)[-1]
-                where = f" (line {frame.lineno})" if frame.filename.startswith("<ipython") else ""
-                outcomes.append(CheckOutcome(c.name, "fail", f"raised {type(err).__name__}: {err}{where}", c.hint))
-            else:
-                outcomes.append(CheckOutcome(c.name, "pass"))
+        outcomes = [self.run_check(c, candidate, ref) for c in self.checks]
         return Report(self.id, tuple(outcomes))
+
+    @staticmethod
+    def run_check(c: "_Check", candidate: Callable, ref: Callable) -> CheckOutcome:
+        """One check against ``candidate``: pass, fail (with the message) or todo; never raises an ``Exception``."""
+        try:
+            c.fn(candidate, ref)
+        except NotImplementedError:
+            return CheckOutcome(c.name, "todo")
+        except AssertionError as err:
+            return CheckOutcome(c.name, "fail", str(err) or "the result is wrong", c.hint)
+        except Exception as err:  # the reader's code raised: report, never propagate
+            tb = traceback.extract_tb(err.__traceback__)
+            frame = tb[-1] if tb else None
+            where = f" (line {frame.lineno})" if frame is not None and frame.filename.startswith("<ipython") else ""
+            return CheckOutcome(c.name, "fail", f"raised {type(err).__name__}: {err}{where}", c.hint)
+        return CheckOutcome(c.name, "pass")
 
 
 def _load(prefix: str) -> None:

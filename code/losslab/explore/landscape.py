@@ -1,11 +1,14 @@
 """Explorers of Chapter 2 (book/02_loss_landscapes.ipynb): test functions and slices of real networks.
 
 - :func:`test_function_explorer`: a test function and a point on it: contours
-  with the gradient arrow and the Hessian's eigenvectors, the 3-D surface,
-  the eigenvalues and the point's type.
+  with the gradient arrow (its length proportional to the gradient's, none
+  where the gradient vanishes) and the Hessian's eigenvectors (solid: curving
+  up, dashed: curving down, dotted: flat), the 3-D surface, the eigenvalues
+  and the point's type. :func:`point_geometry` computes what is drawn.
 - :func:`network_slice_explorer`: a 2-D slice of a trained network's loss on
   the digits along two random directions, with a 1-D profile; choose the
-  model, the normalization of the directions and the scale.
+  model, the normalization of the directions and the scale. The networks are
+  trained to the same training loss (:func:`network_models`).
 
 Heavy work (training the networks, the scans) happens once in the factory;
 ``render`` only slices precomputed arrays and draws.
@@ -13,18 +16,21 @@ Heavy work (training the networks, the scans) happens once in the factory;
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Mapping
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from .. import data, landscapes, plots
 from . import Choice, Explorer, Slider, registered
 
-__all__ = ["render_test_function", "test_function_explorer", "network_models", "network_scans",
-           "render_network_slice", "network_slice_explorer", "POINTS"]
+__all__ = ["render_test_function", "test_function_explorer", "point_geometry", "PointGeometry", "CURVATURE_STYLE",
+           "network_models", "network_scans", "render_network_slice", "network_slice_explorer", "POINTS",
+           "NETWORKS", "TARGET_LOSS"]
 
 #: The kinds of point the test-function explorer can show.
 POINTS = ("global minimum", "another critical point", "an ordinary point")
@@ -48,47 +54,134 @@ def _chosen_point(fn: landscapes.TestFunction, point: str) -> tuple[tuple[float,
 
 
 @lru_cache(maxsize=16)
-def _surface(name: str, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    xs, ys, z = landscapes.evaluate_grid(landscapes.get(name), n=n)
-    return xs.numpy(), ys.numpy(), z.numpy()
+def _surface(name: str, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """The function on an n x n grid over its domain, and the median of |grad f| there."""
+    fn = landscapes.get(name)
+    xs, ys, z = landscapes.evaluate_grid(fn, n=n)
+    _, _, pts = landscapes.grid_points(fn.domain, n)
+    g_ref = float(torch.quantile(fn.grad(pts).norm(dim=-1).reshape(-1), 0.5))
+    return xs.numpy(), ys.numpy(), z.numpy(), g_ref
 
 
-def render_test_function(function: str, point: str) -> Figure:
-    """Contours with gradient and Hessian eigenvectors at a point, beside the 3-D surface."""
+#: How the contour panel draws an eigenvector of each sign of curvature: (line style, words).
+CURVATURE_STYLE = {"up": ("-", "curves up"), "down": ("--", "curves down"), "flat": (":", "flat")}
+
+
+@dataclass(frozen=True)
+class PointGeometry:
+    """What the test-function explorer draws at a point (see :func:`point_geometry`).
+
+    Attributes
+    ----------
+    point : (float, float)
+    note : str
+        Said in the title when the option asked for does not exist (e.g. no minimum).
+    value : float
+    grad : ndarray [2]
+    grad_norm : float
+    critical : bool
+        The gradient vanishes here (to rounding): no arrow is drawn.
+    arrow : ndarray [2]
+        The drawn arrow: the gradient scaled to ``span * min(1, |grad| / g_ref)``,
+        where ``g_ref`` is the median of |grad f| over the domain and
+        ``span`` 16% of the domain's smaller side; zero at a critical point.
+    capped : bool
+        The gradient is longer than ``g_ref``, so the arrow has the maximum length.
+    eig : ndarray [2]
+        Hessian eigenvalues, ascending.
+    vec : ndarray [2, 2]
+        The matching unit eigenvectors as columns.
+    curvature : (str, str)
+        For each eigenvalue: ``"up"`` (positive), ``"down"`` (negative) or
+        ``"flat"`` (zero to within ``1e-8 * max(1, max |eigenvalue|)``, the
+        tolerance of :func:`losslab.landscapes.classify`).
+    kind : str
+        The point's type (:func:`losslab.landscapes.classify`) or ``"not a critical point"``.
+    """
+
+    point: tuple[float, float]
+    note: str
+    value: float
+    grad: np.ndarray
+    grad_norm: float
+    critical: bool
+    arrow: np.ndarray
+    capped: bool
+    eig: np.ndarray
+    vec: np.ndarray
+    curvature: tuple[str, str]
+    kind: str
+
+
+def point_geometry(function: str, point: str) -> PointGeometry:
+    """The gradient arrow, eigenvalues, eigenvectors and type at the point ``point`` (one of :data:`POINTS`)."""
     fn = landscapes.get(function)
-    xs, ys, z = _surface(function, 75)
+    if point not in POINTS:
+        raise ValueError(f"point: expected one of {POINTS}, got {point!r}")
     (px, py), note = _chosen_point(fn, point)
     p = torch.tensor([px, py], dtype=torch.float64)
     value, g, h = float(fn.f(p)), fn.grad(p).numpy(), fn.hessian(p)
     eig, vec = torch.linalg.eigh(h)
-    eig, vec = eig.numpy(), vec.numpy()
+    eig, vec = eig.numpy() + 0.0, vec.numpy()  # + 0.0 turns -0.0 into 0.0
     gnorm = float(np.linalg.norm(g))
-    kind = landscapes.classify(h) if gnorm <= 1e-6 * max(1.0, abs(value)) else "not a critical point"
+    critical = gnorm <= 1e-6 * max(1.0, abs(value))
+    kind = landscapes.classify(h) if critical else "not a critical point"
+    (x0, x1), (y0, y1) = fn.domain
+    span = 0.16 * min(x1 - x0, y1 - y0)
+    g_ref = _surface(function, 75)[3]
+    capped = gnorm > g_ref
+    arrow = np.zeros(2) if critical else g / gnorm * span * min(1.0, gnorm / g_ref)
+    zero = 1e-8 * max(1.0, float(np.abs(eig).max()))
+    curvature = tuple("up" if e > zero else "down" if e < -zero else "flat" for e in eig)
+    return PointGeometry((px, py), note, value, g, gnorm, critical, arrow, capped and not critical,
+                         eig, vec, curvature, kind)  # type: ignore[arg-type]
 
-    fig = Figure(figsize=(8.6, 3.9), layout="none")
-    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.13, top=0.8, wspace=0.12)
+
+def render_test_function(function: str, point: str) -> Figure:
+    """Contours with gradient and Hessian eigenvectors at a point, beside the 3-D surface.
+
+    The arrow's length is proportional to the gradient's (capped at 16% of the
+    domain), and absent where the gradient vanishes; each eigenvector is drawn
+    solid where the function curves up along it, dashed where it curves down
+    and dotted where it is flat; the legend says which is which.
+    """
+    geo = point_geometry(function, point)
+    fn = landscapes.get(function)
+    xs, ys, z, _ = _surface(function, 75)
+    px, py = geo.point
+
+    fig = Figure(figsize=(8.6, 4.4), layout="none")
+    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.11, top=0.7, wspace=0.12)
     ax = fig.add_subplot(1, 2, 1)
     # contour levels at quantiles: even spacing in "how much of the plane lies below"
     levels = np.unique(np.quantile(z, np.linspace(0.0, 0.97, 22)))
     ax.contourf(xs, ys, z, levels=levels, cmap="viridis", extend="max")
     (x0, x1), (y0, y1) = fn.domain
     span = 0.16 * min(x1 - x0, y1 - y0)
-    if gnorm > 0:
-        u = g / gnorm * span
-        ax.annotate("", xy=(px + u[0], py + u[1]), xytext=(px, py),
-                    arrowprops=dict(arrowstyle="-|>", color="#D55E00", lw=2))
-    for j, colour in ((0, "#56B4E9"), (1, "#F0E442")):
-        v = vec[:, j] * span * 0.8
-        ax.plot([px - v[0], px + v[0]], [py - v[1], py + v[1]], color=colour, lw=2.2,
-                ls="-" if eig[j] > 0 else "--")
-    ax.plot([px], [py], "o", color="white", mec="black", ms=7)
+    handles = []
+    if geo.critical:
+        handles.append(Line2D([], [], color="#D55E00", marker="o", ls="none", mfc="white",
+                              label="gradient = 0 here: no arrow"))
+    else:
+        ax.annotate("", xy=(px + geo.arrow[0], py + geo.arrow[1]), xytext=(px, py),
+                    arrowprops=dict(arrowstyle="-|>", color="#D55E00", lw=2), zorder=6)  # on top
+        scale = "longest arrow: gradient capped" if geo.capped else "length proportional to |grad f|"
+        handles.append(Line2D([], [], color="#D55E00", lw=2, marker=">", markevery=[1],
+                              label=f"gradient ({scale})"))
+    for j, colour in ((0, "#56B4E9"), (1, "#CC79A7")):
+        style, words = CURVATURE_STYLE[geo.curvature[j]]
+        v = geo.vec[:, j] * span * 0.8
+        ax.plot([px - v[0], px + v[0]], [py - v[1], py + v[1]], color=colour, lw=2.2, ls=style, zorder=3)
+        handles.append(Line2D([], [], color=colour, lw=2.2, ls=style,
+                              label=f"eigenvector, eigenvalue {geo.eig[j]:.4g}: {words}"))
+    ax.plot([px], [py], "o", color="white", mec="black", ms=7, zorder=4)
     for m in fn.minima:
         ax.plot([m[0]], [m[1]], "*", color="white", ms=9, mec="black", mew=0.6)
     ax.set(xlim=(x0, x1), ylim=(y0, y1), xlabel="x", ylabel="y")
-    ax.set_aspect("auto")
+    ax.set_aspect("equal", adjustable="box")  # right angles look right
     ax.grid(False)
-    ax.set_title("orange: gradient; blue/yellow: Hessian eigenvectors\n(solid: curving up, dashed: curving down)",
-                 fontsize=8.5)
+    ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.01), fontsize=7.5, frameon=False,
+              borderaxespad=0.0, handlelength=2.6)
 
     ax3 = fig.add_subplot(1, 2, 2, projection="3d")
     step = max(1, len(xs) // 15)
@@ -96,14 +189,14 @@ def render_test_function(function: str, point: str) -> Figure:
     top = np.quantile(z, 0.97)
     Z = np.minimum(z[::step, ::step], top)
     ax3.plot_surface(X, Y, Z, cmap="viridis", linewidth=0, antialiased=False, rstride=1, cstride=1)
-    ax3.scatter([px], [py], [min(value, top)], color="#D55E00", s=30, depthshade=False)
+    ax3.scatter([px], [py], [min(geo.value, top)], color="#D55E00", s=30, depthshade=False)
     ax3.set(xlabel="x", ylabel="y")
     ax3.tick_params(labelsize=7)
     ax3.view_init(elev=35, azim=-60)
 
     fig.suptitle(
-        f"{function.replace('_', ' ')} at ({px:.3g}, {py:.3g}): f = {value:.4g}, |grad f| = {gnorm:.3g}\n"
-        f"Hessian eigenvalues {eig[0]:.4g}, {eig[1]:.4g}: {note}{kind}", fontsize=10)
+        f"{function.replace('_', ' ')} at ({px:.3g}, {py:.3g}): f = {geo.value:.4g}, |grad f| = {geo.grad_norm:.3g}\n"
+        f"Hessian eigenvalues {geo.eig[0]:.4g}, {geo.eig[1]:.4g}: {geo.note}{geo.kind}", fontsize=10)
     return fig
 
 
@@ -119,8 +212,10 @@ def test_function_explorer() -> Explorer:
             "point": Choice(list(POINTS), default="another critical point", label="point"),
         },
         title="Test functions: gradient, Hessian eigenvalues and the type of a point",
-        alt="Contour plot and 3-D surface of the {function} test function, with the gradient arrow and the "
-            "Hessian eigenvector directions drawn at {point}; the title gives the eigenvalues and the point's type",
+        alt="Contour plot and 3-D surface of the {function} test function at {point}: the gradient arrow, "
+            "its length proportional to the gradient's and absent where the gradient is zero, and the two "
+            "Hessian eigenvector directions, solid where the function curves up, dashed where it curves down, "
+            "dotted where it is flat; the legend and title give the eigenvalues and the point's type",
         dpi=72,
     )
 
@@ -136,22 +231,43 @@ NETWORKS: dict[str, tuple[tuple[int, ...], bool]] = {
 }
 
 
-def network_models(*, steps: int = 80, seed: int = 0) -> tuple[dict[str, landscapes.MLP], data.Split]:
-    """Train the networks of :data:`NETWORKS` on the digits (same data, seed and schedule).
+#: The training loss every network of the slice explorer is trained down to, so that the slices compare like with like.
+TARGET_LOSS = 0.1
+
+
+def network_models(*, target_loss: float = TARGET_LOSS, lr: float = 0.1, max_steps: int = 800, check_every: int = 10,
+                   seed: int = 0) -> tuple[dict[str, landscapes.MLP], data.Split, dict[str, tuple[int, float]]]:
+    """Train the networks of :data:`NETWORKS` on the digits until each reaches the same training loss.
+
+    Every network gets the same data, seed, optimizer (SGD with momentum 0.9,
+    batches of 96) and learning rate ``lr``, and trains until its full-batch
+    training loss first falls to ``target_loss`` or below (checked every
+    ``check_every`` steps; each check restarts the optimizer), so that slices of
+    different architectures compare networks that fit the data equally well
+    rather than networks that were given equally many steps (a deep network
+    without skip connections needs more steps to get going).
 
     Returns
     -------
     models : dict of str to MLP
     train : Split
         The training split they were trained on.
+    reached : dict of str to (int, float)
+        For each network, the steps it took and its final training loss
+        (at most ``target_loss`` unless ``max_steps`` ran out first).
     """
     train, _, _ = data.digits(1000, 397, seed=seed)
-    models = {}
+    models, reached = {}, {}
     for name, (sizes, skip) in NETWORKS.items():
         m = landscapes.MLP(sizes, skip=skip, seed=seed)
-        landscapes.train_classifier(m, train.x, train.y, steps=steps, lr=0.05, batch_size=96, seed=seed)
-        models[name] = m
-    return models, train
+        steps, loss = 0, float(landscapes.loss_at(m, train.x, train.y))
+        while loss > target_loss and steps < max_steps:
+            landscapes.train_classifier(m, train.x, train.y, steps=check_every, lr=lr, batch_size=96,
+                                        seed=seed + steps)
+            steps += check_every
+            loss = float(landscapes.loss_at(m, train.x, train.y))
+        models[name], reached[name] = m, (steps, loss)
+    return models, train, reached
 
 
 def network_scans(models: Mapping[str, landscapes.MLP], x: torch.Tensor, y: torch.Tensor, *,
@@ -216,7 +332,7 @@ def render_network_slice(scans: Mapping[tuple[str, str], np.ndarray], span: floa
 def network_slice_explorer(scans: Mapping[tuple[str, str], np.ndarray] | None = None, span: float = 2.0) -> Explorer:
     """The slice explorer; pass ``scans`` from :func:`network_scans` to reuse models trained in the chapter."""
     if scans is None:
-        models, train = network_models()
+        models, train, _ = network_models()
         scans = network_scans(models, train.x[:256], train.y[:256], span=span)
     scans = dict(scans)
     models = sorted({m for m, _ in scans}, key=list(NETWORKS).index)

@@ -4,6 +4,9 @@
   fit, and training and validation errors across degrees.
 - :func:`classifier_explorer`: L2 strength and dropout rate -> a small MLP's
   decision boundary on noisy two moons, with its training and validation curves.
+
+The numbers behind each (:func:`polynomial_errors`, :func:`classifier_runs`)
+are public, so the chapter can check what its text says about them.
 """
 
 from __future__ import annotations
@@ -37,14 +40,26 @@ def _polynomial_data():
     return prob, feats
 
 
+def polynomial_errors(strength: float) -> dict[str, torch.Tensor]:
+    """Ridge fits of every degree 0..15 to the explorer's 20 training points, and their errors.
+
+    Returns ``coef`` (16, 16) (row d: the degree-d fit, zero-padded) and
+    ``train_rmse``, ``val_rmse`` (15,) for degrees 1..15.
+    """
+    prob, feats = _polynomial_data()
+    W = R.ridge_fit_degrees(feats["train"], prob.train.y, strength)  # (16, 16): row d = degree-d fit
+    train_err = (((W @ feats["train"].T) - prob.train.y) ** 2).mean(1).sqrt()[1:]  # (15,): degrees 1..15
+    val_err = (((W @ feats["val"].T) - prob.val.y) ** 2).mean(1).sqrt()[1:]  # (15,)
+    return {"coef": W, "train_rmse": train_err, "val_rmse": val_err}
+
+
 def render_polynomial(degree: int, strength: float) -> Figure:
     """Left: the ridge fit of the given degree; right: training and validation RMSE for every degree."""
     prob, feats = _polynomial_data()
     degrees = range(1, MAX_DEGREE + 1)
-    W = R.ridge_fit_degrees(feats["train"], prob.train.y, strength)  # (16, 16): row d = degree-d fit
-    train_err = (((W @ feats["train"].T) - prob.train.y) ** 2).mean(1).sqrt()[1:].tolist()  # degrees 1..15
-    val_err = (((W @ feats["val"].T) - prob.val.y) ** 2).mean(1).sqrt()[1:].tolist()
-    fit = feats["grid"] @ W[degree]  # (G,)
+    errors = polynomial_errors(strength)
+    train_err, val_err = errors["train_rmse"].tolist(), errors["val_rmse"].tolist()
+    fit = feats["grid"] @ errors["coef"][degree]  # (G,)
     fig, (ax, ax2) = plots.figure(1, 2, size=(9.0, 3.6), layout="fixed")
     ax.scatter(prob.val.x[:100], prob.val.y[:100], s=6, color="0.75", label="validation")
     ax.plot(prob.x_grid, prob.f_grid, color="0.3", lw=1, ls="--", label="true $f$")
@@ -104,6 +119,18 @@ def _classifier_runs():
     return train, val, grid, res, gx, gy, prob.reshape(len(grid), *gx.shape)
 
 
+def classifier_runs() -> dict:
+    """The explorer's nine two-moons runs (computed once; do not modify them).
+
+    Returns ``settings``: the (L2 strength, dropout rate) of each model;
+    ``result``: the :class:`losslab.regularize.EnsembleResult`; ``prob``
+    (9, 60, 80): each model's P(class 1) on a grid over ``x1`` (80 columns)
+    and ``x2`` (60 rows); ``train``, ``val``: the data.
+    """
+    train, val, grid, res, gx, gy, prob = _classifier_runs()
+    return {"settings": list(grid), "result": res, "prob": prob, "train": train, "val": val}
+
+
 def render_classifier(strength: float, p: float) -> Figure:
     """Left: P(class 1) of the model trained with this L2 strength and dropout rate; right: its loss curves."""
     train, val, grid, res, gx, gy, prob = _classifier_runs()
@@ -118,10 +145,13 @@ def render_classifier(strength: float, p: float) -> Figure:
     ax.grid(False)
     ax.set_title(f"$\\lambda$ = {strength:g}, dropout p = {p:g}: val error {float(res.val_error[i, -1]):.3f}",
                  fontsize=10)
-    ax2.plot(res.steps, res.train_loss[i], color=plots.PALETTE[1], label="training loss")
-    ax2.plot(res.steps, res.val_loss[i], color=plots.PALETTE[0], label="validation loss")
+    # the loss each step trained on, at step t (before update t), as the evaluation-mode curves are recorded
+    ax2.plot(range(res.step_loss.shape[1]), res.step_loss[i], color=plots.PALETTE[1], lw=0.6, alpha=0.7,
+             label="training, as trained" + (" (dropout on)" if p > 0 else ""))
+    ax2.plot(res.steps, res.train_loss[i], color=plots.PALETTE[1], lw=2, label="training, evaluation mode")
+    ax2.plot(res.steps, res.val_loss[i], color=plots.PALETTE[0], lw=2, label="validation")
     ax2.set(yscale="log", ylim=(3e-3, 5), xlabel="step", ylabel="cross-entropy")
-    ax2.set_title("evaluation-mode losses during training", fontsize=10)
+    ax2.set_title("losses during training", fontsize=10)
     ax2.legend(loc="lower left", fontsize=8)
     return fig
 
@@ -138,5 +168,6 @@ def classifier_explorer() -> Explorer:
         },
         title="A small network on two moons: L2 strength and dropout rate",
         alt=("Decision boundary of a two-hidden-layer network trained on 60 noisy two-moons points with L2 "
-             "strength {strength:g} and dropout {p:g}, beside its training and validation loss curves"),
+             "strength {strength:g} and dropout {p:g}, beside its loss curves: the training loss of each step as "
+             "trained (dropout on, when p > 0), and the training and validation losses in evaluation mode"),
     )
