@@ -14,3 +14,17 @@ def pytest_terminal_summary(terminalreporter):
             over = "  OVER BUDGET" if seconds > bookfiles.TIME_LIMIT_S else ""
             terminalreporter.write_line(f"{name:40s} {seconds:6.1f} s{over}")
         terminalreporter.write_line(f"{'total':40s} {sum(bookfiles.TIMES.values()):6.1f} s")
+
+
+# Property-based tests (tests/test_properties.py) run under a hypothesis profile:
+# "quick" (the default, what `make test` runs: few, fixed examples per property, no example database
+# written) or "long" (HYPOTHESIS_PROFILE=long: many random examples, for a nightly or manual run).
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("quick", max_examples=40, deadline=None, derandomize=True, database=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("long", max_examples=1000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))

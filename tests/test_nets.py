@@ -148,7 +148,7 @@ def test_functional_clip_matches_the_in_place_one():
         (lambda p: nets.clip_grad_norm_(p + [3.0], 1.0), TypeError, r"parameters\[1\]"),
         (lambda p: nets.clip_grad_norm_(5, 1.0), TypeError, "parameters"),
         (lambda p: nets.clip_grad_value_(p, -0.1), ValueError, "clip_value"),
-        (lambda p: nets.clip_grad_value_(p, True), ValueError, "clip_value"),
+        (lambda p: nets.clip_grad_value_(p, True), TypeError, "clip_value"),  # a wrong type: TypeError (losslab._checks)
     ],
 )
 def test_clipping_rejects_bad_input(call, err, match):
@@ -313,7 +313,7 @@ def test_diverged_runs_stay_nan():
         (lambda: nets.MLPConfig(init="orthogonal"), ValueError, "init"),
         (lambda: nets.MLPConfig(norm="group"), ValueError, "norm"),
         (lambda: nets.MLPConfig(depth=0), ValueError, "depth"),
-        (lambda: nets.MLPConfig(width=3.5), ValueError, "width"),
+        (lambda: nets.MLPConfig(width=3.5), TypeError, "width"),  # a wrong type: TypeError (losslab._checks)
         (lambda: nets.MLPConfig(residual=1), TypeError, "residual"),
         (lambda: nets.MLPConfig(branch_scale=-1.0), ValueError, "branch_scale"),
         (lambda: nets.DeepMLP("tanh"), TypeError, "config"),

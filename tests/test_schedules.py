@@ -323,7 +323,7 @@ def test_every_schedule_is_vectorized_over_any_shape_of_steps(name):
         (lambda: S.warmup_cosine_lr(3, base_lr=0.1, warmup=-1, total=100), ValueError, "warmup"),
         (lambda: S.linear_warmup_lr(3, base_lr=0.1, warmup=5, start_factor=1.5), ValueError, "start_factor"),
         (lambda: S.step_lr(3, base_lr=0.1, step_size=0), ValueError, "step_size"),
-        (lambda: S.step_lr(3, base_lr=0.1, step_size=5, gamma=1.5), ValueError, "gamma"),
+        (lambda: S.step_lr(5000, base_lr=0.1, step_size=1, gamma=2.0), ValueError, "gamma"),
         (lambda: S.step_lr(3, base_lr=0.1, step_size=5, gamma=0.0), ValueError, "gamma"),
         (lambda: S.multistep_lr(3, base_lr=0.1, milestones=[0, 5]), ValueError, "milestones"),
         (lambda: S.multistep_lr(3, base_lr=0.1, milestones=5), TypeError, "milestones"),

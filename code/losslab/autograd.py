@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from . import backend
+from . import _checks, backend
 
 __all__ = [
     "Value",
@@ -74,6 +74,12 @@ def _as_value(x: "Value | float", name: str) -> "Value":
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         raise TypeError(f"{name}: expected a Value or a real number, got {type(x).__name__}")
     return Value(x)
+
+
+def _divisor(d: "Value") -> "Value":
+    if d.data == 0:
+        raise ZeroDivisionError("other: division by zero (the divisor's value is 0)")
+    return d
 
 
 class Value:
@@ -206,7 +212,7 @@ class Value:
     # -- built from the primitives ------------------------------------------------------
     def __neg__(self):              return self * -1.0
     def __sub__(self, other):       return self + (-_as_value(other, "other"))
-    def __truediv__(self, other):   return self * _as_value(other, "other") ** -1
+    def __truediv__(self, other):   return self * _divisor(_as_value(other, "other")) ** -1
     def __radd__(self, other):      return self + other
     def __rmul__(self, other):      return self * other
     def __rsub__(self, other):      return _as_value(other, "other") - self
@@ -631,8 +637,7 @@ def mlp_grads_checkpointed(net: MLP, x: torch.Tensor, target: torch.Tensor, *, e
     stats : MemoryStats
         Measured peak bytes held and layer evaluations.
     """
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise ValueError(f"every: expected an int >= 1, got {every!r}")
+    every = _checks.count("every", every)
     _check_input(net, x)
     phi, dphi = ACTIVATIONS[net.activation]
     L = len(net.weights)
@@ -728,8 +733,7 @@ def _check_fn_input(x: torch.Tensor, eps: float) -> None:
         raise TypeError(f"x: expected float32 or float64, got {x.dtype}")
     if not torch.isfinite(x).all():
         raise ValueError("x: expected finite values")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (eps > 0 and math.isfinite(eps)):
-        raise ValueError(f"eps: expected a positive finite step, got {eps!r}")
+    eps = _checks.positive("eps", eps)
 
 
 def numerical_gradient(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, eps: float) -> torch.Tensor:
@@ -859,8 +863,7 @@ def gradcheck(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, grad: 
     if not torch.isfinite(grad).all():
         raise ValueError("grad: expected finite values")
     tol = _DEFAULT_TOL[x.dtype] if tol is None else tol
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0:
-        raise ValueError(f"tol: expected a positive number, got {tol!r}")
+    tol = _checks.positive("tol", tol)
     num = numerical_gradient(f, x, eps=eps).to(torch.float64).reshape(-1)
     ana = grad.detach().to(torch.float64).reshape(-1).cpu()
     num = num.cpu()

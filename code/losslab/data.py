@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
+from . import _checks
 from .backend import generator
 
 __all__ = ["Split", "digits", "regression_1d", "blobs"]
@@ -36,8 +36,7 @@ class Split:
 
 
 def _check_count(name: str, value: int, low: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
+    _checks.count(name, value, low)
 
 
 def digits(

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import _checks
 from .backend import chunk_elements
 
 __all__ = [
@@ -98,22 +99,15 @@ def _check_points(points: object, name: str = "points") -> torch.Tensor:
     return points
 
 
-def _traced(t: torch.Tensor) -> bool:
-    """True inside torch.func transforms (vmap, grad), where a data-dependent check cannot run."""
-    check = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
-    return bool(check(t)) if check is not None else False
+_traced = _checks.traced
 
 
 def _check_positive(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
-    return float(value)
+    return _checks.positive(name, value)
 
 
 def _check_count(name: str, value: object, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
-    return value
+    return _checks.count(name, value, low)
 
 
 def _check_square(hessian: object, name: str = "hessian") -> torch.Tensor:
@@ -239,10 +233,8 @@ def quadratic(kappa: float = 10.0, angle: float = 0.0) -> TestFunction:
     ValueError
         If ``kappa < 1`` or ``angle`` is not finite.
     """
-    if isinstance(kappa, bool) or not isinstance(kappa, (int, float)) or not math.isfinite(kappa) or kappa < 1:
-        raise ValueError(f"kappa: expected a finite number >= 1, got {kappa!r}")
-    if isinstance(angle, bool) or not isinstance(angle, (int, float)) or not math.isfinite(angle):
-        raise ValueError(f"angle: expected a finite number (radians), got {angle!r}")
+    kappa = _checks.number("kappa", kappa, low=1.0)
+    angle = _checks.number("angle", angle)
     c, s = math.cos(angle), math.sin(angle)
     # A = R diag(1, kappa) R^T with R = [[c, -s], [s, c]]
     a11 = c * c + kappa * s * s
@@ -269,7 +261,7 @@ def quadratic(kappa: float = 10.0, angle: float = 0.0) -> TestFunction:
 
 def rosenbrock(a: float = 1.0, b: float = 100.0) -> TestFunction:
     r"""Rosenbrock's banana valley :math:`(a - x)^2 + b (y - x^2)^2`; minimum at :math:`(a, a^2)`."""
-    a, b = float(a), _check_positive("b", b)
+    a, b = _checks.number("a", a), _check_positive("b", b)
 
     def f(p):
         x, y = _xy(p)
@@ -782,6 +774,23 @@ def _check_data(x: object, y: object) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
+def _check_model_data(model: nn.Module, x: torch.Tensor, y: torch.Tensor, p: Mapping[str, torch.Tensor]) -> None:
+    """The data must fit the model: its dtype, its feature count, labels below its number of outputs."""
+    dtypes = {v.dtype for v in p.values()}
+    if dtypes and x.dtype not in dtypes:
+        raise TypeError(f"x: expected dtype {sorted(map(str, dtypes))[0]} (that of the model's parameters), got {x.dtype}")
+    first = next((m for m in model.modules() if isinstance(m, nn.Linear)), None)
+    if first is not None and x.shape[1] != first.in_features:
+        raise ValueError(f"x: expected {first.in_features} features per row (the model's first layer), got {x.shape[1]}")
+    with torch.no_grad():
+        out = torch.func.functional_call(model, dict(p), (x[:1],))
+    if out.ndim != 2:
+        raise ValueError(f"model: expected logits of shape [N, C], got {tuple(out.shape)}")
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= out.shape[1]):
+        raise ValueError(f"y: expected class labels in [0, {out.shape[1] - 1}] (the model has {out.shape[1]} outputs), "
+                         f"got values in [{int(y.min())}, {int(y.max())}]")
+
+
 def _params(model: nn.Module, params: Mapping[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
@@ -807,6 +816,7 @@ def loss_at(model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: Mapping[
     """
     x, y = _check_data(x, y)
     p = _params(model, params)
+    _check_model_data(model, x, y, p)
     wd = _check_weight_decay(weight_decay)
     with torch.no_grad():
         ce = F.cross_entropy(torch.func.functional_call(model, p, (x,)), y)
@@ -1469,7 +1479,10 @@ def hvp(model: nn.Module, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor,
     """
     x, y = _check_data(x, y)
     p = _params(model, params)
+    _check_model_data(model, x, y, p)
     loss, theta = _flat_loss(model, x, y, p)
+    if isinstance(v, torch.Tensor) and not v.is_floating_point():
+        raise TypeError(f"v: expected a floating-point tensor, got {v.dtype}")
     if not isinstance(v, torch.Tensor) or v.shape[-1:] != theta.shape or v.ndim > 2:
         raise ValueError(f"v: expected a tensor [{theta.numel()}] or [B, {theta.numel()}], got {tuple(getattr(v, 'shape', ()))}")
     g = torch.func.grad(loss)
@@ -1485,6 +1498,7 @@ def hessian_matrix(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     """The full Hessian [P, P] of the mean cross-entropy (small networks only: P^2 numbers)."""
     x, y = _check_data(x, y)
     p = _params(model, params)
+    _check_model_data(model, x, y, p)
     loss, theta = _flat_loss(model, x, y, p)
     if theta.numel() > 5000:
         raise ValueError(f"model: {theta.numel()} parameters is too many for a full Hessian (at most 5000); use hvp")
@@ -1501,21 +1515,28 @@ def top_hessian_eigenvalues(
     seed: int = 0,
     params: Mapping[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """The ``k`` largest Hessian eigenvalues by the Lanczos method on Hessian-vector products.
+    """The ``k`` largest Hessian eigenvalues, by block Lanczos on Hessian-vector products (or exactly, when small).
 
-    ``iters`` steps of Lanczos with full reorthogonalization build an
-    orthonormal basis Q of the Krylov space of the Hessian H and the
-    tridiagonal ``T = Q^T H Q``; the largest eigenvalues of T (Ritz values)
-    converge to the largest of H first. The top one is the *sharpness*.
+    ``iters`` steps of block Lanczos with full reorthogonalization: a block of
+    ``k`` orthonormal vectors at a time (their ``k`` Hessian-vector products
+    batched with ``vmap``) builds an orthonormal basis Q of the block Krylov
+    space of the Hessian H; the largest eigenvalues of ``Q^T H Q`` (Ritz
+    values) converge to the largest of H first. The top one is the
+    *sharpness*. A block of ``k`` vectors finds an eigenvalue repeated up to
+    ``k`` times (one vector sees only one direction of a repeated
+    eigenvalue's eigenspace, and would report the next eigenvalue instead).
+    When the network has at most ``max(iters * k, 64)`` parameters the
+    Krylov space would be (nearly) the whole space anyway, and the eigenvalues
+    come from the full Hessian (:func:`hessian_matrix`, ``eigvalsh``).
 
     Parameters
     ----------
     k : int
-        How many eigenvalues, <= ``iters``.
+        How many eigenvalues, 1 <= k <= the number of parameters.
     iters : int
-        Lanczos steps (= Hessian-vector products).
+        Lanczos (block) steps; ``iters * k`` Hessian-vector products.
     seed : int
-        Seeds the random start vector.
+        Seeds the random start block.
 
     Returns
     -------
@@ -1524,40 +1545,41 @@ def top_hessian_eigenvalues(
     """
     x, y = _check_data(x, y)
     p = _params(model, params)
-    _check_count("k", k)
-    _check_count("iters", iters)
+    _check_model_data(model, x, y, p)
+    k = _checks.count("k", k)
+    iters = _checks.count("iters", iters)
+    seed = _checks.count("seed", seed, 0)
     loss, theta = _flat_loss(model, x, y, p)
     P = theta.numel()
-    m = min(iters, P)
-    if k > m:
-        raise ValueError(f"k: expected at most min(iters, parameters) = {m}, got {k}")
+    if k > P:
+        raise ValueError(f"k: expected at most the number of parameters, {P}, got {k}")
+    if P <= max(iters * k, 64):  # small: the exact answer costs no more than the iteration
+        return torch.linalg.eigvalsh(torch.func.hessian(loss)(theta)).flip(0)[:k]
     g = torch.func.grad(loss)
 
-    def H(u: torch.Tensor) -> torch.Tensor:
-        return torch.func.jvp(g, (theta,), (u,))[1]
+    def H(block: torch.Tensor) -> torch.Tensor:  # (b, P) -> (b, P)
+        if block.shape[0] == 1:  # one vector: no vmap (its tracing costs more than the product)
+            return torch.func.jvp(g, (theta,), (block[0],))[1][None]
+        return torch.func.vmap(lambda u: torch.func.jvp(g, (theta,), (u,))[1])(block)
 
     gen = torch.Generator().manual_seed(seed)
-    q = torch.randn(P, generator=gen, dtype=theta.dtype).to(theta.device)
-    q = q / q.norm()
-    Q = torch.zeros(m, P, dtype=theta.dtype, device=theta.device)  # (m, P)
-    alpha = torch.zeros(m, dtype=theta.dtype, device=theta.device)
-    beta = torch.zeros(m, dtype=theta.dtype, device=theta.device)
-    size = m
-    for j in range(m):
-        Q[j] = q
-        w = H(q)
-        alpha[j] = w @ q
-        w = w - Q[: j + 1].T @ (Q[: j + 1] @ w)  # full reorthogonalization
-        w = w - Q[: j + 1].T @ (Q[: j + 1] @ w)
-        b = w.norm()
-        if j + 1 < m:
-            if b <= 1e-10 * alpha[: j + 1].abs().max().clamp_min(1e-30):
-                size = j + 1  # the Krylov space is exhausted: T's eigenvalues are exact
-                break
-            beta[j] = b
-            q = w / b
-    T = torch.diag(alpha[:size]) + torch.diag(beta[: size - 1], 1) + torch.diag(beta[: size - 1], -1)
-    ritz = torch.linalg.eigvalsh(T)  # ascending
-    if k > size:
-        raise ValueError(f"k: the Krylov space has dimension {size}, fewer than k = {k}")
+    start = torch.randn(k, P, generator=gen, dtype=theta.dtype).to(theta.device)
+    block = torch.linalg.qr(start.T).Q.T  # (k, P) orthonormal rows
+    basis, images = [], []  # Q's blocks and H applied to them
+    for _ in range(iters):
+        hb = H(block)  # (k, P)
+        basis.append(block)
+        images.append(hb)
+        Q = torch.cat(basis)  # (m, P)
+        w = hb - (hb @ Q.T) @ Q  # full reorthogonalization against every earlier vector, twice
+        w = w - (w @ Q.T) @ Q
+        qr = torch.linalg.qr(w.T)
+        norms = qr.R.diagonal().abs()
+        keep = norms > 1e-10 * hb.norm(dim=1).max().clamp_min(1e-30)
+        if not bool(keep.any()):
+            break  # the Krylov space is exhausted: its Ritz values are exact
+        block = qr.Q.T[keep]
+    Q, HQ = torch.cat(basis), torch.cat(images)  # (m, P) each
+    T = Q @ HQ.T  # (m, m) = Q H Q^T
+    ritz = torch.linalg.eigvalsh((T + T.T) / 2)  # ascending
     return ritz.flip(0)[:k]

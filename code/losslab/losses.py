@@ -32,7 +32,10 @@ Groups
   :func:`fit_temperature`;
 - analytic gradients: :func:`mse_grad`, :func:`bce_with_logits_grad`,
   :func:`sigmoid_mse_grad`, :func:`cross_entropy_grad`;
-- combining: :func:`weighted_sum`.
+- combining: :func:`weighted_sum`;
+- likelihoods and margins: :func:`gaussian_nll_loss`, :func:`poisson_nll_loss`,
+  :func:`multi_margin_loss` (multi-class hinge), :func:`soft_margin_loss`,
+  :func:`multilabel_soft_margin_loss`, :func:`triplet_margin_with_distance_loss`.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ from typing import Mapping
 
 import torch
 
+from . import _checks
+
 __all__ = [
     "mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "log_cosh_loss", "quantile_loss", "fit_line",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "focal_loss",
@@ -51,6 +56,8 @@ __all__ = [
     "triplet_margin_loss", "contrastive_loss", "cosine_embedding_loss", "margin_ranking_loss", "info_nce",
     "ReliabilityBins", "reliability_bins", "expected_calibration_error", "fit_temperature",
     "mse_grad", "bce_with_logits_grad", "sigmoid_mse_grad", "cross_entropy_grad", "weighted_sum",
+    "gaussian_nll_loss", "poisson_nll_loss", "multi_margin_loss", "soft_margin_loss", "multilabel_soft_margin_loss",
+    "triplet_margin_with_distance_loss",
 ]
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -59,9 +66,7 @@ _REDUCTIONS = ("mean", "sum", "none")
 # --- input checks -------------------------------------------------------------------
 
 def _tensor(name: str, x: object) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-    return x
+    return _checks.tensor(name, x)
 
 
 def _float(name: str, x: object, *, allow_inf: bool = False) -> torch.Tensor:
@@ -74,6 +79,12 @@ def _float(name: str, x: object, *, allow_inf: bool = False) -> torch.Tensor:
         what = "NaN" if allow_inf else "NaN or inf"
         raise ValueError(f"{name}: expected finite values, got {int(bad.sum())} {what} entries (first at flat index "
                          f"{int(bad.flatten().nonzero()[0])})")
+    return x
+
+
+def _nonempty(x: torch.Tensor, name: str = "input") -> torch.Tensor:
+    if x.numel() == 0:
+        raise ValueError(f"{name}: expected at least one entry, got an empty tensor of shape {tuple(x.shape)}")
     return x
 
 
@@ -100,11 +111,7 @@ def _pair(input: object, target: object) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _positive(name: str, value: float, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name}: expected a finite number, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name}: expected {'>= 0' if allow_zero else '> 0'}, got {value}")
-    return float(value)
+    return _checks.positive(name, value, allow_zero=allow_zero)
 
 
 def _reduction(reduction: str, allowed: tuple[str, ...] = _REDUCTIONS) -> str:
@@ -124,6 +131,7 @@ def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
 def _weight_like(name: str, weight: object, input: torch.Tensor) -> torch.Tensor:
     """An elementwise weight that broadcasts *to* ``input`` (never enlarges it)."""
     weight = _float(name, weight)
+    _same_dtype("input", input, name, weight)
     try:
         shape = torch.broadcast_shapes(weight.shape, input.shape)
     except RuntimeError:
@@ -252,8 +260,7 @@ def quantile_loss(input: torch.Tensor, target: torch.Tensor, q: float = 0.5, red
         The quantile to estimate.
     """
     input, target = _pair(input, target)
-    if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q < 1:
-        raise ValueError(f"q: expected a number in (0, 1), got {q!r}")
+    q = _checks.number("q", q, low=0.0, high=1.0, low_open=True, high_open=True)
     r = target - input
     return _reduce(torch.maximum(q * r, (q - 1) * r), _reduction(reduction))
 
@@ -542,8 +549,7 @@ def focal_loss(input: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, al
     reduction : {"mean", "sum", "none"}
     """
     gamma = _positive("gamma", gamma, allow_zero=True)
-    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1):
-        raise ValueError(f"alpha: expected None or a number in [0, 1], got {alpha!r}")
+    alpha = None if alpha is None else _checks.number("alpha", alpha, low=0.0, high=1.0)
     ce = binary_cross_entropy_with_logits(input, target, reduction="none")  # validates input and target
     p = torch.sigmoid(input)
     p_t = p * target + (1 - p) * (1 - target)
@@ -562,46 +568,65 @@ def logsumexp(input: torch.Tensor, dim: int = -1, keepdim: bool = False) -> torc
     overflows, and the sum is at least 1, so its log is never $-\infty$. See
     Chapter 1. Matches ``torch.logsumexp`` (finite inputs).
     """
-    input = _float("input", input)
-    m = input.amax(dim=dim, keepdim=True)  # (..., 1, ...)
+    input = _nonempty(_float("input", input))
+    m = input.amax(dim=dim, keepdim=True).detach()  # (..., 1, ...); a constant shift, so no gradient flows through it
     out = m + torch.log(torch.exp(input - m).sum(dim=dim, keepdim=True))
     return out if keepdim else out.squeeze(dim)
 
 
 def log_softmax(input: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    r"""$\log\operatorname{softmax}(x)_i = x_i - \log\sum_j e^{x_j}$, stable through :func:`logsumexp`. See Chapter 1."""
-    return input - logsumexp(input, dim=dim, keepdim=True)
+    r"""$\log\operatorname{softmax}(x)_i = (x_i - m) - \log\sum_j e^{x_j - m}$ with $m = \max_j x_j$. See Chapter 1.
+
+    The order of the two subtractions matters. $x_i - \operatorname{logsumexp}(x)$
+    first forms $m + \log S$, whose small part $\log S \in [0, \log C]$ is rounded
+    away next to a large $m$ ($10^{100} + \log 2 = 10^{100}$ in floating point), so
+    near-tied large logits would get log-probability 0 instead of $-\log 2$.
+    $(x_i - m)$ is exact for the largest logits, and subtracting $\log S$ last
+    keeps it.
+    """
+    input = _nonempty(_float("input", input))
+    m = input.amax(dim=dim, keepdim=True).detach()  # (..., 1, ...)
+    shifted = input - m  # 0 at the maximum, exactly
+    return shifted - torch.log(torch.exp(shifted).sum(dim=dim, keepdim=True))
 
 
 def softmax(input: torch.Tensor, dim: int = -1) -> torch.Tensor:
     r"""$\operatorname{softmax}(x)_i = e^{x_i - m} / \sum_j e^{x_j - m}$ with $m = \max_j x_j$. See Chapter 1."""
-    input = _float("input", input)
-    e = torch.exp(input - input.amax(dim=dim, keepdim=True))
+    input = _nonempty(_float("input", input))
+    e = torch.exp(input - input.amax(dim=dim, keepdim=True).detach())
     return e / e.sum(dim=dim, keepdim=True)
 
 
-def _class_target(input: torch.Tensor, target: object, ignore_index: int) -> torch.Tensor:
+def _class_target(input: torch.Tensor, target: object, ignore_index: int, name: str = "target") -> torch.Tensor:
     """Validate class-index targets for ``input`` of shape (C,), (N, C) or (N, C, d1, ...)."""
-    target = _tensor("target", target)
+    target = _tensor(name, target)
     if input.dim() == 0:
         raise ValueError("input: expected shape (C,), (N, C) or (N, C, d1, ...), got a scalar")
     expected = () if input.dim() == 1 else (input.shape[0], *input.shape[2:])
     if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
         raise TypeError(
-            f"target: expected class indices (an integer tensor of shape {expected}) or class probabilities "
+            f"{name}: expected class indices (an integer tensor of shape {expected}) or class probabilities "
             f"(floating, shape {tuple(input.shape)}), got {target.dtype} of shape {tuple(target.shape)}"
         )
     if tuple(target.shape) != expected:
-        raise ValueError(f"target: expected shape {expected} for input of shape {tuple(input.shape)}, got {tuple(target.shape)}")
+        raise ValueError(f"{name}: expected shape {expected} for input of shape {tuple(input.shape)}, got {tuple(target.shape)}")
     n_classes = input.shape[0] if input.dim() == 1 else input.shape[1]
     valid = target != ignore_index
     bad = valid & ((target < 0) | (target >= n_classes))
     if bool(bad.any()):
         raise ValueError(
-            f"target: expected class indices in [0, {n_classes - 1}] (or ignore_index={ignore_index}), "
+            f"{name}: expected class indices in [0, {n_classes - 1}] (or ignore_index={ignore_index}), "
             f"got {int(target[bad].flatten()[0])}"
         )
     return target.long()
+
+
+def _log_probabilities(name: str, x: torch.Tensor, where: str) -> None:
+    """Log-probabilities are <= 0: a positive entry means logits or probabilities were passed instead."""
+    if x.numel() and not _checks.traced(x) and bool((x > 0).any()):
+        raise ValueError(
+            f"{name}: expected log-probabilities (all <= 0) for {where}, got a maximum of {float(x.max())}; "
+            "pass log_softmax(logits) (or use cross_entropy on raw logits), not logits or probabilities")
 
 
 def _classes_last(x: torch.Tensor) -> torch.Tensor:
@@ -609,10 +634,13 @@ def _classes_last(x: torch.Tensor) -> torch.Tensor:
     return x if x.dim() == 1 else x.movedim(1, -1)
 
 
-def _class_weight(weight: object, n_classes: int) -> torch.Tensor:
+def _class_weight(weight: object, n_classes: int, like: torch.Tensor | None = None) -> torch.Tensor:
     weight = _float("weight", weight)
+    if like is not None:
+        _same_dtype("input", like, "weight", weight)
     if tuple(weight.shape) != (n_classes,):
-        raise ValueError(f"weight: expected one weight per class, shape ({n_classes},), got {tuple(weight.shape)}")
+        raise ValueError(f"weight: expected one weight per class, shape ({n_classes},) from the classes of input, "
+                         f"got {tuple(weight.shape)}")
     if bool((weight < 0).any()):
         raise ValueError(f"weight: expected non-negative class weights, got a minimum of {float(weight.min())}")
     return weight
@@ -645,6 +673,7 @@ def nll_loss(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | N
         ``"mean"`` over zero counted targets is NaN (0/0), as in PyTorch.
     """
     input = _float("input", input, allow_inf=True)
+    _log_probabilities("input", input, "nll_loss")
     target = _class_target(input, target, ignore_index)
     reduction = _reduction(reduction)
     n_classes = input.shape[0] if input.dim() == 1 else input.shape[1]
@@ -652,7 +681,7 @@ def nll_loss(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | N
     valid = target != ignore_index  # (...)
     safe = torch.where(valid, target, torch.zeros_like(target))  # (...)
     picked = logp.gather(-1, safe.unsqueeze(-1)).squeeze(-1)  # (...) log p of the true class
-    w = _class_weight(weight, n_classes)[safe] if weight is not None else torch.ones_like(picked)
+    w = _class_weight(weight, n_classes, input)[safe] if weight is not None else torch.ones_like(picked)
     w = torch.where(valid, w, torch.zeros_like(w))  # (...)
     loss = torch.where(valid, -picked * w, torch.zeros_like(picked))
     if reduction == "mean":
@@ -695,13 +724,12 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: torch.Tenso
     input = _float("input", input)
     target = _tensor("target", target)
     reduction = _reduction(reduction)
-    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) or not 0 <= label_smoothing <= 1:
-        raise ValueError(f"label_smoothing: expected a number in [0, 1], got {label_smoothing!r}")
+    label_smoothing = _checks.number("label_smoothing", label_smoothing, low=0.0, high=1.0)
     eps = float(label_smoothing)
     if input.dim() == 0:
         raise ValueError("input: expected shape (C,), (N, C) or (N, C, d1, ...), got a scalar")
     n_classes = input.shape[0] if input.dim() == 1 else input.shape[1]
-    w = _class_weight(weight, n_classes) if weight is not None else None
+    w = _class_weight(weight, n_classes, input) if weight is not None else None
     logp = log_softmax(input, dim=0 if input.dim() == 1 else 1)  # shape of input
     class_shape = [1] * input.dim()
     class_shape[0 if input.dim() == 1 else 1] = n_classes
@@ -784,8 +812,7 @@ def class_weights(counts: torch.Tensor, scheme: str = "inverse", beta: float = 0
     elif scheme == "inverse_sqrt":
         w = n.rsqrt()
     elif scheme == "effective":
-        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta < 1:
-            raise ValueError(f"beta: expected a number in [0, 1), got {beta!r}")
+        beta = _checks.number("beta", beta, low=0.0, high=1.0, high_open=True)
         w = (1 - beta) / (1 - beta**n)
     else:
         raise ValueError(f"scheme: expected 'inverse', 'inverse_sqrt' or 'effective', got {scheme!r}")
@@ -848,11 +875,21 @@ def entropy(probs: torch.Tensor, dim: int = -1) -> torch.Tensor:
     r"""Shannon entropy $H(p) = -\sum_i p_i \log p_i$ in nats, with $0 \log 0 = 0$. See Chapter 1.
 
     ``probs``: any shape, a distribution along ``dim``; returns the shape without ``dim``.
+
+    Its gradient $-(\log p_i + 1)$ is $+\infty$ at $p_i = 0$ (PyTorch's ``xlogy``
+    gives NaN there). Here the log is taken of $\max(p, \text{tiny})$, the smallest
+    normal number of the dtype, so the gradient at $p_i = 0$ is the finite
+    $-\log(\text{tiny})$ (708.4 in float64, 87.3 in float32) and exact for every
+    normal $p_i > 0$ (``tests/test_numerics.py`` checks it against mpmath).
     """
-    probs = _float("probs", probs)
+    probs = _nonempty(_float("probs", probs), "probs")
     if bool((probs < 0).any()):
         raise ValueError("probs: expected non-negative probabilities")
-    return -torch.special.xlogy(probs, probs).sum(dim=dim)
+    # log p with p clamped at the smallest normal number: the value is p log p (0 at p = 0), and the
+    # gradient -(log p + 1) stays finite at p = 0 (there it is -log(tiny) = 708.4 in float64, 87.3 in float32,
+    # the slope just above the smallest positive normal p; the true one-sided derivative is +inf).
+    log_p = probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
+    return -(probs * log_p).sum(dim=dim)
 
 
 def kl_div(input: torch.Tensor, target: torch.Tensor, reduction: str = "mean", log_target: bool = False) -> torch.Tensor:
@@ -875,8 +912,14 @@ def kl_div(input: torch.Tensor, target: torch.Tensor, reduction: str = "mean", l
     log_target : bool
     """
     input = _float("input", input, allow_inf=True)
+    _log_probabilities("input", input, "kl_div")
+    if not isinstance(log_target, bool):
+        raise TypeError(f"log_target: expected True or False, got {log_target!r}")
     target = _float("target", target, allow_inf=log_target)
     _same_shape("input", input, "target", target)
+    _same_dtype("input", input, "target", target)
+    if log_target:
+        _log_probabilities("target", target, "kl_div with log_target=True")
     reduction = _reduction(reduction, ("mean", "batchmean", "sum", "none"))
     if log_target:
         loss = torch.exp(target) * (target - input)
@@ -985,8 +1028,7 @@ def cosine_embedding_loss(input1: torch.Tensor, input2: torch.Tensor, target: to
         raise ValueError(f"target: expected shape {tuple(x1.shape[:-1])}, got {tuple(y.shape)}")
     if not bool(((y == 1) | (y == -1)).all()):
         raise ValueError("target: expected values 1 (similar) or -1 (dissimilar)")
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not -1 <= margin <= 1:
-        raise ValueError(f"margin: expected a number in [-1, 1], got {margin!r}")
+    margin = _checks.number("margin", margin, low=-1.0, high=1.0)
     cos = (x1 * x2).sum(-1) / torch.sqrt(((x1 * x1).sum(-1) + 1e-12) * ((x2 * x2).sum(-1) + 1e-12))  # (N,)
     loss = torch.where(y == 1, 1 - cos, (cos - margin).clamp_min(0))
     return _reduce(loss, _reduction(reduction))
@@ -1038,6 +1080,215 @@ def info_nce(queries: torch.Tensor, keys: torch.Tensor, temperature: float = 0.1
     return cross_entropy(logits, labels, reduction=reduction)
 
 
+# --- more losses readers meet in practice ---------------------------------------------
+
+def gaussian_nll_loss(input: torch.Tensor, target: torch.Tensor, var: torch.Tensor | float, full: bool = False,
+                      eps: float = 1e-6, reduction: str = "mean") -> torch.Tensor:
+    r"""Gaussian negative log-likelihood with a predicted variance: $\ell = \tfrac12\big(\log\sigma^2 + (\hat y - y)^2/\sigma^2\big)$.
+
+    A model that predicts both a mean $\hat y$ and a variance $\sigma^2$ pays
+    for a large error less where it admits uncertainty, and pays $\log\sigma^2$
+    for admitting it. ``full`` adds the constant $\tfrac12\log 2\pi$. The
+    variance is clamped at ``eps`` for the value only (the gradient passes as
+    if unclamped, as PyTorch's in-place clamp under ``no_grad`` does). See
+    Chapter 1. Matches ``torch.nn.functional.gaussian_nll_loss``.
+
+    Parameters
+    ----------
+    input, target : Tensor, the same shape (..., D), floating
+    var : Tensor or float
+        $\sigma^2 \ge 0$: the shape of ``input``, or with its last dimension 1 or
+        dropped (one variance per example), or a number (one for all).
+    full : bool
+    eps : float > 0
+    reduction : {"mean", "sum", "none"}
+    """
+    input, target = _pair(input, target)
+    if not isinstance(full, bool):
+        raise TypeError(f"full: expected True or False, got {full!r}")
+    eps = _positive("eps", eps)
+    reduction = _reduction(reduction)
+    if not isinstance(var, torch.Tensor):
+        var = torch.full_like(input, _positive("var", var, allow_zero=True))
+    var = _float("var", var)
+    _same_dtype("input", input, "var", var)
+    if var.shape != input.shape:
+        if input.dim() >= 1 and var.shape == input.shape[:-1]:
+            var = var.unsqueeze(-1)
+        elif not (input.dim() >= 1 and var.shape == (*input.shape[:-1], 1)):
+            raise ValueError(f"var: expected shape {tuple(input.shape)}, {(*input.shape[:-1], 1)} or "
+                             f"{tuple(input.shape[:-1])}, got {tuple(var.shape)}")
+    if bool((var < 0).any()):
+        raise ValueError(f"var: expected variances >= 0, got a minimum of {float(var.min())}")
+    var = var + (var.clamp_min(eps) - var).detach()  # clamp the value, keep the gradient of var
+    loss = 0.5 * (torch.log(var) + (input - target) ** 2 / var)
+    if full:
+        loss = loss + 0.5 * math.log(2 * math.pi)
+    return _reduce(loss, reduction)
+
+
+def poisson_nll_loss(input: torch.Tensor, target: torch.Tensor, log_input: bool = True, full: bool = False,
+                     eps: float = 1e-8, reduction: str = "mean") -> torch.Tensor:
+    r"""Poisson negative log-likelihood of counts $y$ with predicted rate $\lambda$: $\ell = \lambda - y\log\lambda$.
+
+    With ``log_input`` the model predicts $\log\lambda$ and $\ell = e^{x} - y x$
+    (stable, the usual choice); otherwise $\ell = \lambda - y \log(\lambda + \epsilon)$.
+    ``full`` adds Stirling's approximation of $\log y!$, $y\log y - y + \tfrac12\log(2\pi y)$,
+    for $y > 1$. See Chapter 1. Matches ``torch.nn.functional.poisson_nll_loss``.
+
+    Parameters
+    ----------
+    input : Tensor, any shape, floating
+        $\log\lambda$ (``log_input``) or $\lambda \ge 0$.
+    target : Tensor, shape of ``input``, values >= 0
+    log_input, full : bool
+    eps : float > 0
+    reduction : {"mean", "sum", "none"}
+    """
+    input, target = _pair(input, target)
+    for name, flag in (("log_input", log_input), ("full", full)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name}: expected True or False, got {flag!r}")
+    eps = _positive("eps", eps)
+    if bool((target < 0).any()):
+        raise ValueError(f"target: expected counts >= 0, got a minimum of {float(target.min())}")
+    if log_input:
+        loss = torch.exp(input) - target * input
+    else:
+        if bool((input < 0).any()):
+            raise ValueError(f"input: expected rates >= 0 (log_input=False), got a minimum of {float(input.min())}")
+        loss = input - target * torch.log(input + eps)
+    if full:
+        stirling = target * torch.log(target) - target + 0.5 * torch.log(2 * math.pi * target)
+        loss = loss + torch.where(target > 1, stirling, torch.zeros_like(stirling))
+    return _reduce(loss, _reduction(reduction))
+
+
+def multi_margin_loss(input: torch.Tensor, target: torch.Tensor, p: int = 1, margin: float = 1.0,
+                      weight: torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
+    r"""Multi-class hinge loss (Weston and Watkins; Crammer and Singer): every wrong class must trail by a margin.
+
+    $$\ell_i = \frac{1}{C}\sum_{j \ne y_i} w_{y_i} \max(0,\ m - z_{i y_i} + z_{ij})^p$$
+
+    Zero once the true class's score leads every other by $m$: unlike
+    cross-entropy, a correct enough answer stops being pushed. See Chapter 1.
+    Matches ``torch.nn.functional.multi_margin_loss``.
+
+    Parameters
+    ----------
+    input : Tensor, shape (N, C) or (C,), floating
+        Scores.
+    target : Tensor, shape (N,) or (), integer class indices
+    p : {1, 2}
+    margin : float
+    weight : Tensor, shape (C,), optional
+    reduction : {"mean", "sum", "none"}
+    """
+    input = _float("input", input)
+    if input.dim() not in (1, 2) or input.shape[-1] < 1:
+        raise ValueError(f"input: expected shape (N, C) or (C,), got {tuple(input.shape)}")
+    target = _class_target(input, target, ignore_index=-100)
+    if bool((target == -100).any()):
+        raise ValueError("target: expected class indices, got -100 (multi_margin_loss has no ignore_index)")
+    if isinstance(p, bool) or p not in (1, 2):
+        raise ValueError(f"p: expected 1 or 2, got {p!r}")
+    margin = _checks.number("margin", margin)
+    reduction = _reduction(reduction)
+    z = input if input.dim() == 2 else input.unsqueeze(0)  # (N, C)
+    y = target.reshape(-1)  # (N,)
+    c = z.shape[1]
+    true = z.gather(1, y[:, None])  # (N, 1)
+    hinge = (margin - true + z).clamp_min(0) ** p  # (N, C)
+    if weight is not None:
+        hinge = hinge * _class_weight(weight, c, input)[y][:, None]
+    hinge = hinge.masked_fill(torch.nn.functional.one_hot(y, c).bool(), 0.0)  # the true class does not count
+    loss = hinge.sum(1) / c  # (N,)
+    return _reduce(loss if input.dim() == 2 else loss[0], reduction)
+
+
+def soft_margin_loss(input: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    r"""Two-class logistic loss on $\pm1$ labels: $\ell = \log(1 + e^{-y z})$, the smooth hinge.
+
+    Computed as $\operatorname{softplus}(-yz)$, finite for every finite $z$. See
+    Chapter 1. Matches ``torch.nn.functional.soft_margin_loss``.
+
+    Parameters
+    ----------
+    input : Tensor, any shape, floating
+    target : Tensor, shape of ``input``, values 1 or -1
+    reduction : {"mean", "sum", "none"}
+    """
+    input, target = _pair(input, target)
+    if not bool(((target == 1) | (target == -1)).all()):
+        raise ValueError("target: expected values 1 or -1")
+    return _reduce(torch.nn.functional.softplus(-target * input), _reduction(reduction))
+
+
+def multilabel_soft_margin_loss(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
+                                reduction: str = "mean") -> torch.Tensor:
+    r"""Multi-label logistic loss: binary cross-entropy from logits averaged over the $C$ labels of each example.
+
+    $$\ell_i = -\frac{1}{C}\sum_c w_c\,[\,y_{ic}\log\sigma(z_{ic}) + (1 - y_{ic})\log\sigma(-z_{ic})\,]$$
+
+    See Chapter 1. Matches ``torch.nn.functional.multilabel_soft_margin_loss``.
+
+    Parameters
+    ----------
+    input : Tensor, shape (N, C) or (C,), floating
+        Logits.
+    target : Tensor, shape of ``input``, values in [0, 1]
+    weight : Tensor, shape (C,), optional
+    reduction : {"mean", "sum", "none"}
+        ``"none"`` gives one loss per example, shape (N,).
+    """
+    input, target = _pair(input, target)
+    if input.dim() not in (1, 2):
+        raise ValueError(f"input: expected shape (N, C) or (C,), got {tuple(input.shape)}")
+    if bool(((target < 0) | (target > 1)).any()):
+        raise ValueError("target: expected values in [0, 1]")
+    log_sig = torch.nn.functional.logsigmoid
+    loss = -(target * log_sig(input) + (1 - target) * log_sig(-input))  # (N, C)
+    if weight is not None:
+        loss = loss * _class_weight(weight, input.shape[-1], input)
+    return _reduce(loss.sum(-1) / input.shape[-1], _reduction(reduction))
+
+
+def triplet_margin_with_distance_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, *,
+                                      distance_function=None, margin: float = 1.0, swap: bool = False,
+                                      reduction: str = "mean") -> torch.Tensor:
+    r"""Triplet loss $\max(0,\ d(a, p) - d(a, n) + m)$ with any distance $d$ (default the Euclidean :func:`triplet_margin_loss` uses).
+
+    ``distance_function(x, y) -> (N,)`` may be any non-negative dissimilarity,
+    e.g. $1 - \cos(x, y)$. With ``swap``, $d(a, n)$ becomes $\min(d(a, n), d(p, n))$.
+    See Chapter 1. Matches ``torch.nn.functional.triplet_margin_with_distance_loss``.
+
+    Parameters
+    ----------
+    anchor, positive, negative : Tensor, shape (N, D) or (D,), floating
+    distance_function : callable, optional
+    margin : float > 0
+    swap : bool
+    reduction : {"mean", "sum", "none"}
+    """
+    a, pos, neg = _embeddings(anchor=anchor, positive=positive, negative=negative)
+    margin = _positive("margin", margin)
+    if not isinstance(swap, bool):
+        raise TypeError(f"swap: expected True or False, got {swap!r}")
+    if distance_function is None:
+        def distance_function(x, y):
+            return _pairwise_distance(x, y, 2.0, 1e-6)
+    elif not callable(distance_function):
+        raise TypeError(f"distance_function: expected a callable (x, y) -> distances, got {type(distance_function).__name__}")
+    d_ap, d_an = distance_function(a, pos), distance_function(a, neg)
+    if swap:
+        d_an = torch.minimum(d_an, distance_function(pos, neg))
+    for name, d in (("distance_function(anchor, positive)", d_ap), ("distance_function(anchor, negative)", d_an)):
+        if not isinstance(d, torch.Tensor) or d.shape != a.shape[:-1]:
+            raise ValueError(f"{name}: expected a tensor of shape {tuple(a.shape[:-1])}, got "
+                             f"{tuple(getattr(d, 'shape', ())) if isinstance(d, torch.Tensor) else type(d).__name__}")
+    return _reduce((margin + d_ap - d_an).clamp_min(0), _reduction(reduction))
+
+
 # --- calibration --------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -1059,7 +1310,7 @@ def _probs_labels(probs: object, labels: object) -> tuple[torch.Tensor, torch.Te
         raise ValueError(f"probs: expected shape (N, C) with C >= 2, got {tuple(probs.shape)}")
     if bool((probs < 0).any()) or not torch.allclose(probs.sum(1), torch.ones_like(probs[:, 0]), atol=1e-4):
         raise ValueError("probs: expected rows of probabilities (non-negative, summing to 1); pass softmax(logits)")
-    labels = _class_target(probs, labels, ignore_index=-100)
+    labels = _class_target(probs, labels, ignore_index=-100, name="labels")
     if bool((labels == -100).any()):
         raise ValueError("labels: expected class indices, got -100")
     return probs, labels
@@ -1078,8 +1329,7 @@ def reliability_bins(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 15
     n_bins : int >= 1
     """
     probs, labels = _probs_labels(probs, labels)
-    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
-        raise ValueError(f"n_bins: expected an int >= 1, got {n_bins!r}")
+    n_bins = _checks.count("n_bins", n_bins)
     conf, pred = probs.max(dim=1)  # (N,), (N,)
     correct = (pred == labels).to(probs.dtype)  # (N,)
     b = (torch.ceil(conf * n_bins) - 1).clamp(0, n_bins - 1).long()  # (N,) bin of each prediction

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from . import _checks
 from .backend import generator as _generator
 
 __all__ = [
@@ -134,8 +135,7 @@ def init_std(init: str, fan_in: int, fan_out: int) -> float:
 
 
 def _positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    _checks.count(name, value, 1)
 
 
 @dataclass(frozen=True)
@@ -529,13 +529,13 @@ def _tensors(parameters: torch.Tensor | Iterable[torch.Tensor], name: str = "par
 
 
 def _real(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ValueError(f"{name}: expected a real number, got {value!r}")
-    return float(value)
+    return _checks.number(name, value, allow_inf=True)
 
 
 def _norm_type(norm_type: object) -> float:
-    p = _real("norm_type", norm_type) if not isinstance(norm_type, str) else float(norm_type)
+    if isinstance(norm_type, str) and norm_type.strip().lower() not in ("inf", "+inf", "infinity"):
+        raise TypeError(f"norm_type: expected a number or 'inf', got the string {norm_type!r}")
+    p = _real("norm_type", norm_type) if not isinstance(norm_type, str) else math.inf
     if not p > 0:
         raise ValueError(f"norm_type: expected a positive number or inf, got {norm_type!r}")
     return p
@@ -565,6 +565,9 @@ def global_grad_norm(tensors: torch.Tensor | Iterable[torch.Tensor], norm_type: 
         ``tensor(0.)`` for no tensors.
     """
     ts = _tensors(tensors, "tensors")
+    for i, t in enumerate(ts):
+        if not (t.is_floating_point() or t.is_complex()):
+            raise TypeError(f"tensors[{i}]: expected a floating-point tensor, got dtype {t.dtype}")
     p = _norm_type(norm_type)
     if not ts:
         return torch.tensor(0.0)
@@ -682,6 +685,15 @@ def clip_by_global_norm(
     (dict of Tensor, Tensor)
         The scaled gradients and the global 2-norm before clipping.
     """
+    if not isinstance(grads, Mapping) or not grads:
+        raise TypeError(f"grads: expected a non-empty dict of name -> gradient tensor, got {type(grads).__name__}")
+    if isinstance(max_norm, torch.Tensor):
+        if max_norm.numel() != 1 or not max_norm.is_floating_point():
+            raise TypeError(f"max_norm: expected a number or a floating 0-d tensor, got shape {tuple(max_norm.shape)}, {max_norm.dtype}")
+        if not _checks.traced(max_norm) and not bool(max_norm >= 0):  # data-dependent: skipped inside vmap
+            raise ValueError(f"max_norm: expected >= 0 (inf disables clipping), got {float(max_norm)}")
+    else:
+        max_norm = _checks.number("max_norm", max_norm, low=0.0, allow_inf=True)
     total = torch.stack([g.pow(2).sum() for g in grads.values()]).sum().sqrt()  # ()
     coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
     return {k: g * coef for k, g in grads.items()}, total

@@ -28,7 +28,17 @@ function          torch.optim                 options
 :func:`rmsprop_step` ``RMSprop``              alpha, eps, weight_decay, momentum, centered
 :func:`adam_step` ``Adam``                    betas, eps, weight_decay (L2), amsgrad
 :func:`adamw_step` ``AdamW``                  betas, eps, weight_decay (decoupled), amsgrad
+:func:`nadam_step` ``NAdam``                  betas, eps, weight_decay, momentum_decay, decoupled_weight_decay
+:func:`radam_step` ``RAdam``                  betas, eps, weight_decay, decoupled_weight_decay
+:func:`adamax_step` ``Adamax``                betas, eps, weight_decay
+:func:`adadelta_step` ``Adadelta``            rho, eps, weight_decay
+:func:`lion_step` (none: Chen et al. 2023)    betas, weight_decay (decoupled)
+:func:`lbfgs_step` ``LBFGS``                  max_iter, max_eval, history_size, line_search_fn="strong_wolfe"
 ================  ==========================  =================================
+
+Every elementwise update also takes ``maximize`` (climb instead of descend),
+as ``torch.optim`` does. :func:`lbfgs_step` is the exception to the batching:
+it steps one flat vector and takes a closure returning the loss and gradient.
 
 Around them:
 
@@ -54,6 +64,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
+from . import _checks
 from .backend import device as default_device
 
 __all__ = [
@@ -62,6 +73,12 @@ __all__ = [
     "rmsprop_step",
     "adam_step",
     "adamw_step",
+    "nadam_step",
+    "radam_step",
+    "adamax_step",
+    "adadelta_step",
+    "lion_step",
+    "lbfgs_step",
     "METHODS",
     "Update",
     "optimizer",
@@ -105,14 +122,18 @@ def _check_tensors(params: object, grads: object) -> tuple[torch.Tensor, torch.T
     return params, grads
 
 
-def _check_state(state: object, params: torch.Tensor, keys: Sequence[str]) -> dict:
+def _check_state(state: object, params: torch.Tensor, keys: Sequence[str], scalars: Sequence[str] = ()) -> dict:
     if state is None:
         return {}
     if not isinstance(state, Mapping):
         raise TypeError(f"state: expected a dict ({{}} before the first step), got {type(state).__name__}")
-    unknown = set(state) - set(keys) - {"step"}
+    unknown = set(state) - set(keys) - set(scalars) - {"step"}
     if unknown:
-        raise ValueError(f"state: unexpected keys {sorted(unknown)}; this optimizer keeps {sorted(set(keys) | {'step'})}")
+        raise ValueError(f"state: unexpected keys {sorted(unknown)}; this optimizer keeps "
+                         f"{sorted(set(keys) | set(scalars) | {'step'})}")
+    for k in scalars:
+        if k in state and (isinstance(state[k], bool) or not isinstance(state[k], (int, float))):
+            raise TypeError(f"state[{k!r}]: expected a float, got {type(state[k]).__name__}")
     for k in keys:
         if k in state and (not isinstance(state[k], torch.Tensor) or state[k].shape != params.shape):
             got = tuple(state[k].shape) if isinstance(state[k], torch.Tensor) else type(state[k]).__name__
@@ -124,13 +145,8 @@ def _check_state(state: object, params: torch.Tensor, keys: Sequence[str]) -> di
 
 
 def _number(name: str, value: object, *, low: float = 0.0, high: float = math.inf, high_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"Invalid {name}: expected a finite number, got {value!r}")
-    ok = value >= low and (value < high if high_open else value <= high)
-    if not ok:
-        interval = f"[{low:g}, {high:g}{')' if high_open else ']'}" if math.isfinite(high) else f">= {low:g}"
-        raise ValueError(f"Invalid {name}: expected a value in {interval}, got {value!r}")
-    return float(value)
+    """PyTorch's "Invalid lr: ..." message, by the one rule of :mod:`losslab._checks`."""
+    return _checks.number(f"Invalid {name}", value, low=low, high=high, high_open=high_open)
 
 
 def _hyper(name: str, value: object, params: torch.Tensor, *, low: float = 0.0, high: float = math.inf,
@@ -161,20 +177,26 @@ def _betas(betas: object) -> tuple[float, float]:
 # The update rules (unchecked kernels: *_step validate, then call these)
 # =============================================================================
 
-def _sgd(p, g, state, *, lr, momentum, dampening, nesterov, weight_decay):
+def _sgd(p, g, state, *, lr, momentum, dampening, nesterov, weight_decay, maximize=False):
+    if maximize:
+        g = -g
     if weight_decay != 0:
         g = g + weight_decay * p
     if _nonzero(momentum):
         buf = state.get("momentum_buffer")
         # PyTorch (and Sutskever et al. 2013) start the buffer at the first gradient, not at zero.
         buf = g.clone() if buf is None else momentum * buf + (1 - dampening) * g
+        if isinstance(momentum, torch.Tensor):  # a row with momentum 0 is plain SGD: no dampening of its gradient
+            buf = torch.where(momentum == 0, g, buf)
         state = {**state, "momentum_buffer": buf}
         g = g + momentum * buf if nesterov else buf
     return p - lr * g, {**state, "step": state.get("step", 0) + 1}
 
 
-def _adagrad(p, g, state, *, lr, lr_decay, weight_decay, initial_accumulator_value, eps):
+def _adagrad(p, g, state, *, lr, lr_decay, weight_decay, initial_accumulator_value, eps, maximize=False):
     step = state.get("step", 0) + 1
+    if maximize:
+        g = -g
     if _nonzero(weight_decay):  # a float, or a tensor broadcasting to p (one decay per stacked model)
         g = g + weight_decay * p
     clr = lr / (1 + (step - 1) * lr_decay)
@@ -184,8 +206,10 @@ def _adagrad(p, g, state, *, lr, lr_decay, weight_decay, initial_accumulator_val
     return p - clr * g / (total.sqrt() + eps), {"step": step, "sum": total}
 
 
-def _rmsprop(p, g, state, *, lr, alpha, eps, weight_decay, momentum, centered):
+def _rmsprop(p, g, state, *, lr, alpha, eps, weight_decay, momentum, centered, maximize=False):
     step = state.get("step", 0) + 1
+    if maximize:
+        g = -g
     if _nonzero(weight_decay):  # a float, or a tensor broadcasting to p (one decay per stacked model)
         g = g + weight_decay * p
     sq = state.get("square_avg", torch.zeros_like(p))
@@ -206,9 +230,11 @@ def _rmsprop(p, g, state, *, lr, alpha, eps, weight_decay, momentum, centered):
     return p - lr * g / avg, new
 
 
-def _adam(p, g, state, *, lr, betas, eps, weight_decay, amsgrad, decoupled):
+def _adam(p, g, state, *, lr, betas, eps, weight_decay, amsgrad, decoupled, maximize=False):
     b1, b2 = betas
     step = state.get("step", 0) + 1
+    if maximize:
+        g = -g
     if _nonzero(weight_decay):  # a float, or a tensor broadcasting to p (one decay per stacked model)
         if decoupled:
             p = p * (1 - lr * weight_decay)  # AdamW: shrink the weights, outside the adaptive scaling
@@ -240,7 +266,7 @@ def _nonzero(x: Hyper) -> bool:
 
 def sgd_step(params: torch.Tensor, grads: torch.Tensor, state: dict | None = None, *, lr: Hyper,
              momentum: Hyper = 0.0, dampening: float = 0.0, nesterov: bool = False,
-             weight_decay: float = 0.0) -> tuple[torch.Tensor, dict]:
+             weight_decay: float = 0.0, maximize: bool = False) -> tuple[torch.Tensor, dict]:
     r"""One step of (stochastic) gradient descent, with optional momentum, as ``torch.optim.SGD``.
 
     .. math::
@@ -265,6 +291,8 @@ def sgd_step(params: torch.Tensor, grads: torch.Tensor, state: dict | None = Non
         Nesterov momentum (needs momentum > 0 and dampening 0).
     weight_decay : float >= 0
         L2 penalty :math:`\tfrac{\lambda}{2}\|\theta\|^2` added to the loss.
+    maximize : bool
+        Climb the objective instead: the gradient's sign is flipped first, as ``torch.optim``'s ``maximize``.
 
     Returns
     -------
@@ -303,7 +331,11 @@ def sgd_step(params: torch.Tensor, grads: torch.Tensor, state: dict | None = Non
     if nesterov and (not _positive_all(momentum) or dampening != 0):
         raise ValueError("Invalid nesterov: Nesterov momentum requires a momentum > 0 and zero dampening")
     return _sgd(params, grads, state, lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
-                weight_decay=weight_decay)
+                weight_decay=weight_decay, maximize=_flag("maximize", maximize))
+
+
+def _flag(name: str, value: object) -> bool:
+    return _checks.boolean(f"Invalid {name}", value)
 
 
 def _positive_all(x: Hyper) -> bool:
@@ -312,7 +344,7 @@ def _positive_all(x: Hyper) -> bool:
 
 def adagrad_step(params: torch.Tensor, grads: torch.Tensor, state: dict | None = None, *, lr: Hyper = 1e-2,
                  lr_decay: float = 0.0, weight_decay: float = 0.0, initial_accumulator_value: float = 0.0,
-                 eps: float = 1e-10) -> tuple[torch.Tensor, dict]:
+                 eps: float = 1e-10, maximize: bool = False) -> tuple[torch.Tensor, dict]:
     r"""One step of AdaGrad (Duchi, Hazan and Singer 2011), as ``torch.optim.Adagrad``.
 
     .. math::
@@ -348,12 +380,12 @@ def adagrad_step(params: torch.Tensor, grads: torch.Tensor, state: dict | None =
     return _adagrad(params, grads, state, lr=_hyper("lr", lr, params), lr_decay=_number("lr_decay", lr_decay),
                     weight_decay=_number("weight_decay", weight_decay),
                     initial_accumulator_value=_number("initial_accumulator_value", initial_accumulator_value),
-                    eps=_number("eps", eps))
+                    eps=_number("eps", eps), maximize=_flag("maximize", maximize))
 
 
 def rmsprop_step(params: torch.Tensor, grads: torch.Tensor, state: dict | None = None, *, lr: Hyper = 1e-2,
                  alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0,
-                 centered: bool = False) -> tuple[torch.Tensor, dict]:
+                 centered: bool = False, maximize: bool = False) -> tuple[torch.Tensor, dict]:
     r"""One step of RMSProp (Tieleman and Hinton 2012), as ``torch.optim.RMSprop``.
 
     .. math::
@@ -395,12 +427,12 @@ def rmsprop_step(params: torch.Tensor, grads: torch.Tensor, state: dict | None =
     return _rmsprop(params, grads, state, lr=_hyper("lr", lr, params),
                     alpha=_number("alpha", alpha, high=1.0, high_open=True), eps=_number("eps", eps),
                     weight_decay=_number("weight_decay", weight_decay), momentum=_number("momentum", momentum),
-                    centered=centered)
+                    centered=centered, maximize=_flag("maximize", maximize))
 
 
 def adam_step(params: torch.Tensor, grads: torch.Tensor, state: dict | None = None, *, lr: Hyper = 1e-3,
               betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
-              amsgrad: bool = False) -> tuple[torch.Tensor, dict]:
+              amsgrad: bool = False, maximize: bool = False) -> tuple[torch.Tensor, dict]:
     r"""One step of Adam (Kingma and Ba 2015) with bias correction, as ``torch.optim.Adam``.
 
     .. math::
@@ -443,12 +475,13 @@ def adam_step(params: torch.Tensor, grads: torch.Tensor, state: dict | None = No
     if not isinstance(amsgrad, bool):
         raise TypeError(f"Invalid amsgrad: expected True or False, got {amsgrad!r}")
     return _adam(params, grads, state, lr=_hyper("lr", lr, params), betas=_betas(betas), eps=_number("eps", eps),
-                 weight_decay=_number("weight_decay", weight_decay), amsgrad=amsgrad, decoupled=False)
+                 weight_decay=_number("weight_decay", weight_decay), amsgrad=amsgrad, decoupled=False,
+                 maximize=_flag("maximize", maximize))
 
 
 def adamw_step(params: torch.Tensor, grads: torch.Tensor, state: dict | None = None, *, lr: Hyper = 1e-3,
                betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2,
-               amsgrad: bool = False) -> tuple[torch.Tensor, dict]:
+               amsgrad: bool = False, maximize: bool = False) -> tuple[torch.Tensor, dict]:
     r"""One step of AdamW (Loshchilov and Hutter 2019): Adam with decoupled weight decay, as ``torch.optim.AdamW``.
 
     .. math::
@@ -487,7 +520,533 @@ def adamw_step(params: torch.Tensor, grads: torch.Tensor, state: dict | None = N
     if not isinstance(amsgrad, bool):
         raise TypeError(f"Invalid amsgrad: expected True or False, got {amsgrad!r}")
     return _adam(params, grads, state, lr=_hyper("lr", lr, params), betas=_betas(betas), eps=_number("eps", eps),
-                 weight_decay=_number("weight_decay", weight_decay), amsgrad=amsgrad, decoupled=True)
+                 weight_decay=_number("weight_decay", weight_decay), amsgrad=amsgrad, decoupled=True,
+                 maximize=_flag("maximize", maximize))
+
+
+# -----------------------------------------------------------------------------
+# More adaptive methods: NAdam, RAdam, Adamax, Adadelta (torch.optim) and Lion
+# -----------------------------------------------------------------------------
+
+def _l2_or_decoupled(p, g, lr, weight_decay, decoupled):
+    if _nonzero(weight_decay):
+        if decoupled:
+            return p * (1 - lr * weight_decay), g
+        return p, g + weight_decay * p
+    return p, g
+
+
+def _nadam(p, g, state, *, lr, betas, eps, weight_decay, momentum_decay, decoupled_weight_decay, maximize=False):
+    b1, b2 = betas
+    step = state.get("step", 0) + 1
+    if maximize:
+        g = -g
+    p, g = _l2_or_decoupled(p, g, lr, weight_decay, decoupled_weight_decay)
+    mu = b1 * (1.0 - 0.5 * 0.96 ** (step * momentum_decay))  # momentum of this step (Dozat's warming schedule)
+    mu_next = b1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * momentum_decay))
+    mu_product = state.get("mu_product", 1.0) * mu
+    m = state.get("exp_avg", torch.zeros_like(p))
+    v = state.get("exp_avg_sq", torch.zeros_like(p))
+    m = m + (1 - b1) * (g - m)
+    v = b2 * v + (1 - b2) * g * g
+    denom = (v / (1 - b2**step)).sqrt() + eps
+    p = p - (lr * (1.0 - mu) / (1.0 - mu_product)) * g / denom  # the Nesterov look-ahead: part gradient ...
+    p = p - (lr * mu_next / (1.0 - mu_product * mu_next)) * m / denom  # ... part next momentum
+    return p, {"step": step, "exp_avg": m, "exp_avg_sq": v, "mu_product": mu_product}
+
+
+def _radam(p, g, state, *, lr, betas, eps, weight_decay, decoupled_weight_decay, maximize=False):
+    b1, b2 = betas
+    step = state.get("step", 0) + 1
+    if maximize:
+        g = -g
+    p, g = _l2_or_decoupled(p, g, lr, weight_decay, decoupled_weight_decay)
+    m = state.get("exp_avg", torch.zeros_like(p))
+    v = state.get("exp_avg_sq", torch.zeros_like(p))
+    m = m + (1 - b1) * (g - m)
+    v = b2 * v + (1 - b2) * g * g
+    bc1, bc2 = 1 - b1**step, 1 - b2**step
+    m_hat = m / bc1
+    rho_inf = 2 / (1 - b2) - 1  # length of the approximated simple moving average, at t = infinity
+    rho_t = rho_inf - 2 * step * b2**step / bc2  # ... and at step t
+    new = {"step": step, "exp_avg": m, "exp_avg_sq": v}
+    if rho_t > 5.0:  # the variance of the adaptive rate is tractable: rectify it
+        rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
+        return p - m_hat * lr * (bc2**0.5 / (v.sqrt() + eps)) * rect, new
+    return p - m_hat * lr, new  # early steps: momentum SGD, no adaptive scaling
+
+
+def _adamax(p, g, state, *, lr, betas, eps, weight_decay, maximize=False):
+    b1, b2 = betas
+    step = state.get("step", 0) + 1
+    if maximize:
+        g = -g
+    if _nonzero(weight_decay):
+        g = g + weight_decay * p
+    m = state.get("exp_avg", torch.zeros_like(p))
+    u = state.get("exp_inf", torch.zeros_like(p))
+    m = m + (1 - b1) * (g - m)
+    u = torch.maximum(b2 * u, g.abs() + eps)  # the infinity norm's running maximum
+    return p - (lr / (1 - b1**step)) * m / u, {"step": step, "exp_avg": m, "exp_inf": u}
+
+
+def _adadelta(p, g, state, *, lr, rho, eps, weight_decay, maximize=False):
+    step = state.get("step", 0) + 1
+    if maximize:
+        g = -g
+    if _nonzero(weight_decay):
+        g = g + weight_decay * p
+    sq = state.get("square_avg", torch.zeros_like(p))
+    acc = state.get("acc_delta", torch.zeros_like(p))
+    sq = rho * sq + (1 - rho) * g * g
+    delta = (acc + eps).sqrt() / (sq + eps).sqrt() * g  # units of the parameter: RMS of past steps / RMS of gradients
+    acc = rho * acc + (1 - rho) * delta * delta
+    return p - lr * delta, {"step": step, "square_avg": sq, "acc_delta": acc}
+
+
+def _lion(p, g, state, *, lr, betas, weight_decay, maximize=False):
+    b1, b2 = betas
+    step = state.get("step", 0) + 1
+    if maximize:
+        g = -g
+    m = state.get("exp_avg", torch.zeros_like(p))
+    c = b1 * m + (1 - b1) * g  # interpolate, then take the sign: every coordinate moves by exactly lr
+    p = p - lr * (torch.sign(c) + weight_decay * p)
+    m = b2 * m + (1 - b2) * g
+    return p, {"step": step, "exp_avg": m}
+
+
+def nadam_step(params: torch.Tensor, grads: torch.Tensor, state: dict | None = None, *, lr: Hyper = 2e-3,
+               betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
+               momentum_decay: float = 4e-3, decoupled_weight_decay: bool = False,
+               maximize: bool = False) -> tuple[torch.Tensor, dict]:
+    r"""One step of NAdam (Dozat 2016): Adam with Nesterov momentum, as ``torch.optim.NAdam``.
+
+    .. math::
+
+        \mu_t &= \beta_1\,(1 - \tfrac12\, 0.96^{t\psi}), \qquad \Pi_t = \prod_{k \le t} \mu_k \\
+        m_t &= \beta_1 m_{t-1} + (1 - \beta_1) g_t, \qquad v_t = \beta_2 v_{t-1} + (1 - \beta_2) g_t^2 \\
+        \theta_t &= \theta_{t-1} - \eta \left( \frac{1 - \mu_t}{1 - \Pi_t}\, g_t
+                    + \frac{\mu_{t+1}}{1 - \Pi_{t+1}}\, m_t \right) \Big/ \left(\sqrt{v_t / (1 - \beta_2^t)} + \epsilon\right)
+
+    with momentum decay :math:`\psi`: the step looks one momentum update ahead.
+    See chapter 3.
+
+    Parameters
+    ----------
+    params, grads : Tensor [N, D]
+    state : dict
+        Holds ``"exp_avg"``, ``"exp_avg_sq"`` [N, D], ``"mu_product"`` (a float) and ``"step"``.
+    lr : float >= 0 or Tensor [N]
+    betas : (float, float), each in [0, 1)
+    eps, weight_decay, momentum_decay : float >= 0
+    decoupled_weight_decay : bool
+        Shrink the weights by :math:`1 - \eta\lambda` (as AdamW) instead of adding :math:`\lambda\theta` to the gradient.
+    maximize : bool
+
+    Returns
+    -------
+    (Tensor [N, D], dict)
+    """
+    params, grads = _check_tensors(params, grads)
+    state = _check_state(state, params, ("exp_avg", "exp_avg_sq"), scalars=("mu_product",))
+    return _nadam(params, grads, state, lr=_hyper("lr", lr, params), betas=_betas(betas), eps=_number("eps", eps),
+                  weight_decay=_number("weight_decay", weight_decay),
+                  momentum_decay=_number("momentum_decay", momentum_decay),
+                  decoupled_weight_decay=_flag("decoupled_weight_decay", decoupled_weight_decay),
+                  maximize=_flag("maximize", maximize))
+
+
+def radam_step(params: torch.Tensor, grads: torch.Tensor, state: dict | None = None, *, lr: Hyper = 1e-3,
+               betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
+               decoupled_weight_decay: bool = False, maximize: bool = False) -> tuple[torch.Tensor, dict]:
+    r"""One step of RAdam (Liu et al. 2020): Adam with its early variance rectified, as ``torch.optim.RAdam``.
+
+    .. math::
+
+        \rho_\infty &= \frac{2}{1 - \beta_2} - 1, \qquad \rho_t = \rho_\infty - \frac{2 t \beta_2^t}{1 - \beta_2^t} \\
+        \theta_t &= \theta_{t-1} - \eta\, \hat m_t \cdot \begin{cases}
+            r_t \sqrt{1 - \beta_2^t} / (\sqrt{v_t} + \epsilon) & \rho_t > 5 \\ 1 & \text{otherwise} \end{cases},
+        \qquad r_t = \sqrt{\frac{(\rho_t - 4)(\rho_t - 2)\rho_\infty}{(\rho_\infty - 4)(\rho_\infty - 2)\rho_t}}
+
+    While too few gradients have been seen for :math:`v_t` to be trusted
+    (:math:`\rho_t \le 5`, the first 5 or so steps) it is momentum SGD; after,
+    Adam with the step shrunk by :math:`r_t \to 1`. A warmup built in. See chapter 3.
+
+    Parameters
+    ----------
+    params, grads : Tensor [N, D]
+    state : dict
+        Holds ``"exp_avg"``, ``"exp_avg_sq"`` and ``"step"``.
+    lr : float >= 0 or Tensor [N]
+    betas : (float, float), each in [0, 1)
+    eps, weight_decay : float >= 0
+    decoupled_weight_decay : bool
+    maximize : bool
+
+    Returns
+    -------
+    (Tensor [N, D], dict)
+    """
+    params, grads = _check_tensors(params, grads)
+    state = _check_state(state, params, ("exp_avg", "exp_avg_sq"))
+    return _radam(params, grads, state, lr=_hyper("lr", lr, params), betas=_betas(betas), eps=_number("eps", eps),
+                  weight_decay=_number("weight_decay", weight_decay),
+                  decoupled_weight_decay=_flag("decoupled_weight_decay", decoupled_weight_decay),
+                  maximize=_flag("maximize", maximize))
+
+
+def adamax_step(params: torch.Tensor, grads: torch.Tensor, state: dict | None = None, *, lr: Hyper = 2e-3,
+                betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
+                maximize: bool = False) -> tuple[torch.Tensor, dict]:
+    r"""One step of Adamax (Kingma and Ba 2015, section 7.1): Adam with the infinity norm, as ``torch.optim.Adamax``.
+
+    .. math::
+
+        m_t &= \beta_1 m_{t-1} + (1 - \beta_1) g_t, \qquad u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon) \\
+        \theta_t &= \theta_{t-1} - \frac{\eta}{1 - \beta_1^t}\, \frac{m_t}{u_t}
+
+    :math:`u_t` needs no bias correction. See chapter 3.
+
+    Parameters
+    ----------
+    params, grads : Tensor [N, D]
+    state : dict
+        Holds ``"exp_avg"``, ``"exp_inf"`` and ``"step"``.
+    lr : float >= 0 or Tensor [N]
+    betas : (float, float), each in [0, 1)
+    eps, weight_decay : float >= 0
+    maximize : bool
+
+    Returns
+    -------
+    (Tensor [N, D], dict)
+
+    Notes
+    -----
+    PyTorch (and this function) add :math:`\epsilon` to :math:`|g_t|` inside the
+    maximum; the paper has no :math:`\epsilon`.
+    """
+    params, grads = _check_tensors(params, grads)
+    state = _check_state(state, params, ("exp_avg", "exp_inf"))
+    return _adamax(params, grads, state, lr=_hyper("lr", lr, params), betas=_betas(betas), eps=_number("eps", eps),
+                   weight_decay=_number("weight_decay", weight_decay), maximize=_flag("maximize", maximize))
+
+
+def adadelta_step(params: torch.Tensor, grads: torch.Tensor, state: dict | None = None, *, lr: Hyper = 1.0,
+                  rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0.0,
+                  maximize: bool = False) -> tuple[torch.Tensor, dict]:
+    r"""One step of Adadelta (Zeiler 2012), as ``torch.optim.Adadelta``.
+
+    .. math::
+
+        v_t &= \rho v_{t-1} + (1 - \rho) g_t^2 \\
+        \Delta_t &= \frac{\sqrt{u_{t-1} + \epsilon}}{\sqrt{v_t + \epsilon}}\, g_t, \qquad
+        u_t = \rho u_{t-1} + (1 - \rho) \Delta_t^2 \\
+        \theta_t &= \theta_{t-1} - \eta\, \Delta_t
+
+    The ratio of two running RMS values gives the step the units of the
+    parameter, so the paper needs no learning rate (:math:`\eta = 1`). See chapter 3.
+
+    Parameters
+    ----------
+    params, grads : Tensor [N, D]
+    state : dict
+        Holds ``"square_avg"``, ``"acc_delta"`` and ``"step"``.
+    lr : float >= 0 or Tensor [N]
+    rho : float in [0, 1]
+    eps, weight_decay : float >= 0
+    maximize : bool
+
+    Returns
+    -------
+    (Tensor [N, D], dict)
+    """
+    params, grads = _check_tensors(params, grads)
+    state = _check_state(state, params, ("square_avg", "acc_delta"))
+    return _adadelta(params, grads, state, lr=_hyper("lr", lr, params), rho=_number("rho", rho, high=1.0),
+                     eps=_number("eps", eps), weight_decay=_number("weight_decay", weight_decay),
+                     maximize=_flag("maximize", maximize))
+
+
+def lion_step(params: torch.Tensor, grads: torch.Tensor, state: dict | None = None, *, lr: Hyper = 1e-4,
+              betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0,
+              maximize: bool = False) -> tuple[torch.Tensor, dict]:
+    r"""One step of Lion (Chen et al. 2023, "Symbolic discovery of optimization algorithms", Algorithm 2).
+
+    .. math::
+
+        c_t &= \beta_1 m_{t-1} + (1 - \beta_1) g_t \\
+        \theta_t &= \theta_{t-1} - \eta \left(\operatorname{sign}(c_t) + \lambda \theta_{t-1}\right) \\
+        m_t &= \beta_2 m_{t-1} + (1 - \beta_2) g_t, \qquad m_0 = 0
+
+    Only the sign of the interpolated momentum is used, so every coordinate
+    moves by exactly :math:`\eta` (plus decay): a rate about 3-10x smaller than
+    AdamW's, and a decay :math:`\lambda` as many times larger, give a similar
+    effective strength (the paper's advice). PyTorch has no Lion; the tests
+    check it against the paper's update written out. See chapter 3.
+
+    Parameters
+    ----------
+    params, grads : Tensor [N, D]
+    state : dict
+        Holds ``"exp_avg"`` and ``"step"``.
+    lr : float >= 0 or Tensor [N]
+    betas : (float, float), each in [0, 1)
+    weight_decay : float >= 0
+        Decoupled, as in AdamW.
+    maximize : bool
+
+    Returns
+    -------
+    (Tensor [N, D], dict)
+    """
+    params, grads = _check_tensors(params, grads)
+    state = _check_state(state, params, ("exp_avg",))
+    return _lion(params, grads, state, lr=_hyper("lr", lr, params), betas=_betas(betas),
+                 weight_decay=_number("weight_decay", weight_decay), maximize=_flag("maximize", maximize))
+
+
+# -----------------------------------------------------------------------------
+# L-BFGS: a quasi-Newton method that needs the loss, not only the gradient
+# -----------------------------------------------------------------------------
+
+def _cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None):
+    """The minimizer of the cubic through (x1, f1, g1) and (x2, f2, g2), clipped to ``bounds``."""
+    xmin_bound, xmax_bound = bounds if bounds is not None else ((x1, x2) if x1 <= x2 else (x2, x1))
+    d1 = g1 + g2 - 3 * (f1 - f2) / (x1 - x2)
+    d2_square = d1**2 - g1 * g2
+    if d2_square >= 0:
+        d2 = d2_square.sqrt() if isinstance(d2_square, torch.Tensor) else math.sqrt(d2_square)
+        if x1 <= x2:
+            min_pos = x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2))
+        else:
+            min_pos = x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2 * d2))
+        return min(max(min_pos, xmin_bound), xmax_bound)
+    return (xmin_bound + xmax_bound) / 2.0
+
+
+def _strong_wolfe(obj, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_change=1e-9, max_ls=25):
+    """A line search along ``d`` for a step ``t`` meeting the strong Wolfe conditions (Nocedal and Wright, Alg. 3.5-3.6).
+
+    Sufficient decrease :math:`f(x + td) \\le f(x) + c_1 t\\, g^\\top d` and small
+    slope :math:`|g(x + td)^\\top d| \\le c_2 |g^\\top d|`: first bracket an interval
+    holding such a ``t``, then shrink it by cubic interpolation ("zoom").
+    The logic, constants and safeguards are those of ``torch.optim.lbfgs._strong_wolfe``.
+    Returns (f_new, g_new, t, evaluations).
+    """
+    d_norm = d.abs().max()
+    f_new, g_new = obj(x, t, d)
+    evals, gtd_new = 1, g_new.dot(d)
+    t_prev, f_prev, g_prev, gtd_prev = 0, f, g, gtd
+    done, ls_iter = False, 0
+    # 1) bracket
+    while ls_iter < max_ls:
+        if f_new > (f + c1 * t * gtd) or (ls_iter > 1 and f_new >= f_prev):
+            bracket, bracket_f, bracket_g, bracket_gtd = [t_prev, t], [f_prev, f_new], [g_prev, g_new], [gtd_prev, gtd_new]
+            break
+        if abs(gtd_new) <= -c2 * gtd:
+            bracket, bracket_f, bracket_g, done = [t], [f_new], [g_new], True
+            break
+        if gtd_new >= 0:
+            bracket, bracket_f, bracket_g, bracket_gtd = [t_prev, t], [f_prev, f_new], [g_prev, g_new], [gtd_prev, gtd_new]
+            break
+        min_step, max_step = t + 0.01 * (t - t_prev), t * 10
+        tmp = t
+        t = _cubic_interpolate(t_prev, f_prev, gtd_prev, t, f_new, gtd_new, bounds=(min_step, max_step))
+        t_prev, f_prev, g_prev, gtd_prev = tmp, f_new, g_new, gtd_new
+        f_new, g_new = obj(x, t, d)
+        evals += 1
+        gtd_new = g_new.dot(d)
+        ls_iter += 1
+    if ls_iter == max_ls:
+        bracket, bracket_f, bracket_g = [0, t], [f, f_new], [g, g_new]
+    # 2) zoom: shrink the bracket until a point meets both conditions
+    insuf_progress = False
+    low_pos, high_pos = (0, 1) if bracket_f[0] <= bracket_f[-1] else (1, 0)
+    while not done and ls_iter < max_ls:
+        if abs(bracket[1] - bracket[0]) * d_norm < tolerance_change:
+            break
+        t = _cubic_interpolate(bracket[0], bracket_f[0], bracket_gtd[0], bracket[1], bracket_f[1], bracket_gtd[1])
+        eps = 0.1 * (max(bracket) - min(bracket))
+        if min(max(bracket) - t, t - min(bracket)) < eps:  # too close to an end: move 10% inside
+            if insuf_progress or t >= max(bracket) or t <= min(bracket):
+                t = max(bracket) - eps if abs(t - max(bracket)) < abs(t - min(bracket)) else min(bracket) + eps
+                insuf_progress = False
+            else:
+                insuf_progress = True
+        else:
+            insuf_progress = False
+        f_new, g_new = obj(x, t, d)
+        evals += 1
+        gtd_new = g_new.dot(d)
+        ls_iter += 1
+        if f_new > (f + c1 * t * gtd) or f_new >= bracket_f[low_pos]:
+            bracket[high_pos], bracket_f[high_pos], bracket_g[high_pos], bracket_gtd[high_pos] = t, f_new, g_new, gtd_new
+            low_pos, high_pos = (0, 1) if bracket_f[0] <= bracket_f[1] else (1, 0)
+        else:
+            if abs(gtd_new) <= -c2 * gtd:
+                done = True
+            elif gtd_new * (bracket[high_pos] - bracket[low_pos]) >= 0:
+                bracket[high_pos], bracket_f[high_pos] = bracket[low_pos], bracket_f[low_pos]
+                bracket_g[high_pos], bracket_gtd[high_pos] = bracket_g[low_pos], bracket_gtd[low_pos]
+            bracket[low_pos], bracket_f[low_pos], bracket_g[low_pos], bracket_gtd[low_pos] = t, f_new, g_new, gtd_new
+    return bracket_f[low_pos], bracket_g[low_pos], bracket[low_pos], evals
+
+
+def lbfgs_step(params: torch.Tensor, closure: Callable[[torch.Tensor], tuple[Any, torch.Tensor]],
+               state: dict | None = None, *, lr: float = 1.0, max_iter: int = 20, max_eval: int | None = None,
+               tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9, history_size: int = 100,
+               line_search_fn: str | None = None) -> tuple[torch.Tensor, float, dict]:
+    r"""One call of L-BFGS (Liu and Nocedal 1989): up to ``max_iter`` quasi-Newton iterations, as ``torch.optim.LBFGS``.
+
+    From the last :math:`m` steps :math:`s_k = \theta_{k+1} - \theta_k` and
+    gradient changes :math:`y_k = g_{k+1} - g_k` (kept only when
+    :math:`y_k^\top s_k > 10^{-10}`), the two-loop recursion forms
+    :math:`d = -H g` with :math:`H` the BFGS inverse-Hessian estimate started
+    from :math:`\gamma I`, :math:`\gamma = y^\top s / y^\top y`. The step is
+    :math:`\theta \leftarrow \theta + t d` with :math:`t` = ``lr`` (the first
+    iteration ever: :math:`\min(1, 1/\|g\|_1)\,\eta`), or :math:`t` from a
+    strong-Wolfe line search (``line_search_fn="strong_wolfe"``). See chapter 3.
+
+    Parameters
+    ----------
+    params : Tensor [P], floating
+        One flat parameter vector (L-BFGS couples every coordinate through
+        dot products, so it is not batched over rows).
+    closure : callable
+        ``closure(theta) -> (loss, grad)``: the loss (a number or 0-d tensor)
+        and its gradient [P] at ``theta``. Called once or more per iteration.
+    state : dict
+        ``{}`` (or None) before the first call; pass the returned one back.
+    lr : float > 0
+    max_iter : int >= 1
+        Iterations per call.
+    max_eval : int >= 1, optional
+        Most closure calls per call; default ``max_iter * 5 // 4``.
+    tolerance_grad, tolerance_change : float >= 0
+        Stop when :math:`\|g\|_\infty` falls to ``tolerance_grad``, or the step or
+        the change in loss falls below ``tolerance_change``.
+    history_size : int >= 1
+        :math:`m`, pairs remembered.
+    line_search_fn : None or "strong_wolfe"
+
+    Returns
+    -------
+    (Tensor [P], float, dict)
+        The new parameters, the loss at the *start* of the call (what
+        ``torch.optim.LBFGS.step`` returns) and the new state.
+
+    Notes
+    -----
+    Follows ``torch.optim.LBFGS.step`` line by line (its history, its
+    stopping tests and its line search port ``torch/optim`` of Lua Torch), so
+    the iterates agree with PyTorch's to rounding.
+    """
+    if not isinstance(params, torch.Tensor) or not params.is_floating_point():
+        raise TypeError(f"params: expected a floating-point tensor [P], got {getattr(params, 'dtype', type(params).__name__)}")
+    if params.ndim != 1 or params.numel() == 0:
+        raise ValueError(f"params: expected a flat tensor [P] with P >= 1, got shape {tuple(params.shape)}")
+    if not bool(torch.isfinite(params).all()):
+        raise ValueError("params: expected finite values")
+    if not callable(closure):
+        raise TypeError(f"closure: expected a callable theta -> (loss, grad), got {type(closure).__name__}")
+    lr = _number("lr", lr)
+    if lr == 0:
+        raise ValueError("Invalid lr: expected a number > 0, got 0")
+    for name, v in (("max_iter", max_iter), ("history_size", history_size)) + ((("max_eval", max_eval),) if max_eval is not None else ()):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"Invalid {name}: expected an int, got {type(v).__name__}")
+        if v < 1:
+            raise ValueError(f"Invalid {name}: expected an int >= 1, got {v}")
+    max_eval = max_iter * 5 // 4 if max_eval is None else max_eval
+    tolerance_grad = _number("tolerance_grad", tolerance_grad)
+    tolerance_change = _number("tolerance_change", tolerance_change)
+    if line_search_fn not in (None, "strong_wolfe"):
+        raise ValueError(f"Invalid line_search_fn: expected None or 'strong_wolfe', got {line_search_fn!r}")
+    if state is not None and not isinstance(state, Mapping):
+        raise TypeError(f"state: expected a dict ({{}} before the first call), got {type(state).__name__}")
+    state = dict(state or {})
+    state.setdefault("func_evals", 0)
+    state.setdefault("n_iter", 0)
+
+    def evaluate(theta: torch.Tensor) -> tuple[float, torch.Tensor]:
+        loss, grad = closure(theta)
+        if not isinstance(grad, torch.Tensor) or grad.shape != theta.shape:
+            raise ValueError(f"closure: expected (loss, grad) with grad of shape {tuple(theta.shape)}, "
+                             f"got {tuple(getattr(grad, 'shape', ())) or type(grad).__name__}")
+        loss = float(loss)
+        if not math.isfinite(loss) or not bool(torch.isfinite(grad).all()):
+            raise ValueError("closure: returned a non-finite loss or gradient")
+        return loss, grad.to(theta.dtype)
+
+    x = params.clone()
+    orig_loss, flat_grad = evaluate(x)
+    loss, current_evals = orig_loss, 1
+    state["func_evals"] += 1
+    if flat_grad.abs().max() <= tolerance_grad:  # already optimal
+        return x, orig_loss, state
+    d, t = state.get("d"), state.get("t")
+    old_dirs, old_stps, ro = state.get("old_dirs"), state.get("old_stps"), state.get("ro")
+    H_diag, prev_flat_grad, prev_loss = state.get("H_diag"), state.get("prev_flat_grad"), state.get("prev_loss")
+    n_iter = 0
+    while n_iter < max_iter:
+        n_iter += 1
+        state["n_iter"] += 1
+        # 1) the direction: steepest descent first, then the two-loop recursion
+        if state["n_iter"] == 1:
+            d, old_dirs, old_stps, ro, H_diag = -flat_grad, [], [], [], 1
+        else:
+            old_dirs, old_stps, ro = list(old_dirs), list(old_stps), list(ro)
+            y = flat_grad - prev_flat_grad
+            s = d * t
+            ys = y.dot(s)
+            if ys > 1e-10:  # keep the pair only if the curvature along s is positive
+                if len(old_dirs) == history_size:
+                    old_dirs.pop(0), old_stps.pop(0), ro.pop(0)
+                old_dirs.append(y), old_stps.append(s), ro.append(1.0 / ys)
+                H_diag = ys / y.dot(y)
+            al = [None] * len(old_dirs)
+            q = -flat_grad
+            for i in range(len(old_dirs) - 1, -1, -1):
+                al[i] = old_stps[i].dot(q) * ro[i]
+                q = q - al[i] * old_dirs[i]
+            r = q * H_diag
+            for i in range(len(old_dirs)):
+                be_i = old_dirs[i].dot(r) * ro[i]
+                r = r + (al[i] - be_i) * old_stps[i]
+            d = r
+        prev_flat_grad, prev_loss = flat_grad.clone(), loss
+        # 2) the step length
+        t = min(1.0, 1.0 / flat_grad.abs().sum()) * lr if state["n_iter"] == 1 else lr
+        gtd = flat_grad.dot(d)
+        if gtd > -tolerance_change:  # not a descent direction (to tolerance)
+            break
+        if line_search_fn is not None:
+            def obj(x0, step, direction):
+                return evaluate(x0 + step * direction)
+
+            loss, flat_grad, t, ls_evals = _strong_wolfe(obj, x, t, d, loss, flat_grad, gtd,
+                                                         max_ls=max_eval - current_evals)
+            x = x + t * d
+            opt_cond = flat_grad.abs().max() <= tolerance_grad
+        else:
+            x = x + t * d
+            ls_evals, opt_cond = 0, False
+            if n_iter != max_iter:  # the last iteration's loss is not needed
+                loss, flat_grad = evaluate(x)
+                opt_cond = flat_grad.abs().max() <= tolerance_grad
+                ls_evals = 1
+        current_evals += ls_evals
+        state["func_evals"] += ls_evals
+        # 3) stop?
+        if n_iter == max_iter or current_evals >= max_eval or opt_cond:
+            break
+        if (d * t).abs().max() <= tolerance_change or abs(loss - prev_loss) < tolerance_change:
+            break
+    state.update(d=d, t=t, old_dirs=old_dirs, old_stps=old_stps, ro=ro, H_diag=H_diag,
+                 prev_flat_grad=prev_flat_grad, prev_loss=prev_loss)
+    return x, orig_loss, state
 
 
 #: name -> (validated step function, unchecked kernel, default hyperparameters).
@@ -499,7 +1058,17 @@ METHODS: dict[str, tuple[Callable, Callable, dict]] = {
              dict(betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False)),
     "adamw": (adamw_step, lambda p, g, s, **h: _adam(p, g, s, decoupled=True, **h),
               dict(betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False)),
+    "nadam": (nadam_step, _nadam, dict(betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3,
+                                       decoupled_weight_decay=False)),
+    "radam": (radam_step, _radam, dict(betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False)),
+    "adamax": (adamax_step, _adamax, dict(betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)),
+    "adadelta": (adadelta_step, _adadelta, dict(rho=0.9, eps=1e-6, weight_decay=0.0)),
+    "lion": (lion_step, _lion, dict(betas=(0.9, 0.99), weight_decay=0.0)),
 }
+for _name in METHODS:  # every update rule can climb instead of descend
+    METHODS[_name][2].setdefault("maximize", False)
+_DEFAULT_LR = {"adagrad": 1e-2, "rmsprop": 1e-2, "adam": 1e-3, "adamw": 1e-3, "nadam": 2e-3, "radam": 1e-3,
+               "adamax": 2e-3, "adadelta": 1.0, "lion": 1e-4}
 
 
 # =============================================================================
@@ -535,7 +1104,7 @@ def optimizer(method: str, *, label: str | None = None, **hyper: Any) -> Update:
 
     Parameters
     ----------
-    method : {"sgd", "adagrad", "rmsprop", "adam", "adamw"}
+    method : {"sgd", "adagrad", "rmsprop", "adam", "adamw", "nadam", "radam", "adamax", "adadelta", "lion"}
     label : str, optional
         A name for legends (default: the method).
     **hyper
@@ -565,7 +1134,7 @@ def optimizer(method: str, *, label: str | None = None, **hyper: Any) -> Update:
         raise ValueError("lr: SGD has no default learning rate; pass lr=...")
     full = {**defaults, **hyper}
     if "lr" not in full:
-        full["lr"] = {"adagrad": 1e-2, "rmsprop": 1e-2, "adam": 1e-3, "adamw": 1e-3}[method]
+        full["lr"] = _DEFAULT_LR[method]
     if "betas" in full:
         full["betas"] = tuple(full["betas"])
     probe = torch.zeros(1, 1, dtype=torch.float64)
@@ -578,15 +1147,33 @@ def optimizer(method: str, *, label: str | None = None, **hyper: Any) -> Update:
 
 
 class Optimizer:
-    """A thin ``torch.optim``-like wrapper: steps a list of tensors with an :class:`Update`, reading ``.grad``.
+    """A thin ``torch.optim``-like class: steps tensors in place with an :class:`Update` per parameter group.
 
     Parameters
     ----------
-    params : iterable of Tensor
-        E.g. ``model.parameters()``; each is updated in place under ``torch.no_grad()``.
+    params : iterable of Tensor, or iterable of dict
+        E.g. ``model.parameters()``; or parameter groups as in ``torch.optim``,
+        ``[{"params": [...]}, {"params": [...], "lr": 1e-3}]``, each dict's
+        other keys overriding ``**hyper`` for its tensors. Each tensor is
+        updated in place under ``torch.no_grad()`` and may appear only once.
     method : str
+        A name of :data:`METHODS`, or ``"lbfgs"`` (one group; :meth:`step` then needs a closure).
     **hyper
-        As for :func:`optimizer`.
+        As for :func:`optimizer` (numbers only: per-row tensor rates are for
+        stacked parameter vectors in the ``*_step`` functions).
+
+    Attributes
+    ----------
+    param_groups : list of dict
+        ``{"params": [tensors], **hyperparameters}`` per group, as in
+        ``torch.optim``; a hyperparameter changed here (a schedule setting
+        ``group["lr"]``) is validated and used at the next :meth:`step`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a non-tensor or integer parameter, a tensor given twice, an unknown
+        method or hyperparameter, or a tensor-valued hyperparameter.
 
     Example
     -------
@@ -597,30 +1184,228 @@ class Optimizer:
     [0.9, -1.9]
     """
 
-    def __init__(self, params: Iterable[torch.Tensor], method: str, **hyper: Any) -> None:
-        self.params = list(params)
-        if not self.params:
+    _LBFGS_DEFAULTS = dict(lr=1.0, max_iter=20, max_eval=None, tolerance_grad=1e-7, tolerance_change=1e-9,
+                           history_size=100, line_search_fn=None)
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict], method: str, **hyper: Any) -> None:
+        if isinstance(params, torch.Tensor):
+            raise TypeError("params: expected an iterable of tensors (e.g. model.parameters()), got a single tensor; "
+                            "wrap it in a list")
+        if not isinstance(params, Iterable):
+            raise TypeError(f"params: expected an iterable of tensors or of parameter-group dicts, got {type(params).__name__}")
+        items = list(params)
+        if not items:
             raise ValueError("params: expected at least one tensor, got an empty iterable")
-        for i, p in enumerate(self.params):
-            if not isinstance(p, torch.Tensor) or not p.is_floating_point():
-                raise TypeError(f"params[{i}]: expected a floating-point tensor, got {type(p).__name__}")
-        self.update = optimizer(method, **hyper)
-        self.states: list[dict] = [{} for _ in self.params]
+        groups = items if all(isinstance(g, Mapping) for g in items) else [{"params": items}]
+        if method != "lbfgs" and method not in METHODS:
+            raise ValueError(f"method: expected one of {sorted(METHODS) + ['lbfgs']}, got {method!r}")
+        self.method = method
+        self.param_groups: list[dict] = []
+        seen: dict[int, str] = {}
+        for gi, group in enumerate(groups):
+            if not isinstance(group, Mapping) or "params" not in group:
+                raise TypeError(f"params[{gi}]: expected a dict with a 'params' key (a parameter group), got {type(group).__name__}")
+            ps = group["params"]
+            ps = [ps] if isinstance(ps, torch.Tensor) else list(ps)
+            if not ps:
+                raise ValueError(f"params[{gi}]['params']: expected at least one tensor")
+            for i, p in enumerate(ps):
+                where = f"params[{i}]" if len(groups) == 1 else f"params[{gi}]['params'][{i}]"
+                if not isinstance(p, torch.Tensor):
+                    raise TypeError(f"{where}: expected a floating-point tensor, got {type(p).__name__}")
+                if not p.is_floating_point():
+                    raise TypeError(f"{where}: expected a floating-point tensor, got dtype {p.dtype}")
+                if id(p) in seen:
+                    raise ValueError(f"{where}: the same tensor appears twice (also as {seen[id(p)]}); "
+                                     "it would be stepped twice per step")
+                seen[id(p)] = where
+            merged = {**hyper, **{k: v for k, v in group.items() if k != "params"}}
+            self.param_groups.append({"params": ps, **self._validated(merged, gi if len(groups) > 1 else None)})
+        if method == "lbfgs" and len(self.param_groups) != 1:
+            raise ValueError(f"params: L-BFGS takes one parameter group, got {len(self.param_groups)}")
+        self.state: dict[int, dict] = {}  # keyed by the index of the tensor over all groups
+
+    def _validated(self, hyper: dict, group: int | None) -> dict:
+        where = "" if group is None else f"param_groups[{group}]: "
+        for k, v in hyper.items():
+            if isinstance(v, torch.Tensor):
+                raise TypeError(f"{where}{k}: expected a number, got a tensor; per-row tensor hyperparameters are for "
+                                "stacked parameter vectors in the *_step functions, not for Optimizer")
+        if self.method == "lbfgs":
+            unknown = set(hyper) - set(self._LBFGS_DEFAULTS)
+            if unknown:
+                raise ValueError(f"{where}lbfgs: unknown hyperparameter(s) {sorted(unknown)}; expected {sorted(self._LBFGS_DEFAULTS)}")
+            full = {**self._LBFGS_DEFAULTS, **hyper}
+            lbfgs_step(torch.zeros(1, dtype=torch.float64), lambda th: (0.0, torch.zeros_like(th)), {}, **full)  # validates
+            return full
+        try:
+            return dict(optimizer(self.method, **hyper).hyper)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"{where}{e}") from None
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        """Every tensor, group by group."""
+        return [p for g in self.param_groups for p in g["params"]]
+
+    @property
+    def states(self) -> list[dict]:
+        """The per-tensor state dicts in :attr:`params` order (``{}`` before a tensor's first step)."""
+        return [self.state.get(i, {}) for i in range(len(self.params))]
+
+    @property
+    def update(self) -> Update:
+        """The first group's method and hyperparameters as an :class:`Update`; setting it sets every group's."""
+        return Update(self.method, {k: v for k, v in self.param_groups[0].items() if k != "params"}, self.method)
+
+    @update.setter
+    def update(self, value: Update) -> None:
+        if not isinstance(value, Update) or value.method != self.method:
+            raise TypeError(f"update: expected an Update of method {self.method!r}, got {value!r}")
+        hyper = self._validated(dict(value.hyper), None)
+        for group in self.param_groups:
+            group.update(hyper)
 
     def __repr__(self) -> str:
-        return f"Optimizer({len(self.params)} tensors, {self.update!r})"
+        return f"Optimizer({self.method!r}, {len(self.param_groups)} group(s), {len(self.params)} tensors)"
 
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
 
-    @torch.no_grad()
-    def step(self) -> None:
-        for i, p in enumerate(self.params):
-            if p.grad is None:
-                continue
-            new, self.states[i] = self.update.raw(p.detach(), p.grad, self.states[i])
-            p.copy_(new)
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One update of every tensor that has a ``.grad``; returns ``closure()``'s loss (None without a closure).
+
+        ``closure`` re-evaluates the model and calls ``backward()`` (as in
+        ``torch.optim``); L-BFGS needs it, and calls it several times.
+
+        Raises
+        ------
+        ValueError
+            If a gradient holds NaN or inf (naming the tensor), before any tensor is changed.
+        """
+        if closure is not None and not callable(closure):
+            raise TypeError(f"closure: expected a callable that returns the loss, got {type(closure).__name__}")
+        if self.method == "lbfgs":
+            return self._step_lbfgs(closure)
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        index, work = 0, []
+        for gi, group in enumerate(self.param_groups):
+            hyper = self._group_hyper(gi)
+            for p in group["params"]:
+                if p.grad is not None:
+                    work.append((index, p, hyper))
+                index += 1
+        if work:  # one synchronization for every gradient's finiteness, before any tensor changes
+            finite = torch.stack([torch.isfinite(p.grad).all().to(work[0][1].device) for _, p, _ in work])
+            if not bool(finite.all()):
+                i, p, _ = work[int((~finite).nonzero()[0, 0])]
+                raise ValueError(f"params[{i}].grad: expected finite values, got "
+                                 f"{int((~torch.isfinite(p.grad)).sum())} NaN or inf entries; no tensor was updated")
+        kernel = METHODS[self.method][1]  # hyperparameters and gradients are checked above
+        with torch.no_grad():
+            for i, p, hyper in work:
+                grad = p.grad.to(p.dtype)
+                if grad.shape != p.shape:
+                    raise ValueError(f"params[{i}].grad: expected shape {tuple(p.shape)}, got {tuple(grad.shape)}")
+                new, self.state[i] = kernel(p.detach(), grad, self.state.get(i, {}), **hyper)
+                p.copy_(new)
+        return loss
+
+    def _group_hyper(self, gi: int) -> dict:
+        """Group ``gi``'s validated hyperparameters, revalidated only when the group's dict changed (a schedule)."""
+        raw = {k: v for k, v in self.param_groups[gi].items() if k != "params"}
+        cache = self.__dict__.setdefault("_hyper_cache", {})
+        if gi not in cache or cache[gi][0] != raw:
+            cache[gi] = (raw, self._validated(raw, gi if len(self.param_groups) > 1 else None))
+        return cache[gi][1]
+
+    def _step_lbfgs(self, closure: Callable[[], Any] | None) -> Any:
+        if closure is None:
+            raise ValueError("closure: L-BFGS evaluates the loss several times per step; pass step(closure) "
+                             "with a closure that zeroes the gradients, computes the loss, calls backward() and returns the loss")
+        ps = self.params
+        hyper = self._validated({k: v for k, v in self.param_groups[0].items() if k != "params"}, None)
+
+        def flat(theta: torch.Tensor) -> tuple[float, torch.Tensor]:
+            with torch.no_grad():
+                self._set_flat(theta)
+            with torch.enable_grad():
+                loss = closure()
+            grads = [p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(), dtype=p.dtype, device=p.device)
+                     for p in ps]
+            return float(loss.detach() if isinstance(loss, torch.Tensor) else loss), torch.cat(grads)
+
+        x0 = torch.cat([p.detach().reshape(-1) for p in ps])
+        x, loss, self.state[0] = lbfgs_step(x0, flat, self.state.get(0, {}), **hyper)
+        with torch.no_grad():
+            self._set_flat(x)
+        return loss
+
+    def _set_flat(self, theta: torch.Tensor) -> None:
+        offset = 0
+        for p in self.params:
+            p.copy_(theta[offset: offset + p.numel()].view_as(p))
+            offset += p.numel()
+
+    def state_dict(self) -> dict:
+        """``{"state": {index: {name: value}}, "param_groups": [{hyper..., "params": [indices]}]}``, as ``torch.optim``.
+
+        Tensors are cloned, so later steps do not change a saved dict.
+        """
+        def copy(v):
+            if isinstance(v, torch.Tensor):
+                return v.detach().clone()
+            if isinstance(v, list):
+                return [copy(u) for u in v]
+            return v
+
+        groups, start = [], 0
+        for g in self.param_groups:
+            n = len(g["params"])
+            groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": list(range(start, start + n))})
+            start += n
+        return {"method": self.method, "state": {i: {k: copy(v) for k, v in s.items()} for i, s in self.state.items()},
+                "param_groups": groups}
+
+    def load_state_dict(self, state_dict: Mapping) -> None:
+        """Restore a :meth:`state_dict` saved from an optimizer of the same method over tensors of the same shapes.
+
+        Raises
+        ------
+        TypeError, ValueError
+            If it is not such a dict, or its groups, sizes or state shapes do not fit this optimizer.
+        """
+        if not isinstance(state_dict, Mapping) or not {"state", "param_groups"} <= set(state_dict):
+            raise TypeError("state_dict: expected a dict from Optimizer.state_dict() with 'state' and 'param_groups'")
+        if state_dict.get("method", self.method) != self.method:
+            raise ValueError(f"state_dict: saved from method {state_dict['method']!r}, this optimizer runs {self.method!r}")
+        saved = state_dict["param_groups"]
+        if len(saved) != len(self.param_groups) or any(len(s["params"]) != len(g["params"]) for s, g in zip(saved, self.param_groups)):
+            raise ValueError("state_dict: its parameter groups do not match this optimizer's (number of groups or of tensors per group)")
+        ps = self.params
+        state: dict[int, dict] = {}
+        for i, s in state_dict["state"].items():
+            i = int(i)
+            if not 0 <= i < len(ps):
+                raise ValueError(f"state_dict: state for tensor {i}, but there are {len(ps)}")
+            entry = {}
+            for k, v in s.items():
+                if isinstance(v, torch.Tensor) and self.method != "lbfgs":
+                    if v.shape != ps[i].shape:
+                        raise ValueError(f"state_dict: state[{i}][{k!r}] has shape {tuple(v.shape)}, "
+                                         f"the tensor has {tuple(ps[i].shape)}")
+                    v = v.to(dtype=ps[i].dtype, device=ps[i].device).clone()
+                entry[k] = v
+            state[i] = entry
+        groups = []
+        for gi, (s, g) in enumerate(zip(saved, self.param_groups)):
+            hyper = {k: v for k, v in s.items() if k != "params"}
+            groups.append({"params": g["params"], **self._validated(hyper, gi if len(saved) > 1 else None)})
+        self.param_groups, self.state = groups, state
 
 
 # =============================================================================
@@ -717,8 +1502,7 @@ def run_trajectories(fn: Any, x0: torch.Tensor, update: Update, steps: int, *, k
         raise ValueError("x0: expected finite starting points")
     if not isinstance(update, Update):
         raise TypeError(f"update: expected an Update from losslab.optim.optimizer(...), got {type(update).__name__}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps: expected an int >= 1, got {steps!r}")
+    steps = _checks.count("steps", steps)
     bound = _number("bound", bound)
     if bound == 0:
         raise ValueError("bound: expected a number > 0, got 0")
@@ -808,8 +1592,7 @@ def basins(fn: Any, update: Update, *, steps: int, resolution: int = 100, target
     -------
     Basins
     """
-    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 2:
-        raise ValueError(f"resolution: expected an int >= 2, got {resolution!r}")
+    resolution = _checks.count("resolution", resolution, 2)
     tol = _number("tol", tol)
     dev = torch.device(device) if device is not None else default_device()
     (x0, x1), (y0, y1) = domain if domain is not None else fn.domain
@@ -847,7 +1630,9 @@ def gd_rate(lr: float, eigenvalues: Sequence[float] | torch.Tensor) -> float:
     float
         Above 1 means divergence.
     """
-    lam = torch.as_tensor(eigenvalues, dtype=torch.float64)
+    lam = _real_tensor("eigenvalues", eigenvalues)
+    if lam.ndim != 1 or lam.numel() == 0:
+        raise ValueError(f"eigenvalues: expected a non-empty sequence [M], got shape {tuple(lam.shape)}")
     return float((1 - _number("lr", lr) * lam).abs().max())
 
 
@@ -872,10 +1657,19 @@ def heavy_ball_rate(lr: float | torch.Tensor, beta: float | torch.Tensor,
     -------
     Tensor [] or [K] (float64)
     """
-    lr_t = torch.as_tensor(lr, dtype=torch.float64)
-    beta_t = torch.as_tensor(beta, dtype=torch.float64)
-    lr_t, beta_t = torch.broadcast_tensors(lr_t, beta_t)
-    lam = torch.as_tensor(eigenvalues, dtype=torch.float64)  # (M,)
+    lr_t = _real_tensor("lr", lr)
+    beta_t = _real_tensor("beta", beta)
+    if bool((lr_t < 0).any()):
+        raise ValueError(f"lr: expected learning rates >= 0, got {float(lr_t.min())}")
+    if bool(((beta_t < 0) | (beta_t >= 1)).any()):
+        raise ValueError(f"beta: expected momenta in [0, 1), got values in [{float(beta_t.min())}, {float(beta_t.max())}]")
+    try:
+        lr_t, beta_t = torch.broadcast_tensors(lr_t, beta_t)
+    except RuntimeError:
+        raise ValueError(f"lr, beta: shapes {tuple(lr_t.shape)} and {tuple(beta_t.shape)} do not broadcast") from None
+    lam = _real_tensor("eigenvalues", eigenvalues)  # (M,)
+    if lam.ndim != 1 or lam.numel() == 0:
+        raise ValueError(f"eigenvalues: expected a non-empty sequence [M], got shape {tuple(lam.shape)}")
     a = 1 + beta_t[..., None] - lr_t[..., None] * lam  # (..., M) trace of M_i
     b = beta_t[..., None].expand_as(a)  # determinant of M_i
     # roots of z^2 - a z + b = 0
@@ -883,6 +1677,19 @@ def heavy_ball_rate(lr: float | torch.Tensor, beta: float | torch.Tensor,
     root = torch.sqrt(disc)
     r = torch.maximum(((a + root) / 2).abs(), ((a - root) / 2).abs())  # (..., M)
     return r.amax(-1)
+
+
+def _real_tensor(name: str, value: object) -> torch.Tensor:
+    """A number, sequence or real tensor as a finite float64 tensor."""
+    if isinstance(value, (str, bytes)) or value is None or isinstance(value, bool):
+        raise TypeError(f"{name}: expected a number or a tensor of numbers, got {type(value).__name__}")
+    try:
+        t = torch.as_tensor(value, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name}: expected a number or a tensor of numbers, got {type(value).__name__}") from None
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name}: expected finite values, got NaN or inf")
+    return t
 
 
 def heavy_ball_best(mu: float, L: float) -> tuple[float, float, float]:

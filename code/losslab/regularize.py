@@ -28,14 +28,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.func import vmap
 
-from . import backend
+from . import _checks, backend
 from .backend import generator as make_generator
 from .data import Split, regression_1d
 from .optim import _adam as _optim_adam
@@ -87,17 +87,12 @@ def _tensor(name: str, x: object, *, floating: bool = True, ndim: int | None = N
 
 def _number(name: str, v: object, *, low: float = 0.0, high: float = math.inf,
             low_open: bool = False, high_open: bool = False) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name}: expected a number, got {type(v).__name__}")
-    v = float(v)
-    ok = math.isfinite(v) and (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
-    if not ok:
-        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
-        raise ValueError(f"{name}: expected a finite value in {lo}{low}, {high}{hi}, got {v}")
-    return v
+    return _checks.number(name, v, low=low, high=high, low_open=low_open, high_open=high_open)
 
 
 def _params(name: str, params: object) -> list[torch.Tensor]:
+    if not isinstance(params, torch.Tensor) and (isinstance(params, (str, bytes, Mapping)) or not isinstance(params, Iterable)):
+        raise TypeError(f"{name}: expected a tensor or a sequence of tensors, got {type(params).__name__}")
     items = [params] if isinstance(params, torch.Tensor) else list(params)  # type: ignore[arg-type]
     if not items:
         raise ValueError(f"{name}: expected a tensor or a non-empty sequence of tensors")
@@ -283,8 +278,7 @@ def lasso_ista(features: torch.Tensor, y: torch.Tensor, strengths: torch.Tensor,
         raise ValueError(f"y: expected {X.shape[0]} targets (rows of features), got {y.shape[0]}")
     if bool((lam < 0).any()):
         raise ValueError("strengths: expected values >= 0")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps: expected an int >= 1, got {steps!r}")
+    steps = _checks.count("steps", steps)
     n, d = X.shape
     gram = X.T @ X / n  # (D, D)
     xty = X.T @ y / n  # (D,)
@@ -660,8 +654,7 @@ def smooth_labels(y: torch.Tensor, n_classes: int, smoothing: float) -> torch.Te
     """
     if not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or y.dim() != 1:
         raise TypeError(f"y: expected a 1-D int64 tensor of class indices, got {getattr(y, 'dtype', type(y).__name__)}")
-    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
-        raise ValueError(f"n_classes: expected an int >= 2, got {n_classes!r}")
+    n_classes = _checks.count("n_classes", n_classes, 2)
     if len(y) and (int(y.min()) < 0 or int(y.max()) >= n_classes):
         raise ValueError(f"y: expected labels in [0, {n_classes}), got [{int(y.min())}, {int(y.max())}]")
     eps = _number("smoothing", smoothing, high=1.0)
@@ -713,8 +706,7 @@ def legendre_features(x: torch.Tensor, degree: int) -> torch.Tensor:
         Shape (n, d + 1); column 0 is all ones.
     """
     _tensor("x", x, ndim=1)
-    if isinstance(degree, bool) or not isinstance(degree, (int, np.integer)) or degree < 0:
-        raise ValueError(f"degree: expected an int >= 0, got {degree!r}")
+    degree = _checks.count("degree", degree, 0)
     if len(x) and float(x.abs().max()) > 1 + 1e-12:
         raise ValueError(f"x: expected values in [-1, 1], got a maximum |x| of {float(x.abs().max())}")
     cols = [torch.ones_like(x)]
@@ -973,8 +965,7 @@ def init_mlp(sizes: Sequence[int], n_models: int, *, generator: torch.Generator,
     sizes = [int(s) for s in sizes]
     if len(sizes) < 2 or min(sizes) < 1:
         raise ValueError(f"sizes: expected at least two positive layer sizes, got {sizes}")
-    if isinstance(n_models, bool) or not isinstance(n_models, int) or n_models < 1:
-        raise ValueError(f"n_models: expected an int >= 1, got {n_models!r}")
+    n_models = _checks.count("n_models", n_models)
     params = []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
         bound = 1 / math.sqrt(fan_in)
@@ -1131,10 +1122,8 @@ def train_ensemble(train: Split, val: Split, *, hidden: Sequence[int] = (64,),
             raise ValueError(f"{nm}.y: expected {len(s.x)} int64 class labels, got {tuple(s.y.shape)} {s.y.dtype}")
     if val.x.shape[1] != train.x.shape[1]:
         raise ValueError(f"val.x: expected {train.x.shape[1]} features like train.x, got {val.x.shape[1]}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps: expected an int >= 1, got {steps!r}")
-    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
-        raise ValueError(f"eval_every: expected an int >= 1, got {eval_every!r}")
+    steps = _checks.count("steps", steps)
+    eval_every = _checks.count("eval_every", eval_every)
     settings = {"weight_decay": _per_model("weight_decay", weight_decay),
                 "dropout": _per_model("dropout", dropout, high=1.0),
                 "input_noise": _per_model("input_noise", input_noise),

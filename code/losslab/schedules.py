@@ -26,8 +26,11 @@ Contents
 --------
 constant_lr, step_lr, multistep_lr, exponential_lr, polynomial_lr, linear_lr,
 cosine_lr, linear_warmup_lr, warmup_cosine_lr, one_cycle_lr, cyclic_lr,
-inverse_sqrt_lr, wsd_lr, cosine_restarts_lr
+inverse_sqrt_lr, wsd_lr, cosine_restarts_lr, constant_factor_lr, multiplicative_lr
     schedules (pure functions of the step);
+chained_lr, cyclic_momentum
+    several schedules' factors multiplied (``ChainedScheduler``), and the
+    momentum ``CyclicLR`` cycles against the rate;
 ReduceOnPlateau, plateau_lrs
     the one schedule that depends on the losses (a small stateful class);
 range_test_lrs, smooth_losses, suggest_lr, lr_range_test, RangeTest
@@ -47,7 +50,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import backend, data
+from . import _checks, backend, data
 
 __all__ = [
     "constant_lr",
@@ -64,6 +67,10 @@ __all__ = [
     "inverse_sqrt_lr",
     "wsd_lr",
     "cosine_restarts_lr",
+    "constant_factor_lr",
+    "multiplicative_lr",
+    "chained_lr",
+    "cyclic_momentum",
     "SCHEDULES",
     "ReduceOnPlateau",
     "plateau_lrs",
@@ -104,43 +111,33 @@ def _steps(step: Any) -> torch.Tensor:
 
 
 def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name}: expected a finite number, got {value}")
-    return value
+    return _checks.number(name, value)
 
 
 def _rate(name: str, value: Any, *, allow_zero: bool = False) -> float:
-    value = _number(name, value)
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"Invalid learning rate: {name} expected {'>= 0' if allow_zero else '> 0'}, got {value}")
-    return value
+    """A learning rate: PyTorch's "Invalid learning rate" message, naming the argument."""
+    return _checks.number(f"Invalid learning rate: {name}", value, low=0.0, low_open=not allow_zero)
 
 
 def _count(name: str, value: Any, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name}: expected an int >= {low}, got {value}")
-    return int(value)
+    return _checks.count(name, value, low)
 
 
 def _in_range(name: str, value: Any, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> float:
-    value = _number(name, value)
-    ok_low = value > low if low_open else value >= low
-    ok_high = value < high if high_open else value <= high
-    if not (ok_low and ok_high):
-        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
-        raise ValueError(f"{name}: expected a value in {lo}{low}, {high}{hi}, got {value}")
-    return value
+    return _checks.number(name, value, low=low, high=high, low_open=low_open, high_open=high_open)
 
 
 def _start_factor(start_factor: float | None, warmup: int) -> float:
     if start_factor is None:
         return 1.0 / (warmup + 1)
     return _in_range("start_factor", start_factor, 0.0, 1.0)
+
+
+def _finite_rates(lr: torch.Tensor, name: str) -> torch.Tensor:
+    if not bool(torch.isfinite(lr).all()):
+        raise ValueError(f"{name}: the rate grows past the float64 range (inf) by step {int((~torch.isfinite(lr)).nonzero()[0][0]) if lr.dim() else 0}; "
+                         "use a smaller gamma or fewer steps")
+    return lr
 
 
 def _f64(t: torch.Tensor) -> torch.Tensor:
@@ -187,7 +184,7 @@ def step_lr(step: Any, *, base_lr: float, step_size: int, gamma: float = 0.1) ->
     step_size : int
         $s \\ge 1$, steps between decays.
     gamma : float
-        Factor in (0, 1].
+        Factor > 0: below 1 a decay, above 1 a growth (as in an LR range test).
 
     Returns
     -------
@@ -197,16 +194,17 @@ def step_lr(step: Any, *, base_lr: float, step_size: int, gamma: float = 0.1) ->
     Raises
     ------
     ValueError
-        Negative steps or rates, ``step_size < 1``, ``gamma`` outside (0, 1].
+        Negative steps or rates, ``step_size < 1``, ``gamma <= 0``, or a
+        ``gamma > 1`` that grows the rate past the float64 range.
     """
     t = _steps(step)
     base_lr = _rate("base_lr", base_lr)
     step_size = _count("step_size", step_size)
-    gamma = _in_range("gamma", gamma, 0.0, 1.0, low_open=True)
+    gamma = _in_range("gamma", gamma, 0.0, math.inf, low_open=True)
     # 1) how many decays have happened by step t
     k = _f64(torch.div(t, step_size, rounding_mode="floor"))
     # 2) each one multiplies the rate by gamma
-    return base_lr * gamma**k
+    return _finite_rates(base_lr * gamma**k, "gamma")
 
 
 def multistep_lr(step: Any, *, base_lr: float, milestones: Sequence[int], gamma: float = 0.1) -> torch.Tensor:
@@ -251,7 +249,8 @@ def exponential_lr(step: Any, *, base_lr: float, gamma: float) -> torch.Tensor:
     step : int or integer array, any shape
     base_lr : float
     gamma : float
-        Factor in (0, 1]; the half-life is $\\ln 2 / (-\\ln\\gamma)$ steps.
+        Factor > 0; below 1 the half-life is $\\ln 2 / (-\\ln\\gamma)$ steps, above 1 the
+        rate grows (the exponential sweep of an LR range test).
 
     Returns
     -------
@@ -260,8 +259,8 @@ def exponential_lr(step: Any, *, base_lr: float, gamma: float) -> torch.Tensor:
     """
     t = _steps(step)
     base_lr = _rate("base_lr", base_lr)
-    gamma = _in_range("gamma", gamma, 0.0, 1.0, low_open=True)
-    return base_lr * gamma ** _f64(t)
+    gamma = _in_range("gamma", gamma, 0.0, math.inf, low_open=True)
+    return _finite_rates(base_lr * gamma ** _f64(t), "gamma")
 
 
 def polynomial_lr(step: Any, *, base_lr: float, total: int, power: float = 1.0) -> torch.Tensor:
@@ -323,8 +322,10 @@ def linear_lr(step: Any, *, base_lr: float, start_factor: float = 1.0 / 3, end_f
     start_factor = _in_range("start_factor", start_factor, 0.0, 1.0, low_open=True)
     end_factor = _in_range("end_factor", end_factor, 0.0, 1.0)
     total = _count("total", total)
-    # 1) interpolate the factor, then hold it after `total` steps
-    factor = start_factor + (end_factor - start_factor) * _f64(t.clamp(max=total)) / total
+    # 1) interpolate the factor as a weighted mean of its ends (exactly end_factor at `total`, never below 0),
+    #    then hold it after `total` steps
+    frac = _f64(t.clamp(max=total)) / total
+    factor = start_factor * (1 - frac) + end_factor * frac
     return base_lr * factor
 
 
@@ -750,7 +751,10 @@ def cosine_restarts_lr(step: Any, *, base_lr: float, period: int, period_mult: i
     min_lr = _rate("min_lr", min_lr, allow_zero=True)
     if min_lr > base_lr:
         raise ValueError(f"min_lr: expected <= base_lr={base_lr}, got {min_lr}")
-    # 1) the restart steps 0, T0, T0 + T0 m, ... (exact integers), far enough to cover every step
+    if period_mult == 1:  # equal periods: the position in the period is a remainder, no list of restarts needed
+        t_cur = _f64(torch.remainder(t, period))
+        return min_lr + (base_lr - min_lr) * (1 + torch.cos(math.pi * t_cur / period)) / 2
+    # 1) the restart steps 0, T0, T0 + T0 m, ... (exact integers, O(log t) of them), far enough to cover every step
     t_max = int(t.max()) if t.numel() else 0
     starts, lengths = [0], [period]
     while starts[-1] + lengths[-1] <= t_max:
@@ -763,6 +767,161 @@ def cosine_restarts_lr(step: Any, *, base_lr: float, period: int, period_mult: i
     t_cur, t_i = _f64(t - starts_t[i]), _f64(lengths_t[i])
     # 3) cosine within the period
     return min_lr + (base_lr - min_lr) * (1 + torch.cos(math.pi * t_cur / t_i)) / 2
+
+
+def constant_factor_lr(step: Any, *, base_lr: float, factor: float = 1.0 / 3, total: int = 5) -> torch.Tensor:
+    """The rate times ``factor`` for the first ``total`` steps, then the rate itself (``ConstantLR``).
+
+    $$\\eta_t = \\eta_0 \\cdot \\begin{cases} f & t < T \\\\ 1 & t \\ge T \\end{cases}$$
+
+    A crude warmup in one step. See chapter 4.
+
+    Parameters
+    ----------
+    step : int or integer array, any shape
+    base_lr : float
+    factor : float
+        $f \\in [0, 1]$, as PyTorch requires.
+    total : int
+        $T \\ge 1$ steps at the reduced rate. (PyTorch's ``total_iters=0``
+        applies ``factor`` forever, a corner this function refuses.)
+
+    Returns
+    -------
+    torch.Tensor
+        float64, the shape of ``step``.
+    """
+    t = _steps(step)
+    base_lr = _rate("base_lr", base_lr)
+    factor = _in_range("factor", factor, 0.0, 1.0)
+    total = _count("total", total)
+    lr = torch.full(t.shape, base_lr, dtype=torch.float64, device=t.device)
+    return torch.where(t < total, lr * factor, lr)
+
+
+def multiplicative_lr(step: Any, *, base_lr: float, factor: Callable[[int], float] | float) -> torch.Tensor:
+    """Multiply the rate by ``factor(t)`` at every step $t \\ge 1$ (``MultiplicativeLR``).
+
+    $$\\eta_t = \\eta_0 \\prod_{k=1}^{t} f(k)$$
+
+    ``factor`` is a function of the step (PyTorch's ``lr_lambda``) or one
+    number (then $\\eta_0 f^t$, :func:`exponential_lr`). The product is
+    accumulated in the order PyTorch applies it, so the values agree to the
+    last bit. See chapter 4.
+
+    Parameters
+    ----------
+    step : int or integer array, any shape
+    base_lr : float
+    factor : callable int -> float, or float
+        Each value a finite number >= 0.
+
+    Returns
+    -------
+    torch.Tensor
+        float64, the shape of ``step``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``factor`` is neither, or returns a negative, NaN or infinite value.
+    """
+    t = _steps(step)
+    base_lr = _rate("base_lr", base_lr)
+    if not callable(factor):
+        value = _in_range("factor", factor, 0.0, math.inf)
+        factor = lambda k: value  # noqa: E731
+    t_max = int(t.max()) if t.numel() else 0
+    # 1) the running product, one step at a time (lr <- lr * f(k)), as the scheduler does it
+    lrs, lr = [base_lr], base_lr
+    for k in range(1, t_max + 1):
+        lr = lr * _in_range(f"factor({k})", factor(k), 0.0, math.inf)
+        lrs.append(lr)
+    # 2) look each step up
+    return torch.tensor(lrs, dtype=torch.float64, device=t.device)[t]
+
+
+def chained_lr(step: Any, *, base_lr: float, factors: Sequence[Callable[[Any], torch.Tensor]]) -> torch.Tensor:
+    """Several schedules at once, their factors multiplied (``ChainedScheduler`` semantics).
+
+    $$\\eta_t = \\eta_0 \\prod_i f_i(t)$$
+
+    where each $f_i$ is a schedule of this module with ``base_lr=1`` (its factor),
+    e.g. ``lambda t: constant_factor_lr(t, base_lr=1.0, factor=0.1, total=3)``
+    and ``lambda t: exponential_lr(t, base_lr=1.0, gamma=0.9)``. PyTorch's
+    ``ChainedScheduler`` steps every scheduler in turn on the same optimizer,
+    which for the multiplicative schedulers (constant, linear, step,
+    multistep, exponential, multiplicative) is this product. See chapter 4.
+
+    Parameters
+    ----------
+    step : int or integer array, any shape
+    base_lr : float
+    factors : sequence of callables step -> Tensor
+        At least one.
+
+    Returns
+    -------
+    torch.Tensor
+        float64, the shape of ``step``.
+    """
+    t = _steps(step)
+    base_lr = _rate("base_lr", base_lr)
+    if isinstance(factors, (str, bytes)) or not isinstance(factors, Sequence):
+        raise TypeError(f"factors: expected a sequence of schedules (callables of the step), got {type(factors).__name__}")
+    if not factors:
+        raise ValueError("factors: expected at least one schedule")
+    out = torch.full(t.shape, base_lr, dtype=torch.float64, device=t.device)
+    for i, f in enumerate(factors):
+        if not callable(f):
+            raise TypeError(f"factors[{i}]: expected a callable of the step, got {type(f).__name__}")
+        value = f(t)
+        if not isinstance(value, torch.Tensor) or value.shape != t.shape:
+            raise ValueError(f"factors[{i}]: expected a tensor of the step's shape {tuple(t.shape)}, got "
+                             f"{tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__}")
+        out = out * value.to(torch.float64)
+    return out
+
+
+def cyclic_momentum(
+    step: Any,
+    *,
+    base_momentum: float = 0.8,
+    max_momentum: float = 0.9,
+    step_size_up: int,
+    step_size_down: int | None = None,
+    mode: str = "triangular",
+    gamma: float = 1.0,
+) -> torch.Tensor:
+    """The momentum that ``CyclicLR(cycle_momentum=True)`` sets beside :func:`cyclic_lr`: it cycles the other way.
+
+    $$\\mu_t = \\mu_{\\max} - (\\mu_{\\max} - \\mu_{\\text{base}})\\, h\\, \\sigma$$
+
+    with the height $h$ and scale $\\sigma$ of :func:`cyclic_lr`: when the rate
+    is at its top the momentum is at its bottom, so the effective step
+    $\\eta/(1-\\mu)$ does not swing as far (Smith 2018). See chapter 4.
+
+    Parameters
+    ----------
+    step : int or integer array, any shape
+    base_momentum, max_momentum : float
+        $0 \\le \\mu_{\\text{base}} \\le \\mu_{\\max} < 1$.
+    step_size_up, step_size_down, mode, gamma
+        As for :func:`cyclic_lr`.
+
+    Returns
+    -------
+    torch.Tensor
+        float64, the shape of ``step``.
+    """
+    base_momentum = _in_range("base_momentum", base_momentum, 0.0, 1.0, high_open=True)
+    max_momentum = _in_range("max_momentum", max_momentum, 0.0, 1.0, high_open=True)
+    if max_momentum < base_momentum:
+        raise ValueError(f"max_momentum: expected >= base_momentum={base_momentum}, got {max_momentum}")
+    # the rate's cycle with base 0 and top 1 is h * scale
+    hs = cyclic_lr(step, base_lr=1.0, max_lr=2.0, step_size_up=step_size_up, step_size_down=step_size_down,
+                   mode=mode, gamma=gamma) - 1.0
+    return max_momentum - (max_momentum - base_momentum) * hs
 
 
 #: Every pure schedule by a reader's name (the explorers and the experiment pick from here).
@@ -868,6 +1027,10 @@ class ReduceOnPlateau:
             If ``metric`` is NaN (a NaN loss means training broke; lowering the
             rate would hide it).
         """
+        if isinstance(metric, torch.Tensor) and metric.numel() == 1 and not metric.is_complex():
+            metric = metric.item()
+        if isinstance(metric, bool) or not isinstance(metric, (int, float, np.integer, np.floating)):
+            raise TypeError(f"metric: expected a number (the monitored loss or accuracy), got {type(metric).__name__}")
         x = float(metric)
         if math.isnan(x):
             raise ValueError("metric: got NaN; the monitored quantity must be a number")

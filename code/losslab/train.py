@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import backend, data, optim, schedules
+from . import _checks, backend, data, optim, schedules
 from .data import Split
 from .nets import global_grad_norm
 
@@ -95,18 +95,11 @@ __all__ = [
 # =============================================================================
 
 def _count(name: str, value: object, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
-    return int(value)
+    return _checks.count(name, value, low)
 
 
 def _positive(name: str, value: object, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
-    v = float(value)
-    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        raise ValueError(f"{name}: expected a finite number {'>= 0' if allow_zero else '> 0'}, got {value!r}")
-    return v
+    return _checks.positive(name, value, allow_zero=allow_zero)
 
 
 def _split(name: str, s: object) -> Split:
@@ -286,7 +279,15 @@ def sublinear_bound(k: torch.Tensor | Sequence[int] | int, *, L: float, distance
     Tensor
         float64, the shape of ``k``.
     """
-    kk = torch.as_tensor(k, dtype=torch.float64)
+    if isinstance(k, (bool, str, bytes)) or k is None:
+        raise TypeError(f"k: expected an int or a sequence of ints, got {type(k).__name__}")
+    try:
+        kk = torch.as_tensor(k)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"k: expected an int or a sequence of ints, got {type(k).__name__}") from None
+    if kk.is_floating_point() or kk.is_complex() or kk.dtype == torch.bool:
+        raise TypeError(f"k: expected integer step counts, got dtype {kk.dtype}")
+    kk = kk.to(torch.float64)
     if not bool((kk >= 1).all()):
         raise ValueError("k: expected step counts >= 1 (the bound is infinite at k = 0)")
     L = _positive("L", L)
