@@ -10,9 +10,9 @@
   option ``losslab_reader_branch`` (``_config.yml``), so a reader who
   launches a page gets prose that Jupyter and Colab render. The edit and
   source buttons keep pointing at the source on the main branch.
-- It makes pages lighter and more accessible: the search scripts load only
-  on the search page (the search box of every other page submits to it);
-  every page gets a ``<meta name="description">`` from its first paragraph;
+- It makes pages lighter and more accessible (with the templates in
+  ``book/_templates``, which also keep the search scripts to the search
+  page): every page gets a ``<meta name="description">`` from its first paragraph;
   the colour mode defaults to the reader's system setting (an empty default
   made the theme log "Got invalid theme mode" on every page); formulas stay
   out of the Tab order (MathJax's menu remains on right-click).
@@ -65,18 +65,6 @@ def reader_launch_links(app, pagename, templatename, context, doctree) -> None: 
                 button["url"] = url.replace(f"/{branch}?urlpath=", f"/{reader}?urlpath=", 1)
 
 
-#: Scripts only the search page needs.
-_SEARCH_ONLY = ("searchtools.js", "language_data.js")
-
-
-def search_scripts_on_search_page_only(app, pagename, templatename, context, doctree) -> None:  # noqa: ANN001
-    """Drop the search index scripts from every page but the search page."""
-    scripts = context.get("script_files")
-    if not scripts or pagename == "search":
-        return
-    scripts[:] = [js for js in scripts if not str(getattr(js, "filename", js) or "").endswith(_SEARCH_ONLY)]
-
-
 def _first_paragraph(doctree) -> str:  # noqa: ANN001
     from docutils import nodes  # noqa: PLC0415
 
@@ -125,7 +113,6 @@ def setup(app):  # noqa: ANN001, ANN201  (Sphinx's extension entry point)
     app.connect("html-page-context", dedupe_scripts, priority=100)  # before any handler that returns a template
     app.connect("html-page-context", reader_launch_links, priority=502)  # after the theme adds the buttons (501)
     app.connect("config-inited", theme_defaults)
-    app.connect("html-page-context", search_scripts_on_search_page_only, priority=100)
     app.connect("html-page-context", meta_description, priority=100)
     app.connect("html-page-context", default_colour_mode, priority=100)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
