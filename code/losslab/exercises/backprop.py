@@ -185,7 +185,7 @@ def _(f, ref):
         assert got.shape == p.shape, f"{name}: expected shape {tuple(p.shape)}, got {tuple(got.shape)}"
 
 
-@two_layer.check("output-layer gradients dW2, db2 match torch.autograd", hint="$\\delta_2 = 2(\\hat y - y)/(Bk)$ for a mean over all $B k$ entries; then $dW_2 = \\delta_2^\\top h_1$.")
+@two_layer.check("output-layer gradients dW2, db2 match torch.autograd", hint="$\\bar z_2 = 2(\\hat y - y)/(Bk)$ for a mean over all $B k$ entries; then $\\partial \\mathcal L/\\partial W_2 = \\bar z_2^\\top h_1$.")
 def _(f, ref):
     args = _problem(1)
     out = f(*[a.clone() for a in args])
@@ -194,7 +194,7 @@ def _(f, ref):
         assert got.shape == w.shape and torch.allclose(got, w, rtol=1e-8, atol=1e-10), f"{name} differs from torch.autograd"
 
 
-@two_layer.check("hidden-layer gradients dW1, db1 match torch.autograd", hint="$\\delta_1 = (\\delta_2 W_2) \\odot (1 - h_1^2)$: the tanh derivative uses its output $h_1$.")
+@two_layer.check("hidden-layer gradients dW1, db1 match torch.autograd", hint="$\\bar z_1 = (\\bar z_2 W_2) \\odot (1 - h_1^2)$: the tanh derivative uses its output $h_1$.")
 def _(f, ref):
     for seed, B in ((2, 5), (3, 1), (4, 16)):
         args = _problem(seed, B=B)

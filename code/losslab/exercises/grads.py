@@ -71,7 +71,7 @@ def _(f, ref):
 
 
 @he_init.check("entries have mean 0 and variance 2 / fan_in",
-               hint="The variance is $2/n_{in}$, so the standard deviation is $\\sqrt{2/n_{in}}$; $n_{in}$ is the number of columns.")
+               hint="The variance is $2/n_{\\text{in}}$, so the standard deviation is $\\sqrt{2/n_{\\text{in}}}$; $n_{\\text{in}}$ is the number of columns.")
 def _(f, ref):
     # 100 x 1000 = 1e5 draws: the sample variance has relative standard error sqrt(2/n) = 0.45%;
     # allow 5 of them. The layer is far from square, so fan_in and fan_out are told apart.
@@ -83,7 +83,7 @@ def _(f, ref):
 
 
 @he_init.check("keeps the signal's scale flat through 20 ReLU layers",
-               hint="With $\\mathrm{Var}(W) = 2/n_{in}$ each ReLU layer keeps $\\mathbb E[h^2]$: the factor 2 undoes the half the ReLU zeroes.")
+               hint="With $\\mathrm{Var}(W) = 2/n_{\\text{in}}$ each ReLU layer keeps $\\mathbb E[h^2]$: the factor 2 undoes the half the ReLU zeroes.")
 def _(f, ref):
     # Width 256: one layer's factor fluctuates by about 10%, so 20 layers wander by a factor
     # of about e^{0.45}; the check allows a factor 3 while a wrong variance is off by 2^20.

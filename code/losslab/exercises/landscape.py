@@ -10,11 +10,11 @@ classify_ex = Exercise(
     title="Classify a critical point",
     entry="classify_critical_point",
     prompt=(
-        "Write `classify_critical_point(hessian)`: given the symmetric Hessian $H$ (an $n \\times n$ float64 tensor) "
+        "Write `classify_critical_point(hessian)`: given the symmetric Hessian $H$ (a $P \\times P$ float64 tensor) "
         "at a critical point, return `\"minimum\"` if every eigenvalue is positive, `\"maximum\"` if every one is "
         "negative, `\"saddle\"` if there are eigenvalues of both signs, and `\"degenerate\"` otherwise (some "
         "eigenvalue is zero and the others share one sign, so the second-derivative test says nothing). Count an "
-        "eigenvalue as zero when $|\\lambda| \\le 10^{-9}$."
+        "eigenvalue as zero when $|h_i| \\le 10^{-9}$."
     ),
     stub='''
 import torch

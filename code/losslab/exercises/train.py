@@ -19,7 +19,7 @@ early_stopping = Exercise(
     entry="early_stopping",
     prompt=(
         "Write `early_stopping(val_losses, patience, min_delta=0.0)`. Walk through the validation losses in order, "
-        "keeping the best value so far. Evaluation $i$ improves when $v_i < v^* - \\delta$ (the first always does; "
+        "keeping the best value so far. Evaluation $i$ improves when its loss $v_i$ is more than `min_delta` below the best so far (the first always does; "
         "a tie or a NaN does not). Each evaluation that does not improve adds one to a counter, and an improvement "
         "resets it to 0. Stop at the evaluation where the counter reaches `patience`. Return `(stop, best)`: the "
         "index where training stops (the last index if it never stops) and the index of the best evaluation, "

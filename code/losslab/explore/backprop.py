@@ -238,8 +238,8 @@ def step_explorer() -> Explorer:
 
 # --- explorer 2: what a gradient costs ---------------------------------------------
 
-_METHODS = (("finite_diff_s", "finite differences (2n forward passes)", 1),
-            ("forward_mode_s", "forward mode (n JVP passes)", 3),
+_METHODS = (("finite_diff_s", "finite differences (2P forward passes)", 1),
+            ("forward_mode_s", "forward mode (P JVP passes)", 3),
             ("reverse_s", "reverse mode (1 forward + 1 backward)", 0),
             ("forward_s", "one forward pass", 7))
 
@@ -256,7 +256,7 @@ def render_costs(costs: GradientCosts, size: int, forward_mode: bool) -> Figure:
         ax.loglog(n, t, "o-", color=plots.PALETTE[c], label=label, ms=4)
         ax.plot(n[k], t[k], "o", color=plots.PALETTE[c], ms=9, mfc="none", mew=1.5)
     ax.axvline(n[k], color="0.7", lw=0.8, ls=":")
-    ax.set(xlabel="number of parameters n", ylabel="milliseconds per gradient",
+    ax.set(xlabel="number of parameters P", ylabel="milliseconds per gradient",
            ylim=(min(costs.forward_s) * 1e3 / 3, max(costs.finite_diff_s) * 1e3 * 3))
     ax.legend(loc="upper left", fontsize=7.5)
     fwd = costs.forward_s[k]
@@ -269,7 +269,7 @@ def render_costs(costs: GradientCosts, size: int, forward_mode: bool) -> Figure:
     bx.set_xlabel("cost in forward passes (measured)")
     bx.tick_params(axis="y", labelsize=8)
     bx.grid(axis="y", visible=False)
-    fig.suptitle(f"n = {size:,} parameters: reverse mode costs {costs.reverse_s[k] / fwd:.1f} forward passes, "
+    fig.suptitle(f"P = {size:,} parameters: reverse mode costs {costs.reverse_s[k] / fwd:.1f} forward passes, "
                  f"finite differences {costs.finite_diff_s[k] / fwd:,.0f}", fontsize=10)
     return fig
 
@@ -283,10 +283,10 @@ def cost_explorer(costs: GradientCosts | None = None) -> Explorer:
     return Explorer(
         "backprop.gradient-cost",
         lambda size: render_costs(costs, size, True),
-        controls={"size": Choice(sizes, default=sizes[-1], labels=[f"{s:,}" for s in sizes], label="parameters n")},
-        title="What a full gradient costs: finite differences and forward mode grow with n, reverse mode does not",
+        controls={"size": Choice(sizes, default=sizes[-1], labels=[f"{s:,}" for s in sizes], label="parameters P")},
+        title="What a full gradient costs: finite differences and forward mode grow with P, reverse mode does not",
         alt="Log-log plot of milliseconds per gradient against the number of parameters for finite differences, "
-            "forward mode and reverse mode, and bars of their cost in forward passes at n = {size}",
+            "forward mode and reverse mode, and bars of their cost in forward passes at P = {size}",
     )
 
 
@@ -352,10 +352,10 @@ def render_gradcheck(log10_h: float, kind: str) -> Figure:
     ax.axvline(h, color="0.6", lw=0.8, ls=":")
     ax.axhline(1e-6, color="0.5", lw=0.8, ls="--")
     ax.text(steps[0], 1.6e-6, "typical float64 pass line", fontsize=7.5, color="0.4")
-    ax.set(xlabel="step h", ylabel="relative error of the gradient", ylim=(1e-17, 3))
+    ax.set(xlabel="step s", ylabel="relative error of the gradient", ylim=(1e-17, 3))
     ax.legend(loc="lower right")
     e64, e32 = data["float64"][j], data["float32"][j]
-    ax.set_title(f"{kind}: h = {h:.0e}, relative error {e64:.1e} (float64), {e32:.1e} (float32)", fontsize=10)
+    ax.set_title(f"{kind}: s = {h:.0e}, relative error {e64:.1e} (float64), {e32:.1e} (float32)", fontsize=10)
     return fig
 
 
@@ -366,9 +366,9 @@ def gradcheck_explorer() -> Explorer:
         "backprop.gradcheck-step",
         render_gradcheck,
         controls={"log10_h": Slider(-12.0, 0.0, default=-5.0, step=0.25, static=[-10.0, -7.0, -5.0, -3.0],
-                                    label="log10 step h"),
+                                    label="log10 step s"),
                   "kind": Choice(["smooth", "kink"], default="smooth", label="function")},
         title="Gradient checking: too small a step drowns in rounding, too large a step in curvature or a kink",
-        alt="Relative error of a central-difference gradient against the step size h, in float64 and float32, "
-            "for the {kind} function, with h = 10^{log10_h:.2g} marked",
+        alt="Relative error of a central-difference gradient against the step size s, in float64 and float32, "
+            "for the {kind} function, with s = 10^{log10_h:.2g} marked",
     )

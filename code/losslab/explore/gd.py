@@ -182,7 +182,7 @@ def render_race(function: str, lr_scale: float, momentum: float, steps: int, sta
     ax.set(xlim=(x0, x1), ylim=(y0, y1), xlabel="x", ylabel="y")
     bx.legend(*ax.get_legend_handles_labels(), loc="upper right", fontsize=7.5)
     ax.set_title(f"{RACE_LABELS[function]}, learning rates x {lr_scale:.2g}", fontsize=10)
-    bx.set(xlabel="step", ylabel=r"$f - f_{\min}$", xlim=(0, steps))
+    bx.set(xlabel="step", ylabel=r"$f - f^\star$", xlim=(0, steps))
     bx.set_title(f"momentum {momentum:.2g}, {steps} steps", fontsize=10)
     return fig
 

@@ -313,7 +313,7 @@ def render_signal(activation: str, init: str) -> Figure:
     for j, d in enumerate(DEPTHS):
         st = grid[(d, activation, init)]
         axes[0].plot(np.arange(1, d + 1), st.weight_grad_norm.numpy(), color=plots.PALETTE[j], label=f"depth {d}")
-    axes[0].set(yscale="log", xlabel="layer $l$", ylabel=r"$\|\partial L/\partial W_l\|_F$",
+    axes[0].set(yscale="log", xlabel="layer $l$", ylabel=r"$\|\partial \mathcal{L}/\partial W_l\|_F$",
                 title="Gradient norm per layer")
     _label_log_axis(axes[0], np.concatenate([grid[(d, activation, init)].weight_grad_norm.numpy() for d in DEPTHS]))
     axes[0].legend(fontsize=8, loc="best")
@@ -375,7 +375,7 @@ def render_remedies(residual: bool, norm: str, clip: bool) -> Figure:
     axes[1].plot(steps, runs[key][1], color=plots.PALETTE[0], lw=1.2, label="this setting")
     if clip:
         axes[1].axhline(CLIP, color="k", ls="--", lw=0.8, label="clip threshold")
-    axes[1].set(yscale="log", xlabel="step", ylabel=r"$\|\nabla L\|$ before clipping", title="Gradient norm")
+    axes[1].set(yscale="log", xlabel="step", ylabel=r"$\|\nabla \mathcal{L}\|$ before clipping", title="Gradient norm")
     _label_log_axis(axes[1], np.concatenate([runs[base][1], runs[key][1]] + ([np.array([CLIP])] if clip else [])))
     axes[1].legend(fontsize=8, loc="best")
     return fig

@@ -308,7 +308,7 @@ def render_network_slice(scans: Mapping[tuple[str, str], np.ndarray], span: floa
         levels = 2
     cs = ax.contourf(c, c, np.log10(zc), levels=levels, cmap="viridis")
     ax.plot([0], [0], "*", color="white", mec="black", ms=10)
-    ax.set(xlabel=r"$\alpha$ (direction $d_1$)", ylabel=r"$\beta$ (direction $d_2$)")
+    ax.set(xlabel=r"$\alpha_1$ (direction $d_1$)", ylabel=r"$\alpha_2$ (direction $d_2$)")
     ax.grid(False)
     cb = fig.colorbar(cs, ax=ax, pad=0.02)
     cb.set_label(r"$\log_{10}$ loss")
@@ -319,7 +319,7 @@ def render_network_slice(scans: Mapping[tuple[str, str], np.ndarray], span: floa
         prof = scans[(other, normalization)][mid][keep]
         ax2.plot(c, prof, color=colour, lw=2.4 if other == model else 1.0, alpha=1 if other == model else 0.5,
                  label=other)
-    ax2.set(yscale="log", xlabel=r"$\alpha$ ($\beta = 0$)", ylabel="training loss")
+    ax2.set(yscale="log", xlabel=r"$\alpha_1$ ($\alpha_2 = 0$)", ylabel="training loss")
     ax2.legend(fontsize=7, loc="upper center")
     ax2.set_title("1-D profiles of all four models (bold: chosen)", fontsize=9)
     centre = float(z[mid, mid])

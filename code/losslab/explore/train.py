@@ -161,7 +161,7 @@ def render_rate(kappa: float, lr_L: float, beta: float) -> Figure:
             label=f"lr = {lr_L:.2g}/L, β = {beta:.2g}: measured")
     with np.errstate(over="ignore"):
         ax.plot(k, np.clip(err[0, 0] * r ** k, floor, 1e6), color=plots.PALETTE[1], ls="--", lw=1.2,
-                label=f"theory: rate^k with rate {r:.4f}")
+                label=f"theory: ρ^t with ρ = {r:.4f}")
     e = err[RATE_STEPS // 2:, 0]
     if r >= 1:
         title = f"theory rate {r:.3f} ≥ 1: diverges"
@@ -176,7 +176,7 @@ def render_rate(kappa: float, lr_L: float, beta: float) -> Figure:
                          f"measured {hit if hit > 0 else f'> {RATE_STEPS}'}, predicted by the rate "
                          + (f"{predicted:.0f}" if math.isfinite(predicted) else "never")),
             transform=ax.transAxes, ha="right", va="top", fontsize=8)
-    ax.set(yscale="log", ylim=(floor, 1e3), xlabel="step k", ylabel="distance to the minimum")
+    ax.set(yscale="log", ylim=(floor, 1e3), xlabel="step t", ylabel="distance to the minimum")
     ax.set_title(f"κ = {kappa:g}: {title}", fontsize=10)
     ax.legend(loc="lower left", fontsize=8)
     _log_ticks(ax, "y")
