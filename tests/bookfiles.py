@@ -66,18 +66,9 @@ _socket.socket.connect, _socket.socket.connect_ex, _socket.getaddrinfo = connect
 
 def toc_files() -> list[Path]:
     """Every page listed in _toc.yml (root first), as paths with their suffix."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    names = [toc["root"]]
+    from losslab.reader import toc_names
 
-    def walk(entries):
-        for entry in entries or []:
-            if "file" in entry:
-                names.append(entry["file"])
-            walk(entry.get("sections"))
-            walk(entry.get("chapters"))
-
-    walk(toc.get("chapters"))
-    walk(toc.get("parts"))
+    names = toc_names(ROOT)
     paths = []
     for name in names:
         for suffix in (".ipynb", ".md"):

@@ -264,11 +264,11 @@ def write_edition(root: Path, out: Path, pages: list[Path], executed_for) -> lis
     return written
 
 
-def book_pages(root: Path) -> list[Path]:
-    """The notebooks listed in ``root/_toc.yml``, in order."""
+def toc_names(root: Path) -> list[str]:
+    """Every page named in ``root/_toc.yml`` (root first), as written there: no suffix."""
     import yaml  # noqa: PLC0415
 
-    toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
+    toc = yaml.safe_load((Path(root) / "_toc.yml").read_text(encoding="utf-8"))
     names = [toc["root"]]
 
     def walk(entries) -> None:  # noqa: ANN001
@@ -280,7 +280,12 @@ def book_pages(root: Path) -> list[Path]:
 
     walk(toc.get("chapters"))
     walk(toc.get("parts"))
-    return [root / f"{n}.ipynb" for n in names if (root / f"{n}.ipynb").exists()]
+    return names
+
+
+def book_pages(root: Path) -> list[Path]:
+    """The notebooks listed in ``root/_toc.yml``, in order."""
+    return [root / f"{n}.ipynb" for n in toc_names(root) if (root / f"{n}.ipynb").exists()]
 
 
 def executed_from_cache(cache_dir: Path):
