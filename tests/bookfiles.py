@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 # The book build's execution cache. Set LOSSLAB_EXEC_CACHE to use another
