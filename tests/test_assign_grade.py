@@ -17,6 +17,7 @@ import nbformat
 import pytest
 
 import bookfiles as bf
+import students
 from losslab import assign as A
 from losslab.__main__ import main
 from losslab.exercises import all_exercises, exercise
@@ -54,18 +55,7 @@ def demo(tmp_path_factory):
     return a, A.write_assignment(a, out)
 
 
-def _fill(path: Path, answers: dict | None = None, code: dict | None = None, edit=None) -> nbformat.NotebookNode:
-    """A student's notebook: answer cells set to ``answers``, exercise cells to ``code``."""
-    nb = nbformat.read(str(path), as_version=4)
-    for cell in nb.cells:
-        m = cell.metadata.get("losslab", {})
-        if m.get("answer") in (answers or {}):
-            cell.source = f"answer({m['answer']!r}, {answers[m['answer']]})"
-        if m.get("answer") in (code or {}):
-            cell.source = code[m["answer"]]
-    if edit:
-        edit(nb)
-    return nb
+_fill = students.fill
 
 
 # The letters follow the order each notebook shows (seeded by the assignment's secret): the demo fixture fills them in.

@@ -20,6 +20,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+import students
 from losslab import assign as A
 from losslab.exercises import exercise
 from losslab.grade import Limits, _pids_of, _USER_PREFIX, grade, isolation
@@ -38,17 +39,7 @@ def _letters(a, qid, student=""):
     return "".join("abcdefgh"[i] for i, c in enumerate(q.choices) if c.correct)
 
 
-def _fill(path: Path, answers: dict | None = None, code: dict | None = None, edit=None) -> nbformat.NotebookNode:
-    nb = nbformat.read(str(path), as_version=4)
-    for cell in nb.cells:
-        m = cell.metadata.get("losslab", {})
-        if m.get("answer") in (answers or {}):
-            cell.source = f"answer({m['answer']!r}, {answers[m['answer']]})"
-        if m.get("answer") in (code or {}):
-            cell.source = code[m["answer"]]
-    if edit:
-        edit(nb)
-    return nb
+_fill = students.fill
 
 
 def _attacks(out: Path, instructor_nb: Path) -> dict[str, str]:
