@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from losslab import kernels, landscapes, optim
+from losslab import kernels, optim
 from losslab.kernels import reference as ref
 
 GPU = kernels.available("cuda") if torch.cuda.is_available() else False
@@ -173,9 +173,9 @@ def test_the_kernel_loop_freezes_diverging_runs_like_run_trajectories():
     fn, prm = kernels.function_parameters("rosenbrock")
     x0 = torch.tensor([[-1.5, 2.5], [1.0, 1.0], [0.0, 0.0]], dtype=torch.float64)
     run = optim.run_trajectories(fn, x0, update, 50, keep_path=False, device="cpu")
-    final, dead, _ = ref.trajectories_loop(ref.gradient(name := "rosenbrock", prm), x0,
+    final, dead, _ = ref.trajectories_loop(ref.gradient("rosenbrock", prm), x0,
                                            kernels._hyper_vector(update), "sgd", 50)
-    assert name == "rosenbrock" and int((run.diverged_at > 0).sum()) >= 1
+    assert int((run.diverged_at > 0).sum()) >= 1  # the case tested: some runs diverge
     assert torch.equal(dead, run.diverged_at)
     torch.testing.assert_close(final, run.final, rtol=0, atol=1e-12)
 

@@ -314,6 +314,17 @@ def test_vmapped_losses_give_gradients_equal_the_per_model_loop_with_dropout_mas
             assert torch.allclose(g_vmap[i], g_loop, rtol=1e-12, atol=1e-14)
 
 
+def _torch_net(init, i):
+    """Model ``i`` of an ``init_mlp([4, 8, 3], ...)`` draw as a float64 torch.nn network."""
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)).double()
+    with torch.no_grad():
+        net[0].weight.copy_(init[0][i].T)
+        net[0].bias.copy_(init[1][i])
+        net[2].weight.copy_(init[2][i].T)
+        net[2].bias.copy_(init[3][i])
+    return net
+
+
 @pytest.mark.parametrize("decoupled", [True, False])
 def test_ensemble_training_equals_a_loop_of_torch_optimizers(decoupled):
     tr, va = tiny_problem()
@@ -323,12 +334,7 @@ def test_ensemble_training_equals_a_loop_of_torch_optimizers(decoupled):
     init = R.init_mlp([4, 8, 3], 3, generator=gen(3), dtype=torch.float64)  # the same draw as the trainer's
     Opt = torch.optim.AdamW if decoupled else torch.optim.Adam
     for i, wd in enumerate(wds):
-        net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)).double()
-        with torch.no_grad():
-            net[0].weight.copy_(init[0][i].T)
-            net[0].bias.copy_(init[1][i])
-            net[2].weight.copy_(init[2][i].T)
-            net[2].bias.copy_(init[3][i])
+        net = _torch_net(init, i)
         opt = Opt([{"params": [net[0].weight, net[2].weight], "weight_decay": wd},
                    {"params": [net[0].bias, net[2].bias], "weight_decay": 0.0}], lr=0.02)
         for _ in range(40):
@@ -518,12 +524,7 @@ def test_ensemble_label_smoothing_per_model_equals_a_loop_of_torch_optimizers():
     res = R.train_ensemble(tr, va, hidden=(8,), label_smoothing=eps, lr=0.02, steps=30, eval_every=10, seed=4)
     init = R.init_mlp([4, 8, 3], 3, generator=gen(4), dtype=torch.float64)
     for i, e in enumerate(eps):
-        net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)).double()
-        with torch.no_grad():
-            net[0].weight.copy_(init[0][i].T)
-            net[0].bias.copy_(init[1][i])
-            net[2].weight.copy_(init[2][i].T)
-            net[2].bias.copy_(init[3][i])
+        net = _torch_net(init, i)
         opt = torch.optim.AdamW(net.parameters(), lr=0.02, weight_decay=0.0)
         losses = []
         for _ in range(30):

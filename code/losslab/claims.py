@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -321,9 +321,3 @@ def claim(name: str, holds: Any, *, says: str = "", **numbers: Any) -> None:
         raise ClaimError(message)
     warnings.warn(message + " (this run's numbers differ from the book's run)", ClaimWarning, stacklevel=2)
     return None
-
-
-def _summary(records: Sequence[_Record] | None = None) -> str:
-    """One line per claim made in this process, for a reader who wants to see them."""
-    records = checked if records is None else records
-    return "\n".join(f"{'ok  ' if r.holds else 'FAIL'} {r.name}: {r.says or r.detail}" for r in records)
