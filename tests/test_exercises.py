@@ -99,6 +99,40 @@ def test_solutions_are_folded_away():
     assert "torch.where" in out.data["text/html"] and "torch.where" not in out.data["text/plain"]
 
 
+PROBLEM = """
+[[question]]
+id = "demo.problem-derivation"
+kind = "numeric"
+prompt = "Differentiate $x^3$ at $x = 2$."
+answer = 12.0
+tolerance = 1e-6
+explanation = "$3x^2 = 12$."
+solution = "By the power rule the derivative is $3x^2$, which is **12** at $x = 2$."
+"""
+
+
+def test_a_problem_shows_its_worked_solution_folded_away(monkeypatch):
+    from losslab import questions as Q
+
+    bank = Q.parse_bank(PROBLEM, "demo")
+    monkeypatch.setattr(Q, "load_bank", lambda: bank)
+    InteractiveShell.instance()
+    with capture_output() as cap:
+        X.show_solution("demo.problem-derivation")
+    html = cap.outputs[0].data["text/html"]
+    assert html.startswith("<details") and "<strong>12</strong>" in html
+    assert "power rule" not in cap.outputs[0].data["text/plain"]
+    monkeypatch.setenv("LOSSLAB_SOLUTIONS", "0")
+    with capture_output() as cap:
+        X.show_solution("demo.problem-derivation")
+    assert "left out" in cap.outputs[0].data["text/plain"] and "text/html" not in cap.outputs[0].data
+
+
+def test_a_question_without_a_worked_solution_cannot_be_shown_as_one():
+    with pytest.raises(ValueError, match="no worked `solution`"):
+        X.show_solution("loss.huber-gradient")
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

@@ -119,6 +119,10 @@ class Question:
         For ``numeric``: correct when ``|x - answer| <= tolerance + rtol * |answer|``.
     hint : str
         Shown after a wrong numeric answer.
+    solution : str
+        Optional worked solution (markdown), for the chapters' Problems:
+        shown folded away by :func:`losslab.show_solution` and left out of an
+        edition built with ``LOSSLAB_SOLUTIONS=0``.
     tags : tuple of str
         Topics, for selecting questions into assignments.
     """
@@ -133,6 +137,7 @@ class Question:
     rtol: float = 0.0
     hint: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
+    solution: str = ""
     params: tuple[tuple[str, tuple[float, ...]], ...] = ()
     answer_expr: str = ""
 
@@ -355,7 +360,7 @@ def _replace_choices(q: Question, choices: tuple[Choice, ...]) -> Question:
 # --- the bank -------------------------------------------------------------------
 
 def _parse_question(raw: dict, source: str) -> Question:
-    known = {"id", "kind", "prompt", "explanation", "choices", "answer", "tolerance", "rtol", "hint", "tags", "params"}
+    known = {"id", "kind", "prompt", "explanation", "choices", "answer", "tolerance", "rtol", "hint", "tags", "params", "solution"}
     unknown = set(raw) - known
     qid = raw.get("id", "<no id>")
     if unknown:
@@ -378,6 +383,7 @@ def _parse_question(raw: dict, source: str) -> Question:
             rtol=float(raw.get("rtol", 0.0)),
             hint=raw.get("hint", ""),
             tags=tuple(raw.get("tags", ())),
+            solution=raw.get("solution", ""),
             params=tuple((str(k), tuple(v) if isinstance(v, list) else (v,)) for k, v in sorted(raw.get("params", {}).items())),
             answer_expr=raw.get("answer") if isinstance(raw.get("answer"), str) else "",
         )

@@ -285,20 +285,47 @@ def check(exercise_id: str, candidate: Any) -> None:
     )
 
 
+def _bank_question_with_solution(item_id: str):
+    """The bank question ``item_id`` if it is one (it must then carry a worked ``solution``), else None."""
+    from ..questions import load_bank  # noqa: PLC0415
+
+    if not isinstance(item_id, str):
+        raise TypeError(f"exercise_id: expected a string like 'loss.mse', got {type(item_id).__name__}")
+    q = load_bank().get(item_id)
+    if q is not None and not q.solution.strip():
+        raise ValueError(f"exercise_id: bank question {item_id!r} has no worked `solution` to show")
+    return q
+
+
 def show_solution(exercise_id: str) -> None:
     """Show the reference solution folded away, for readers who want to compare.
+
+    ``exercise_id`` names an exercise (its solution code is shown) or a bank
+    question with a worked ``solution`` (a Problem's derivation, shown as text).
 
     An instructor's build leaves every solution out with ``LOSSLAB_SOLUTIONS=0``
     in the environment of the build (``LOSSLAB_SOLUTIONS=0 make book``).
     """
-    ex = exercise(exercise_id)
     from IPython.display import display  # noqa: PLC0415
 
+    question = _bank_question_with_solution(exercise_id)
+    ex = exercise(exercise_id) if question is None else None
     if os.environ.get("LOSSLAB_SOLUTIONS", "1").strip().lower() in ("0", "false", "no", "off"):
         display(
-            {"text/plain": f"(the solution to {ex.id} is left out of this edition)"},
+            {"text/plain": f"(the solution to {exercise_id} is left out of this edition)"},
             raw=True,
             metadata={"losslab": {"kind": "solution", "id": exercise_id, "omitted": True}},
+        )
+        return
+    if question is not None:
+        display(
+            {
+                "text/html": '<details class="llx-solution"><summary>Show a worked solution</summary>'
+                f'<div class="llx-worked">{_markdown.to_html(question.solution)}</div></details>',
+                "text/plain": f"(worked solution to {exercise_id} hidden; open it in the HTML view)",
+            },
+            raw=True,
+            metadata={"losslab": {"kind": "solution", "id": exercise_id}},
         )
         return
 
