@@ -275,3 +275,21 @@ def test_the_fused_cross_entropy_trains_a_model():
         loss.backward()
         opt.step()
     assert float(loss) < 0.5 * first
+
+
+@pytest.mark.parametrize("method, lr, hyper", [
+    ("gd", 1e-3, dict(method="sgd")),
+    ("momentum", 2e-4, dict(method="sgd", momentum=0.9)),
+    ("nesterov", 2e-4, dict(method="sgd", momentum=0.9, nesterov=True)),
+    ("adam", 1e-2, dict(method="adam")),
+])
+def test_the_benchmarks_plain_loops_run_the_same_optimizers_as_the_kernel(method, lr, hyper):
+    """The benchmark's baseline is the loop a reader writes: it must compute what ours computes."""
+    from losslab import bench, landscapes, optim
+
+    x0 = torch.rand(64, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * 2 - 1
+    hyper = dict(hyper)
+    upd = optim.optimizer(hyper.pop("method"), lr=lr, **hyper)
+    ours = kernels.trajectories("rosenbrock", x0, upd, 40).final
+    plain = bench._eager(landscapes.rosenbrock(), x0, method, lr, 40)
+    torch.testing.assert_close(plain, ours, rtol=1e-10, atol=1e-12)
