@@ -115,7 +115,11 @@ def _function(name: str, entry: str, defines: tuple[str, ...] = ()):
 def _stream():
     import cupy  # noqa: PLC0415
 
-    return cupy.cuda.ExternalStream(torch.cuda.current_stream().cuda_stream)
+    stream = torch.cuda.current_stream()
+    try:  # CuPy >= 14 takes any object with the CUDA stream protocol (PyTorch's streams have it)
+        return cupy.cuda.Stream.from_external(stream)
+    except (AttributeError, TypeError):
+        return cupy.cuda.ExternalStream(stream.cuda_stream)
 
 
 def _launch(fn, grid: int, block: int, args: tuple) -> None:
@@ -181,7 +185,8 @@ class _FusedCrossEntropy(torch.autograd.Function):
     def forward(ctx, logits, target, ignore_index, reduction):  # noqa: ANN001, ANN205
         import cupy  # noqa: PLC0415
 
-        x = logits.contiguous()
+        x = logits.detach().contiguous()  # DLPack refuses tensors that require grad
+        target = target.detach().contiguous()
         if x.data_ptr() % 16:  # the kernel's vector loads assume a 16-byte-aligned base
             x = x.clone()
         b, v = x.shape
