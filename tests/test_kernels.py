@@ -67,13 +67,14 @@ def _logits(b, v, dtype, scale=5.0, offset=0.0, seed=0):
 
 
 @pytest.mark.parametrize("dtype,rtol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
-@pytest.mark.parametrize("v", [1, 3, 4, 257, 1031, 4099])
-def test_the_blocked_online_logsumexp_matches_torch(dtype, rtol, v):
+@pytest.mark.parametrize("v", [1, 3, 4, 257, 1031, 4099, 9001])
+@pytest.mark.parametrize("block", [ref.BLOCK, ref.FBLOCK])  # ce_forward's threads per row, and ce_fwd_bwd's
+def test_the_blocked_online_logsumexp_matches_torch(dtype, rtol, v, block):
     x = _logits(3, v, dtype)
     t = torch.randint(0, v, (3,), generator=torch.Generator().manual_seed(1))
     width = 4 if dtype == torch.float32 else 2
     for offset in range(width):  # every misalignment of the row starts
-        ours = ref.cross_entropy_blocked(x, t, reduction="none", base_offset=offset)
+        ours = ref.cross_entropy_blocked(x, t, reduction="none", base_offset=offset, block=block)
         torch.testing.assert_close(ours, F.cross_entropy(x, t, reduction="none"), rtol=rtol, atol=rtol)
 
 
@@ -101,6 +102,13 @@ def test_near_tied_huge_logits_keep_log_s():
 def test_minus_infinity_logits_and_ignored_rows():
     x = torch.tensor([[0.0, -math.inf, 1.0, -math.inf, 2.0]] * 3, dtype=torch.float64)
     t = torch.tensor([4, -100, 0])
+    # a thread whose first values are all -inf must add nothing (exp(-inf - -inf) would be nan)
+    wide = torch.full((2, 3000), -math.inf, dtype=torch.float64)
+    wide[:, 2500:] = torch.randn(2, 500, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    tw = torch.tensor([2600, 2999])
+    for block in (ref.BLOCK, ref.FBLOCK):
+        torch.testing.assert_close(ref.cross_entropy_blocked(wide, tw, reduction="none", block=block),
+                                   F.cross_entropy(wide, tw, reduction="none"), rtol=1e-14, atol=1e-14)
     for fn in (ref.cross_entropy_blocked, kernels.cross_entropy_reference):
         for reduction in ("none", "sum", "mean"):
             torch.testing.assert_close(fn(x, t, reduction=reduction), F.cross_entropy(x, t, reduction=reduction),
@@ -210,6 +218,7 @@ def test_trajectories_fallback_keeps_every_kth_position():
     (("himmelblau", torch.zeros(2, 2), "sgd", 5), {}, TypeError, "update"),
     (("himmelblau", torch.zeros(2, 2), optim.optimizer("rmsprop", lr=0.1), 5), {}, ValueError, "update"),
     (("himmelblau", torch.zeros(2, 2), UPDATES["gd"], 5), {"path_every": -1}, ValueError, "path_every"),
+    (("himmelblau", torch.zeros(2, 2), UPDATES["gd"], 2**31), {}, ValueError, "steps"),  # the kernel counts in 32 bits
     (("rosenbrock", torch.zeros(2, 2), UPDATES["gd"], 5), {"fn_params": {"c": 1}}, ValueError, "fn_params"),
     (("himmelblau", torch.full((2, 2), math.nan), UPDATES["gd"], 5), {}, ValueError, "finite"),
 ])
@@ -223,21 +232,25 @@ def test_trajectories_bad_input_is_named(args, kw, err, match):
 @pytest.mark.gpu
 @needs_gpu
 @pytest.mark.parametrize("dtype,rtol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
-@pytest.mark.parametrize("v", [1, 5, 4096, 50257])
-def test_fused_cross_entropy_on_the_gpu(dtype, rtol, v):
+@pytest.mark.parametrize("v", [1, 5, 4096, 50257, 65539])  # float32 rows up to 50257 take the shared-memory kernel
+@pytest.mark.parametrize("upstream", [1.0, 2.5])  # loss.backward(), and a scaled loss
+def test_fused_cross_entropy_on_the_gpu(dtype, rtol, v, upstream):
     g = torch.Generator(device="cuda").manual_seed(0)
     base = torch.randn(9, v + 1, generator=g, dtype=dtype, device="cuda") * 4
     x = base[:, 1:].contiguous()[1:]  # rows start at every misalignment
-    x = x.clone().requires_grad_()
-    y = x.detach().clone().requires_grad_()
     t = torch.randint(0, v, (8,), device="cuda", generator=g)
     t[3] = -100
+    if v >= 5:  # a row that is half -inf (its target at a finite logit)
+        x[2, ::2] = -math.inf
+        t[2] = 1
+    x = x.clone().requires_grad_()
+    y = x.detach().clone().requires_grad_()
     for reduction in ("mean", "sum", "none"):
         ours = kernels.cross_entropy(x, t, reduction=reduction, fused=True)
         theirs = F.cross_entropy(y, t, reduction=reduction)
         torch.testing.assert_close(ours, theirs, rtol=rtol, atol=rtol)
-        ours.sum().backward()
-        theirs.sum().backward()
+        (upstream * ours).sum().backward()
+        (upstream * theirs).sum().backward()
         torch.testing.assert_close(x.grad, y.grad, rtol=rtol, atol=rtol * 1e-2)
         x.grad, y.grad = None, None
 

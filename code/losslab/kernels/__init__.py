@@ -180,6 +180,16 @@ def cross_entropy_reference(logits: torch.Tensor, target: torch.Tensor, *, ignor
     return _reduce(per_row, target, ignore_index, reduction)
 
 
+_FBLOCK = 1024  # threads per block of the fused forward+backward kernel, as LL_FBLOCK
+
+
+def _fused_grad_fits(x: torch.Tensor) -> bool:
+    """Whether a row of ``x`` (and one vector of padding) fits in the shared memory one block may hold."""
+    optin = getattr(torch.cuda.get_device_properties(x.device), "shared_memory_per_block_optin", 48 * 1024)
+    width = 4 if x.dtype == torch.float32 else 2
+    return (x.shape[1] + width) * x.element_size() + 1024 <= optin  # 1 KB for the merge's static arrays
+
+
 class _FusedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, target, ignore_index, reduction):  # noqa: ANN001, ANN205
@@ -193,17 +203,39 @@ class _FusedCrossEntropy(torch.autograd.Function):
         suffix = "f32" if x.dtype == torch.float32 else "f64"
         per_row = torch.empty(b, dtype=x.dtype, device=x.device)
         lse = torch.empty(b, dtype=x.dtype, device=x.device)
-        _launch(_function("cross_entropy", f"ce_forward_{suffix}"), b, _BLOCK,
-                (cupy.from_dlpack(x), cupy.from_dlpack(target), cupy.from_dlpack(per_row), cupy.from_dlpack(lse),
-                 cupy.int64(v), cupy.int64(ignore_index)))
-        ctx.save_for_backward(x, target, lse)
         ctx.ignore_index, ctx.reduction = ignore_index, reduction
+        if ctx.needs_input_grad[0] and reduction != "none" and _fused_grad_fits(x):
+            # training: the gradient is written in the same pass over the logits, for an upstream
+            # gradient of 1 (what .backward() on the loss gives); backward scales it otherwise
+            count = (target != ignore_index).sum().clamp_min(1).to(x.dtype)
+            scale = (1.0 / count if reduction == "mean" else torch.ones((), dtype=x.dtype, device=x.device)).reshape(1)
+            dx = torch.empty_like(x)
+            nbytes = (v + (4 if x.dtype == torch.float32 else 2)) * x.element_size()
+            kernel = _function("cross_entropy", f"ce_fwd_bwd_{suffix}")
+            kernel.max_dynamic_shared_size_bytes = nbytes
+            with _stream():
+                kernel((b,), (_FBLOCK,), (cupy.from_dlpack(x), cupy.from_dlpack(target), cupy.from_dlpack(per_row),
+                                          cupy.from_dlpack(lse), cupy.from_dlpack(dx), cupy.from_dlpack(scale),
+                                          cupy.int64(v), cupy.int64(ignore_index)), shared_mem=nbytes)
+            ctx.save_for_backward(dx)
+            ctx.precomputed = True
+        else:
+            _launch(_function("cross_entropy", f"ce_forward_{suffix}"), b, _BLOCK,
+                    (cupy.from_dlpack(x), cupy.from_dlpack(target), cupy.from_dlpack(per_row), cupy.from_dlpack(lse),
+                     cupy.int64(v), cupy.int64(ignore_index)))
+            ctx.save_for_backward(x, target, lse)
+            ctx.precomputed = False
         return _reduce(per_row, target, ignore_index, reduction)
 
     @staticmethod
     def backward(ctx, grad_out):  # noqa: ANN001, ANN205
         import cupy  # noqa: PLC0415
 
+        if ctx.precomputed:
+            (dx,) = ctx.saved_tensors
+            if bool(grad_out == 1):  # the usual loss.backward(): the gradient is ready
+                return dx, None, None, None
+            return dx * grad_out.to(dx.dtype), None, None, None
         x, target, lse = ctx.saved_tensors
         b, v = x.shape
         if ctx.reduction == "none":
@@ -352,10 +384,10 @@ def trajectories(name: str, x0: torch.Tensor, update: Any, steps: int, *, fn_par
         raise TypeError(f"x0: expected a float32 or float64 tensor [N, 2], got {getattr(x0, 'dtype', type(x0).__name__)}")
     if x0.ndim != 2 or x0.shape[1] != 2 or x0.shape[0] < 1:
         raise ValueError(f"x0: expected shape [N, 2] with N >= 1, got {tuple(x0.shape)}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps: expected an int >= 1, got {steps!r}")
-    if isinstance(path_every, bool) or not isinstance(path_every, int) or path_every < 0:
-        raise ValueError(f"path_every: expected an int >= 0, got {path_every!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps < 2**31:
+        raise ValueError(f"steps: expected an int in [1, 2**31), got {steps!r}")
+    if isinstance(path_every, bool) or not isinstance(path_every, int) or not 0 <= path_every < 2**31:
+        raise ValueError(f"path_every: expected an int in [0, 2**31), got {path_every!r}")
     if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not (0 < bound < math.inf):
         raise ValueError(f"bound: expected a finite number > 0, got {bound!r}")
     if not bool(torch.isfinite(x0).all()):
