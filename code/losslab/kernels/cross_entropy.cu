@@ -130,6 +130,14 @@ __device__ void ll_ce_forward(const T *__restrict__ logits, const long long *__r
     }
 }
 
+// dlogits of one vector in place: (exp(x - L) - [j == t]) * g, j0 the index of its first element.
+template <typename T, int W, typename VT>
+__device__ __forceinline__ void ll_grad_vec(VT &v, long long j0, long long t, T L, T g) {
+    T *e = reinterpret_cast<T *>(&v);
+    #pragma unroll
+    for (int q = 0; q < W; ++q) e[q] = (ll_exp<T>(e[q] - L) - (j0 + q == t ? T(1) : T(0))) * g;
+}
+
 // dlogits[b, j] = (exp(x[b, j] - lse[b]) - [j == target[b]]) * grad[b]  (0 for ignored rows).
 // grad_stride is 0 for a scalar upstream gradient (reduction mean or sum), 1 for one per row.
 template <typename T>
@@ -149,20 +157,23 @@ __device__ void ll_ce_backward(const T *__restrict__ logits, const long long *__
     long long head = (long long)((sizeof(VT) - (addr % sizeof(VT))) % sizeof(VT)) / (long long)sizeof(T);
     if (head > V) head = V;
     for (long long j = threadIdx.x; j < head; j += LL_BLOCK) drow[j] = (ll_exp<T>(row[j] - L) - (j == t ? T(1) : T(0))) * g;
-    long long nvec = (V - head) / W;
+    int nvec = (int)((V - head) / W);
     const VT *vrow = reinterpret_cast<const VT *>(row + head);
     VT *vdrow = reinterpret_cast<VT *>(drow + head);
-    for (long long k = threadIdx.x; k < nvec; k += LL_BLOCK) {
-        VT v = vrow[k];
-        T *e = reinterpret_cast<T *>(&v);
-        #pragma unroll
-        for (int q = 0; q < W; ++q) {
-            long long j = head + k * W + q;
-            e[q] = (ll_exp<T>(e[q] - L) - (j == t ? T(1) : T(0))) * g;
-        }
-        vdrow[k] = v;
+    int k = threadIdx.x;
+    for (; k + LL_BLOCK < nvec; k += 2 * LL_BLOCK) {  // two loads in flight per thread, as in the forward
+        VT v0 = vrow[k], v1 = vrow[k + LL_BLOCK];
+        ll_grad_vec<T, W>(v0, head + (long long)k * W, t, L, g);
+        ll_grad_vec<T, W>(v1, head + (long long)(k + LL_BLOCK) * W, t, L, g);
+        vdrow[k] = v0;
+        vdrow[k + LL_BLOCK] = v1;
     }
-    for (long long j = head + nvec * W + threadIdx.x; j < V; j += LL_BLOCK)
+    if (k < nvec) {
+        VT v0 = vrow[k];
+        ll_grad_vec<T, W>(v0, head + (long long)k * W, t, L, g);
+        vdrow[k] = v0;
+    }
+    for (long long j = head + (long long)nvec * W + threadIdx.x; j < V; j += LL_BLOCK)
         drow[j] = (ll_exp<T>(row[j] - L) - (j == t ? T(1) : T(0))) * g;
 }
 

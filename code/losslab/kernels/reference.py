@@ -187,9 +187,9 @@ def trajectories_loop(grad, x0: torch.Tensor, hyp: list[float], method: str, ste
             mx, my = mx + (1 - b1) * (gx - mx), my + (1 - b1) * (gy - my)
             vx, vy = b2 * vx + (1 - b2) * gx * gx, b2 * vy + (1 - b2) * gy * gy
             b1t, b2t = b1t * b1, b2t * b2
-            bc1, bc2_sqrt = 1 - b1t, math.sqrt(1 - b2t)
-            nx = px - (lr / bc1) * mx / (vx.sqrt() / bc2_sqrt + eps)
-            ny = py - (lr / bc1) * my / (vy.sqrt() / bc2_sqrt + eps)
+            step, inv_bc2 = lr / (1 - b1t), 1 / math.sqrt(1 - b2t)
+            nx = px - step * mx / (vx.sqrt() * inv_bc2 + eps)
+            ny = py - step * my / (vy.sqrt() * inv_bc2 + eps)
         good = (nx.abs() <= bound) & (ny.abs() <= bound)
         newly = alive & ~good
         dead = torch.where(newly, torch.full_like(dead, t), dead)

@@ -128,10 +128,11 @@ __device__ void ll_run(const T *__restrict__ x0, T *__restrict__ out, long long 
             vx = b2 * vx + (T(1) - b2) * gx * gx;
             vy = b2 * vy + (T(1) - b2) * gy * gy;
             b1t *= b1; b2t *= b2;
-            // one division and one square root per step are shared by both coordinates
-            T step = lr / (T(1) - b1t), bc2_sqrt = sqrt(T(1) - b2t);
-            nx = px - step * mx / (sqrt(vx) / bc2_sqrt + eps);
-            ny = py - step * my / (sqrt(vy) / bc2_sqrt + eps);
+            // the bias corrections once per step, shared by both coordinates: sqrt(v) / sqrt(1 - b2^t)
+            // as sqrt(v) * (1 / sqrt(1 - b2^t)), a few ulps from PyTorch's division
+            T step = lr / (T(1) - b1t), inv_bc2 = T(1) / sqrt(T(1) - b2t);
+            nx = px - step * mx / (sqrt(vx) * inv_bc2 + eps);
+            ny = py - step * my / (sqrt(vy) * inv_bc2 + eps);
 #endif
             if (ll_good<T>(nx, ny, bnd)) { x = nx; y = ny; }
             else { dead = t; }
