@@ -187,8 +187,25 @@ def run(dev: torch.device, *, quick: bool = False) -> tuple[list[Row], float]:
     return rows, bw
 
 
-def format_rows(rows: list[Row], bw: float, dev: torch.device) -> str:
-    lines = [f"device: {backend.describe(dev)}; copy bandwidth {bw:.1f} GB/s (read + write)",
+def recorded(name: str = "bench_h100") -> tuple[dict, list[Row]]:
+    """A benchmark run recorded on a machine CI does not have (``losslab/measured/<name>.json``).
+
+    Returns the whole record (device, date, command, notes) and its rows.
+    """
+    from importlib import resources  # noqa: PLC0415
+
+    path = resources.files("losslab") / "measured" / f"{name}.json"
+    if not path.is_file():
+        raise ValueError(f"name: no recorded benchmark {name!r} in losslab/measured")
+    record = json.loads(path.read_text(encoding="utf-8"))
+    fields = ("work", "ours", "ours_ms", "baseline", "baseline_ms", "gbps")
+    return record, [Row(**{k: r.get(k) for k in fields}) for r in record["rows"]]
+
+
+def format_rows(rows: list[Row], bw: float, dev: torch.device | str) -> str:
+    """The rows as a markdown table; ``dev`` is a device, or the description of a recorded one."""
+    where = dev if isinstance(dev, str) else backend.describe(dev)
+    lines = [f"device: {where}; copy bandwidth {bw:.1f} GB/s (read + write)",
              "| work | ours | ms | baseline | ms | baseline / ours | ours GB/s (% of copy) |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
