@@ -168,3 +168,108 @@ def test_rnn_rejects_bad_input():
     _, cache = A.rnn_forward(x, h0, W_ih, W_hh, b)
     with pytest.raises(ValueError, match="grad_hs"):
         A.rnn_bptt(torch.zeros(3, 2, 4, dtype=D), cache)
+
+
+# --- Chapter 6: orthogonal weights, Jacobians, residual stacks, training diagnostics -----------
+
+from losslab import nets  # noqa: E402
+
+
+@pytest.mark.parametrize("rows, cols, gain, dtype", [(5, 5, 1.0, D), (8, 3, 2.0, D), (3, 8, 0.5, D), (64, 64, 1.0, torch.float32),
+                                                     (1, 7, 1.0, D)])
+def test_orthogonal_equals_torch_init_number_for_number(rows, cols, gain, dtype):
+    ours = nets.orthogonal(rows, cols, gain=gain, generator=_gen(rows * 100 + cols), dtype=dtype)
+    theirs = torch.nn.init.orthogonal_(torch.empty(rows, cols, dtype=dtype), gain=gain, generator=_gen(rows * 100 + cols))
+    assert ours.dtype == dtype and ours.shape == (rows, cols)
+    assert torch.allclose(ours, theirs, rtol=0, atol=1e-12 if dtype == D else 1e-5)
+    small = min(rows, cols)
+    gram = ours @ ours.T if rows <= cols else ours.T @ ours
+    assert torch.allclose(gram, gain ** 2 * torch.eye(small, dtype=dtype), atol=1e-12 if dtype == D else 1e-5)
+
+
+def test_orthogonal_rejects_bad_input():
+    with pytest.raises(ValueError, match="gain"):
+        nets.orthogonal(3, 3, gain=0.0)
+    with pytest.raises(ValueError, match="rows"):
+        nets.orthogonal(0, 3)
+    with pytest.raises(TypeError, match="dtype"):
+        nets.orthogonal(3, 3, dtype=torch.int64)
+
+
+@pytest.mark.parametrize("activation, scale", [("linear", 1.0), ("tanh", 1.0), ("tanh", 30.0), ("relu", 1.0), ("tanh", 1e-6)])
+def test_input_output_jacobian_matches_autograd(activation, scale):
+    g = _gen(3)
+    sizes = [6, 8, 5, 7]
+    Ws = [torch.randn(sizes[i + 1], sizes[i], generator=g, dtype=D) / math.sqrt(sizes[i]) for i in range(3)]
+    x = torch.randn(6, generator=g, dtype=D) * scale
+    phi = {"linear": lambda z: z, "tanh": torch.tanh, "relu": torch.relu}[activation]
+
+    def f(v):
+        for W in Ws:
+            v = phi(W @ v)
+        return v
+
+    want = torch.autograd.functional.jacobian(f, x)
+    assert torch.allclose(nets.input_output_jacobian(Ws, x, activation), want, rtol=1e-12, atol=1e-14)
+
+
+def test_input_output_jacobian_rejects_bad_input():
+    x = torch.zeros(3, dtype=D)
+    with pytest.raises(ValueError, match="weights\\[1\\]"):
+        nets.input_output_jacobian([torch.zeros(4, 3, dtype=D), torch.zeros(2, 3, dtype=D)], x)
+    with pytest.raises(ValueError, match="activation"):
+        nets.input_output_jacobian([torch.zeros(4, 3, dtype=D)], x, "sigmoid")
+
+
+def test_residual_signal_kinds():
+    post = nets.residual_signal("post-norm", depth=8, width=16, batch=8)
+    assert torch.allclose(post.rms, torch.ones(8, dtype=D), atol=1e-4)   # LN output: mean 0, variance 1 per row
+    pre = nets.residual_signal("pre-norm", depth=8, width=16, batch=8)
+    assert bool((pre.rms[1:] > pre.rms[:-1]).all())                       # the stream only adds: it grows
+    assert all(t.shape == (8,) and torch.isfinite(t).all() for t in (pre.hidden_grad, pre.weight_grad))
+    with pytest.raises(ValueError, match="kind"):
+        nets.residual_signal("sandwich")
+
+
+def test_relu_diagnostics_equal_a_plain_loop():
+    g = _gen(0)
+    x = torch.randn(80, 5, generator=g, dtype=D)
+    y = torch.randint(0, 3, (80,), generator=g)
+    steps, lrs, seeds = 4, (0.1, 2.0), (0, 1)
+    r = nets.relu_diagnostics(x, y, lrs=lrs, seeds=seeds, steps=steps, width=6, depth=2, batch_size=16, n_probe=40)
+    assert r.loss.shape == (4, steps) and r.dead.shape == (4, steps, 2) and r.update_ratio.shape == (4, steps, 3)
+    for m, (lr, s) in enumerate([(a, b) for a in lrs for b in seeds]):
+        dims = [5, 6, 6, 3]
+        Ws = [(torch.randn(dims[i + 1], dims[i], generator=_gen(1000 * s + i), dtype=D) * math.sqrt(2 / dims[i])).requires_grad_()
+              for i in range(3)]
+        bs = [torch.zeros(dims[i + 1], dtype=D, requires_grad=True) for i in range(3)]
+        batches = _gen(seeds[0])
+        for t in range(steps):
+            idx = torch.randperm(80, generator=batches)[:16]
+            h = x[idx]
+            for i in range(3):
+                h = h @ Ws[i].T + bs[i]
+                h = torch.relu(h) if i < 2 else h
+            loss = F.cross_entropy(h, y[idx])
+            grads = torch.autograd.grad(loss, Ws + bs)
+            assert math.isclose(float(r.loss[m, t]), float(loss.detach()), rel_tol=1e-10)
+            ratios = torch.stack([(lr * gW).std() / W.detach().std() for W, gW in zip(Ws, grads[:3])]).log10()
+            assert torch.allclose(r.update_ratio[m, t], ratios, atol=1e-10, equal_nan=True)
+            with torch.no_grad():
+                for p, gp in zip(Ws + bs, grads):
+                    p -= lr * gp
+                h, dead = x[:40], []
+                for i in range(2):
+                    h = torch.relu(h @ Ws[i].T + bs[i])
+                    dead.append(float((h.max(0).values <= 0).double().mean()))
+            assert torch.allclose(r.dead[m, t], torch.tensor(dead, dtype=D))
+
+
+def test_relu_diagnostics_reject_bad_input():
+    x, y = torch.zeros(10, 3), torch.zeros(10, dtype=torch.int64)
+    with pytest.raises(ValueError, match="lrs"):
+        nets.relu_diagnostics(x, y, lrs=(0.1, -1.0))
+    with pytest.raises(ValueError, match="y"):
+        nets.relu_diagnostics(x, y[:5], lrs=(0.1,))
+    with pytest.raises(ValueError, match="batch_size"):
+        nets.relu_diagnostics(x, y, lrs=(0.1,), batch_size=20)
