@@ -273,3 +273,26 @@ def test_relu_diagnostics_reject_bad_input():
         nets.relu_diagnostics(x, y[:5], lrs=(0.1,))
     with pytest.raises(ValueError, match="batch_size"):
         nets.relu_diagnostics(x, y, lrs=(0.1,), batch_size=20)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_normalized_runs_equal_train_runs(activation):
+    g = _gen(4)
+    x = torch.randn(60, 12, generator=g, dtype=D)
+    y = torch.randint(0, 4, (60,), generator=g)
+    runs = [nets.Run(nets.MLPConfig(depth=3, width=8, activation=activation, init=i, norm=n, in_dim=12, out_dim=4),
+                     lr=lr, seed=s)
+            for n, i, lr, s in (("batch", "small", 0.1, 0), ("layer", "small", 0.1, 1), ("batch", "xavier", 0.5, 2),
+                                ("layer", "he", 0.3, 0))]
+    ours_l, ours_n = nets.normalized_runs(runs, x, y, steps=6, batch_size=16, seed=3)
+    want_l, want_n = nets.train_runs(runs, x, y, steps=6, batch_size=16, seed=3)
+    assert torch.allclose(ours_l, want_l, rtol=1e-10, atol=1e-12)
+    assert torch.allclose(ours_n, want_n, rtol=1e-8, atol=1e-10)
+
+
+def test_normalized_runs_reject_what_they_do_not_do():
+    x, y = torch.zeros(10, 64), torch.zeros(10, dtype=torch.int64)
+    with pytest.raises(ValueError, match="runs\\[0\\]"):
+        nets.normalized_runs([nets.Run(nets.MLPConfig(depth=2, norm="none"))], x, y)
+    with pytest.raises(ValueError, match="runs\\[1\\]"):
+        nets.normalized_runs([nets.Run(nets.MLPConfig(depth=2, norm="batch")), nets.Run(nets.MLPConfig(depth=3, norm="layer"))], x, y)

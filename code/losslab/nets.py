@@ -77,6 +77,7 @@ __all__ = [
     "residual_signal",
     "ReluDiagnostics",
     "relu_diagnostics",
+    "normalized_runs",
 ]
 
 #: Activations by name. ``linear`` is the identity (a deep linear network).
@@ -1098,3 +1099,92 @@ def relu_diagnostics(
     dead_log = dead_log.masked_fill(bad[..., None], float("nan"))
     ratio_log = ratio_log.masked_fill(bad[..., None], float("nan"))
     return ReluDiagnostics(loss_log, dead_log, ratio_log, tuple(r for r, _ in runs), tuple(s for _, s in runs))
+
+
+def normalized_runs(
+    runs: Sequence[Run],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    steps: int = 200,
+    batch_size: int = 128,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`train_runs` for plain (non-residual) networks with batch *or* layer normalization, all in one batch.
+
+    :func:`train_runs` trains runs of one shape together, so batch- and
+    layer-normalized networks form two groups with the cost of two. Here every
+    run's parameters are stacked along a leading axis, the layers are written
+    out with batched matrix products, and each run normalizes its
+    pre-activations over the batch (``norm="batch"``, biased variance, as
+    ``nn.BatchNorm1d`` in training mode) or over the units (``norm="layer"``,
+    as ``nn.LayerNorm``), then applies its learned scale and shift. Same
+    initial weights (built by :class:`DeepMLP`), same minibatches, same SGD
+    step and same outputs as :func:`train_runs` (the tests compare them).
+
+    Parameters
+    ----------
+    runs : sequence of Run
+        Each with ``norm`` "batch" or "layer", ``residual=False``, no clipping, and one shared shape otherwise.
+    x, y, steps, batch_size, seed : as in :func:`train_runs`
+
+    Returns
+    -------
+    losses, grad_norms : Tensor (R, steps)
+    """
+    if not runs:
+        raise ValueError("runs: expected at least one Run")
+    for i, r in enumerate(runs):
+        if not isinstance(r, Run):
+            raise TypeError(f"runs[{i}]: expected a Run, got {type(r).__name__}")
+        c = r.config
+        if c.norm not in ("batch", "layer") or c.residual or r.clip_norm is not None or r.clip_value is not None:
+            raise ValueError(f"runs[{i}]: expected norm 'batch' or 'layer', no residual connections and no clipping, got {r}")
+        shape = replace(c, norm="batch", init="xavier").__dict__
+        if shape != replace(runs[0].config, norm="batch", init="xavier").__dict__:
+            raise ValueError(f"runs[{i}]: every run must share runs[0]'s depth, width, activation and sizes")
+    _check_batch(x, y, runs[0].config.in_dim)
+    _positive_int("steps", steps)
+    _positive_int("batch_size", batch_size)
+    if batch_size > x.shape[0]:
+        raise ValueError(f"batch_size: expected <= {x.shape[0]} (the number of examples), got {batch_size}")
+    g = _generator(seed)
+    batches = torch.stack([torch.randperm(x.shape[0], generator=g)[:batch_size] for _ in range(steps)]).to(x.device)
+    models = [DeepMLP(r.config, seed=r.seed, dtype=x.dtype, device=x.device) for r in runs]
+    depth, act = runs[0].config.depth, ACTIVATIONS[runs[0].config.activation]
+    stack = lambda get: torch.stack([get(m).detach() for m in models])  # noqa: E731  (M, ...)
+    params = []
+    for l in range(depth):
+        params += [stack(lambda m: m.hidden[l].weight), stack(lambda m: m.hidden[l].bias)[:, None],
+                   stack(lambda m: m.norms[l].weight)[:, None], stack(lambda m: m.norms[l].bias)[:, None]]
+    params += [stack(lambda m: m.readout.weight), stack(lambda m: m.readout.bias)[:, None]]
+    M = len(runs)
+    is_batch = torch.tensor([r.config.norm == "batch" for r in runs], device=x.device).reshape(M, 1, 1)
+    lr = torch.tensor([r.lr for r in runs], dtype=x.dtype, device=x.device).reshape(M, 1, 1)
+    losses = torch.full((M, steps), float("nan"), dtype=x.dtype, device=x.device)
+    norms = torch.full_like(losses, float("nan"))
+
+    def normalize(z, dim):
+        mu = z.mean(dim, keepdim=True)
+        var = (z - mu).pow(2).mean(dim, keepdim=True)                   # biased, as both torch modules use
+        return (z - mu) / torch.sqrt(var + 1e-5)
+
+    for t in range(steps):
+        xb, yb = x[batches[t]], y[batches[t]]
+        params = [p.requires_grad_() for p in params]
+        h = xb.expand(M, -1, -1)                                        # (M, B, in_dim)
+        for l in range(depth):
+            W, b, w_n, b_n = params[4 * l: 4 * l + 4]
+            z = torch.baddbmm(b, h, W.transpose(1, 2))                  # (M, B, width)
+            z = torch.where(is_batch, normalize(z, 1), normalize(z, 2)) * w_n + b_n
+            h = act(z)
+        logits = torch.baddbmm(params[-1], h, params[-2].transpose(1, 2))   # (M, B, out_dim)
+        loss = _per_model_loss(logits, yb)                              # (M,)
+        grads = torch.autograd.grad(loss.sum(), params)
+        with torch.no_grad():
+            total = torch.stack([gr.pow(2).flatten(1).sum(1) for gr in grads]).sum(0).sqrt()   # (M,)
+            params = [(p - _bcast(lr.flatten(), gr) * gr).detach() for p, gr in zip(params, grads)]
+            losses[:, t] = loss.detach()
+            norms[:, t] = total
+    bad = (~torch.isfinite(losses)).cumsum(1) > 0
+    return losses.masked_fill(bad, float("nan")), norms.masked_fill(bad, float("nan"))
