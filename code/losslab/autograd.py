@@ -18,6 +18,10 @@ Three layers of the same idea, each checked against ``torch.autograd``:
 
 :func:`mlp_jvp` is forward mode for the same network, and :func:`gradient_costs`
 times finite differences, forward mode and reverse mode side by side.
+:func:`softmax_cross_entropy`, :func:`batchnorm_forward` / :func:`batchnorm_backward`
+and :func:`rnn_forward` / :func:`rnn_bptt` are backward passes derived by hand
+(backprop through time for the last), and :func:`hvp` a Hessian-vector product
+by double backward.
 
 See Chapter 5 (Backpropagation).
 """
@@ -57,6 +61,12 @@ __all__ = [
     "GradientCosts",
     "saved_tensor_bytes",
     "ACTIVATIONS",
+    "softmax_cross_entropy",
+    "batchnorm_forward",
+    "batchnorm_backward",
+    "hvp",
+    "rnn_forward",
+    "rnn_bptt",
 ]
 
 
@@ -1037,3 +1047,244 @@ def saved_tensor_bytes(fn: Callable[[], torch.Tensor], exclude: Sequence[torch.T
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         fn()
     return int(sum(seen.values()))
+
+
+# =============================================================================
+# 6. Backprop by hand for the layers that matter: softmax + cross-entropy, BatchNorm, a recurrent net
+# =============================================================================
+#
+# "Backprop ninja" style: each backward pass is derived on paper, written with
+# whole-tensor operations, and tested against torch.autograd (tests/test_depth_ch56.py).
+
+def _float_matrix(name: str, t: object, ndim: int = 2) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name}: expected a tensor, got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name}: expected a floating-point tensor, got {t.dtype}")
+    if t.ndim != ndim:
+        raise ValueError(f"{name}: expected {ndim} dimensions, got shape {tuple(t.shape)}")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name}: expected finite values")
+    return t
+
+
+def softmax_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy of softmax(logits) against class indices, and its gradient in the logits.
+
+    With :math:`p = \\mathrm{softmax}(z)` and a one-hot target :math:`y`, the
+    loss of one example is :math:`-\\log p_y = \\log\\sum_k e^{z_k} - z_y`, whose
+    gradient is :math:`p - y`: the softmax's Jacobian and the log's derivative
+    cancel down to a subtraction. A mean over the batch divides by ``B``.
+
+    Parameters
+    ----------
+    logits : Tensor (B, K), floating point, finite
+    target : Tensor (B,), int64, values in [0, K)
+
+    Returns
+    -------
+    loss : Tensor ()
+        Same as ``torch.nn.functional.cross_entropy(logits, target)``.
+    grad_logits : Tensor (B, K)
+        :math:`(\\mathrm{softmax}(z) - \\mathrm{onehot}(y)) / B`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a non-tensor, wrong dtype, wrong shape, a non-finite logit or a class out of range.
+    """
+    _float_matrix("logits", logits)
+    if not isinstance(target, torch.Tensor) or target.dtype != torch.int64:
+        raise TypeError(f"target: expected an int64 tensor of class indices, got {getattr(target, 'dtype', type(target).__name__)}")
+    B, K = logits.shape
+    if target.shape != (B,):
+        raise ValueError(f"target: expected shape ({B},), got {tuple(target.shape)}")
+    if B == 0 or K == 0:
+        raise ValueError(f"logits: expected at least one row and one class, got shape {(B, K)}")
+    if target.min() < 0 or target.max() >= K:
+        raise ValueError(f"target: expected class indices in [0, {K}), got values from {int(target.min())} to {int(target.max())}")
+    logz = torch.logsumexp(logits, dim=1)                              # (B,) stable log-sum-exp
+    loss = (logz - logits.gather(1, target[:, None])[:, 0]).mean()     # ()
+    grad = torch.exp(logits - logz[:, None])                           # (B, K) = softmax
+    grad[torch.arange(B, device=logits.device), target] -= 1.0         # p - y
+    return loss, grad / B
+
+
+def batchnorm_forward(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, *, eps: float = 1e-5
+                      ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Batch normalization in training mode: each column standardized over the batch, then scaled and shifted.
+
+    :math:`\\hat x = (x - \\mu)/\\sqrt{\\sigma^2 + \\epsilon}` with the batch mean
+    :math:`\\mu` and the *biased* batch variance :math:`\\sigma^2` (what
+    ``torch.nn.functional.batch_norm(..., training=True)`` normalizes with),
+    then :math:`y = \\gamma \\hat x + \\beta`.
+
+    Parameters
+    ----------
+    x : Tensor (B, n), B >= 1
+    gamma, beta : Tensor (n,)
+    eps : float > 0
+
+    Returns
+    -------
+    y : Tensor (B, n)
+    cache : (x_hat (B, n), inv_std (n,), gamma (n,)), what :func:`batchnorm_backward` needs
+    """
+    _float_matrix("x", x)
+    for name, p in (("gamma", gamma), ("beta", beta)):
+        _float_matrix(name, p, ndim=1)
+        if p.shape != (x.shape[1],) or p.dtype != x.dtype:
+            raise ValueError(f"{name}: expected a {x.dtype} tensor of shape ({x.shape[1]},), got {p.dtype} {tuple(p.shape)}")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0 or not math.isfinite(eps):
+        raise ValueError(f"eps: expected a finite number > 0, got {eps!r}")
+    if x.shape[0] < 1:
+        raise ValueError("x: expected at least one row")
+    mu = x.mean(0)                                       # (n,)
+    var = ((x - mu) ** 2).mean(0)                        # (n,) biased: divides by B
+    inv_std = (var + eps).rsqrt()                        # (n,)
+    x_hat = (x - mu) * inv_std                           # (B, n)
+    return gamma * x_hat + beta, (x_hat, inv_std, gamma)
+
+
+def batchnorm_backward(grad_y: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Backward pass of :func:`batchnorm_forward` in closed form.
+
+    With :math:`g = \\bar y \\odot \\gamma` (the gradient reaching :math:`\\hat x`),
+
+    .. math::
+        \\bar x = \\frac{1}{B\\sqrt{\\sigma^2+\\epsilon}}\\Bigl(B g - \\textstyle\\sum_i g_i
+        - \\hat x \\odot \\sum_i g_i \\odot \\hat x_i\\Bigr),\\quad
+        \\bar\\gamma = \\sum_i \\bar y_i \\odot \\hat x_i,\\quad \\bar\\beta = \\sum_i \\bar y_i.
+
+    The two sums are the paths through the mean and the variance, which every
+    row of the batch shares: so :math:`\\sum_i \\bar x_i = 0` and
+    :math:`\\sum_i \\bar x_i \\odot \\hat x_i = 0`, always.
+
+    Returns
+    -------
+    dx : Tensor (B, n)
+    dgamma, dbeta : Tensor (n,)
+    """
+    x_hat, inv_std, gamma = cache
+    if not isinstance(grad_y, torch.Tensor) or grad_y.shape != x_hat.shape or grad_y.dtype != x_hat.dtype:
+        raise ValueError(f"grad_y: expected a {x_hat.dtype} tensor of shape {tuple(x_hat.shape)}, got "
+                         f"{getattr(grad_y, 'dtype', type(grad_y).__name__)} {tuple(getattr(grad_y, 'shape', ()))}")
+    B = x_hat.shape[0]
+    g = grad_y * gamma                                   # (B, n) = dL/dx_hat
+    dx = inv_std / B * (B * g - g.sum(0) - x_hat * (g * x_hat).sum(0))   # (B, n)
+    return dx, (grad_y * x_hat).sum(0), grad_y.sum(0)
+
+
+def hvp(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hessian-vector product :math:`H v` by double backward, without forming :math:`H`.
+
+    The first backward pass is recorded (``create_graph=True``), so the
+    gradient :math:`g(x)` is itself a differentiable function; the second
+    differentiates the scalar :math:`g(x)^\\top v` and gives
+    :math:`\\nabla_x (g^\\top v) = H v`. Cost: about two gradients.
+
+    Parameters
+    ----------
+    f : callable, Tensor (n,) -> Tensor () (scalar)
+    x, v : Tensor (n,), same dtype
+
+    Returns
+    -------
+    grad : Tensor (n,)
+        :math:`\\nabla f(x)` (detached).
+    Hv : Tensor (n,)
+        The same as ``torch.autograd.functional.hvp(f, x, v)[1]``.
+    """
+    _float_matrix("x", x, ndim=1)
+    _float_matrix("v", v, ndim=1)
+    if v.shape != x.shape or v.dtype != x.dtype:
+        raise ValueError(f"v: expected a {x.dtype} tensor of shape {tuple(x.shape)}, got {v.dtype} {tuple(v.shape)}")
+    x = x.detach().requires_grad_()
+    y = f(x)
+    if not isinstance(y, torch.Tensor) or y.ndim != 0:
+        raise ValueError(f"f: expected a function returning a scalar tensor, got {getattr(y, 'shape', type(y).__name__)}")
+    (g,) = torch.autograd.grad(y, x, create_graph=True)          # g(x), itself a graph
+    if not g.requires_grad:                                      # g does not depend on x: f is linear, H = 0
+        return g.detach(), torch.zeros_like(x)
+    (Hv,) = torch.autograd.grad(g @ v, x, allow_unused=True)     # d(g . v)/dx = H v
+    return g.detach(), torch.zeros_like(x) if Hv is None else Hv.detach()
+
+
+def rnn_forward(x: torch.Tensor, h0: torch.Tensor, W_ih: torch.Tensor, W_hh: torch.Tensor, b: torch.Tensor
+                ) -> tuple[torch.Tensor, tuple]:
+    """A tanh recurrent net unrolled over time: :math:`h_t = \\tanh(W_{ih} x_t + W_{hh} h_{t-1} + b)`.
+
+    The layout is PyTorch's ``nn.RNN`` (sequence first); ``b`` plays the role
+    of ``bias_ih + bias_hh``.
+
+    Parameters
+    ----------
+    x : Tensor (T, B, n_in)
+    h0 : Tensor (B, H)
+    W_ih : Tensor (H, n_in); W_hh : Tensor (H, H); b : Tensor (H,)
+
+    Returns
+    -------
+    hs : Tensor (T, B, H), every hidden state
+    cache : what :func:`rnn_bptt` needs
+    """
+    _float_matrix("x", x, ndim=3)
+    T, B, n_in = x.shape
+    H = W_hh.shape[0] if isinstance(W_hh, torch.Tensor) and W_hh.ndim == 2 else -1
+    for name, t, shape in (("h0", h0, (B, H)), ("W_ih", W_ih, (H, n_in)), ("W_hh", W_hh, (H, H)), ("b", b, (H,))):
+        _float_matrix(name, t, ndim=len(shape))
+        if tuple(t.shape) != shape or t.dtype != x.dtype:
+            raise ValueError(f"{name}: expected a {x.dtype} tensor of shape {shape}, got {t.dtype} {tuple(t.shape)}")
+    hs, h = [], h0
+    for t in range(T):
+        h = torch.tanh(x[t] @ W_ih.T + h @ W_hh.T + b)   # (B, H)
+        hs.append(h)
+    hs_t = torch.stack(hs)                               # (T, B, H)
+    return hs_t, (x, h0, W_ih, W_hh, hs_t)
+
+
+def rnn_bptt(grad_hs: torch.Tensor, cache: tuple) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Backpropagation through time for :func:`rnn_forward`.
+
+    Walk back from the last step: the gradient reaching :math:`h_t` is what the
+    loss sends it directly (``grad_hs[t]``) plus what :math:`h_{t+1}` sends
+    back through :math:`W_{hh}`. Then
+    :math:`\\bar z_t = \\bar h_t \\odot (1 - h_t^2)`, and the shared weights
+    collect one term per step: :math:`\\bar W_{hh} = \\sum_t \\bar z_t^\\top h_{t-1}`,
+    :math:`\\bar W_{ih} = \\sum_t \\bar z_t^\\top x_t`, :math:`\\bar b = \\sum_t \\sum_i \\bar z_{t,i}`.
+
+    Parameters
+    ----------
+    grad_hs : Tensor (T, B, H)
+        :math:`\\partial L/\\partial h_t` from the loss directly (zeros where a
+        step has no loss term).
+    cache : from :func:`rnn_forward`
+
+    Returns
+    -------
+    grads : dict with ``W_ih``, ``W_hh``, ``b``, ``x`` (T, B, n_in) and ``h0`` (B, H)
+    dh : Tensor (T, B, H)
+        The total gradient reaching each hidden state (direct + through time).
+    """
+    x, h0, W_ih, W_hh, hs = cache
+    if not isinstance(grad_hs, torch.Tensor) or grad_hs.shape != hs.shape or grad_hs.dtype != hs.dtype:
+        raise ValueError(f"grad_hs: expected a {hs.dtype} tensor of shape {tuple(hs.shape)}, got "
+                         f"{getattr(grad_hs, 'dtype', type(grad_hs).__name__)} {tuple(getattr(grad_hs, 'shape', ()))}")
+    T = hs.shape[0]
+    dW_ih, dW_hh = torch.zeros_like(W_ih), torch.zeros_like(W_hh)
+    db = torch.zeros_like(W_hh[0])
+    dx = torch.zeros_like(x)
+    dh_all = torch.zeros_like(hs)
+    carry = torch.zeros_like(h0)                         # (B, H) what h_{t+1} sends back to h_t
+    for t in range(T - 1, -1, -1):
+        dh = grad_hs[t] + carry                          # (B, H) total dL/dh_t
+        dh_all[t] = dh
+        dz = dh * (1 - hs[t] ** 2)                       # (B, H) through tanh
+        h_prev = hs[t - 1] if t > 0 else h0              # (B, H)
+        dW_hh += dz.T @ h_prev                           # the shared weights add one term per step
+        dW_ih += dz.T @ x[t]
+        db += dz.sum(0)
+        dx[t] = dz @ W_ih
+        carry = dz @ W_hh                                # (B, H) to h_{t-1}
+    return {"W_ih": dW_ih, "W_hh": dW_hh, "b": db, "x": dx, "h0": carry}, dh_all

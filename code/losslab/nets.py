@@ -30,7 +30,12 @@ What this module provides:
   ``torch.nn.utils.clip_grad_norm_`` and ``clip_grad_value_``, and the
   functional :func:`clip_by_global_norm` used inside ``vmap``;
 - :func:`train_runs`: a small SGD loop on the digits, vectorized over runs
-  that share a shape, for the with/without-remedy training curves.
+  that share a shape, for the with/without-remedy training curves;
+- :func:`orthogonal` (``torch.nn.init.orthogonal_`` from scratch) and
+  :func:`input_output_jacobian`, for dynamical isometry;
+  :func:`residual_signal` (plain, pre-norm and post-norm stacks at
+  initialization); :func:`relu_diagnostics` (dead ReLUs and update-to-data
+  ratios, recorded during training).
 """
 
 from __future__ import annotations
@@ -65,6 +70,14 @@ __all__ = [
     "clip_by_global_norm",
     "Run",
     "train_runs",
+    "orthogonal",
+    "input_output_jacobian",
+    "ResidualStats",
+    "RESIDUAL_KINDS",
+    "residual_signal",
+    "ReluDiagnostics",
+    "relu_diagnostics",
+    "normalized_runs",
 ]
 
 #: Activations by name. ``linear`` is the identity (a deep linear network).
@@ -815,4 +828,363 @@ def train_runs(
                 norms[rows, t] = total
     bad = ~torch.isfinite(losses)
     bad = bad.cumsum(1) > 0  # once diverged, always diverged
+    return losses.masked_fill(bad, float("nan")), norms.masked_fill(bad, float("nan"))
+
+
+# --- signal propagation in depth: orthogonal weights, residual streams, training diagnostics ---
+
+
+def orthogonal(
+    rows: int,
+    cols: int,
+    *,
+    gain: float = 1.0,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """A (semi-)orthogonal weight matrix, drawn as ``torch.nn.init.orthogonal_`` draws it.
+
+    Draw a Gaussian matrix (transposed if it is wide), take its QR
+    factorization, and fix the signs of ``Q``'s columns by the signs of
+    ``R``'s diagonal so that ``Q`` is uniformly (Haar) distributed; scale by
+    ``gain``. Every singular value equals ``gain``. With the same generator
+    state the result equals PyTorch's, number for number.
+
+    Parameters
+    ----------
+    rows, cols : int >= 1
+    gain : float > 0
+    generator : torch.Generator, optional
+    dtype : torch.float32 or torch.float64
+
+    Returns
+    -------
+    Tensor (rows, cols)
+        ``W W^T = gain^2 I`` if ``rows <= cols``, else ``W^T W = gain^2 I``.
+    """
+    _positive_int("rows", rows)
+    _positive_int("cols", cols)
+    if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not math.isfinite(gain) or gain <= 0:
+        raise ValueError(f"gain: expected a finite number > 0, got {gain!r}")
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype: expected torch.float32 or torch.float64, got {dtype}")
+    flat = torch.empty(rows, cols, dtype=dtype).normal_(0, 1, generator=generator)  # (rows, cols)
+    if rows < cols:
+        flat = flat.T                                              # QR of a tall matrix
+    q, r = torch.linalg.qr(flat)
+    q = q * torch.diagonal(r, 0).sign()                            # the sign fix that makes Q Haar-distributed
+    if rows < cols:
+        q = q.T
+    return (q * gain).contiguous()
+
+
+def input_output_jacobian(weights: Sequence[torch.Tensor], x: torch.Tensor, activation: str = "linear") -> torch.Tensor:
+    """Jacobian :math:`\\partial h_D / \\partial h_0` of the bias-free net :math:`h_l = \\phi(W_l h_{l-1})` at one input.
+
+    Built as the product :math:`J = S_D W_D \\cdots S_1 W_1` with
+    :math:`S_l = \\operatorname{diag}(\\phi'(z_l))`: the object whose singular
+    values *dynamical isometry* asks to be all near 1.
+
+    Parameters
+    ----------
+    weights : sequence of Tensor (n_l, n_{l-1})
+    x : Tensor (n_0,)
+    activation : "linear", "tanh" or "relu"
+
+    Returns
+    -------
+    Tensor (n_D, n_0)
+    """
+    if activation not in ("linear", "tanh", "relu"):
+        raise ValueError(f"activation: expected 'linear', 'tanh' or 'relu', got {activation!r}")
+    if not weights:
+        raise ValueError("weights: expected at least one matrix")
+    if not isinstance(x, torch.Tensor) or x.ndim != 1:
+        raise ValueError(f"x: expected a 1-d tensor, got {getattr(x, 'shape', type(x).__name__)}")
+    h, J = x, torch.eye(x.shape[0], dtype=x.dtype, device=x.device)
+    for l, W in enumerate(weights):
+        if not isinstance(W, torch.Tensor) or W.ndim != 2 or W.shape[1] != h.shape[0] or W.dtype != x.dtype:
+            raise ValueError(f"weights[{l}]: expected a {x.dtype} matrix with {h.shape[0]} columns, got "
+                             f"{getattr(W, 'dtype', type(W).__name__)} {tuple(getattr(W, 'shape', ()))}")
+        z = W @ h                                                  # (n_l,)
+        if activation == "tanh":
+            h = torch.tanh(z)
+            slope = 1 - h ** 2
+        elif activation == "relu":
+            h = torch.relu(z)
+            slope = (z > 0).to(z.dtype)
+        else:
+            h, slope = z, torch.ones_like(z)
+        J = (slope[:, None] * W) @ J                               # (n_l, n_0)
+    return J
+
+
+@dataclass(frozen=True)
+class ResidualStats:
+    """Per-layer signal of :func:`residual_signal` (arrays of length ``depth``).
+
+    Attributes
+    ----------
+    rms : Tensor (depth,)
+        Root mean square of the stream :math:`h_l` (forward scale).
+    hidden_grad : Tensor (depth,)
+        :math:`\\|\\partial L/\\partial h_l\\|`.
+    weight_grad : Tensor (depth,)
+        :math:`\\|\\partial L/\\partial W_l\\|`.
+    """
+
+    rms: torch.Tensor
+    hidden_grad: torch.Tensor
+    weight_grad: torch.Tensor
+
+
+#: The block arrangements :func:`residual_signal` compares.
+RESIDUAL_KINDS = ("plain", "pre-norm", "post-norm")
+
+
+def residual_signal(kind: str, *, depth: int = 48, width: int = 64, batch: int = 64, seed: int = 0) -> ResidualStats:
+    """Forward scale and gradients, at initialization, of a deep stack of tanh blocks in three arrangements.
+
+    - ``plain``: :math:`h_l = \\tanh(W_l h_{l-1})`, no skip connection;
+    - ``pre-norm``: :math:`h_l = h_{l-1} + \\tanh(W_l\\,\\mathrm{LN}(h_{l-1}))`,
+      the normalization inside the branch and the skip path untouched;
+    - ``post-norm``: :math:`h_l = \\mathrm{LN}(h_{l-1} + \\tanh(W_l h_{l-1}))`,
+      the normalization on the stream after each addition (the original Transformer).
+
+    ``LN`` is layer normalization without a learned scale and shift; the
+    weights are :math:`\\mathcal N(0, 1/n)`; the loss is the mean square of a
+    random linear read-out of :math:`h_D` (of :math:`\\mathrm{LN}(h_D)` for
+    pre-norm, which like a pre-norm Transformer ends with a final
+    normalization). float64, plain autograd.
+    """
+    if kind not in RESIDUAL_KINDS:
+        raise ValueError(f"kind: expected one of {RESIDUAL_KINDS}, got {kind!r}")
+    for name, v in (("depth", depth), ("width", width), ("batch", batch)):
+        _positive_int(name, v)
+    g = _generator(seed)
+    x = torch.randn(batch, width, generator=g, dtype=torch.float64)                # (B, n)
+    Ws = [(torch.randn(width, width, generator=g, dtype=torch.float64) / math.sqrt(width)).requires_grad_()
+          for _ in range(depth)]
+    readout = torch.randn(width, generator=g, dtype=torch.float64)                 # (n,)
+    h, hs = x, []
+    for W in Ws:
+        if kind == "plain":
+            h = torch.tanh(h @ W.T)
+        elif kind == "pre-norm":
+            h = h + torch.tanh(F.layer_norm(h, (width,)) @ W.T)
+        else:
+            h = F.layer_norm(h + torch.tanh(h @ W.T), (width,))
+        hs.append(h)                                                               # (B, n)
+    out = F.layer_norm(h, (width,)) if kind == "pre-norm" else h                   # pre-norm ends with a final LN
+    loss = (out @ readout).pow(2).mean()
+    grads = torch.autograd.grad(loss, [*hs, *Ws])
+    return ResidualStats(
+        rms=torch.stack([t.detach().pow(2).mean().sqrt() for t in hs]),
+        hidden_grad=torch.stack([gr.norm() for gr in grads[:depth]]),
+        weight_grad=torch.stack([gr.norm() for gr in grads[depth:]]),
+    )
+
+
+@dataclass(frozen=True)
+class ReluDiagnostics:
+    """What :func:`relu_diagnostics` records at every step, for every run (M runs, S steps, D hidden layers).
+
+    Attributes
+    ----------
+    loss : Tensor (M, S)
+        Minibatch cross-entropy before the step (NaN once a run diverged).
+    dead : Tensor (M, S, D)
+        Fraction of each hidden layer's units that are zero on *every* example
+        of the probe set after the step: dead ReLUs, which no gradient reaches.
+    update_ratio : Tensor (M, S, D + 1)
+        :math:`\\log_{10}(\\mathrm{std}(\\eta\\, \\partial L/\\partial W_l) / \\mathrm{std}(W_l))`
+        per weight matrix (the read-out last): the update-to-data ratio.
+    lrs, seeds : tuple
+        The learning rate and seed of each run.
+    """
+
+    loss: torch.Tensor
+    dead: torch.Tensor
+    update_ratio: torch.Tensor
+    lrs: tuple
+    seeds: tuple
+
+
+def relu_diagnostics(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    lrs: Sequence[float],
+    seeds: Sequence[int] = (0,),
+    steps: int = 100,
+    width: int = 64,
+    depth: int = 4,
+    batch_size: int = 64,
+    n_probe: int = 256,
+) -> ReluDiagnostics:
+    """Train ReLU MLPs (He initialization, SGD) for every (learning rate, seed) at once and watch them.
+
+    All runs are stacked along a leading axis and trained together with
+    batched matrix products (``torch.baddbmm``); they see the same
+    minibatches (drawn with the first seed). The dead fraction is measured
+    on the first ``n_probe`` examples of ``x``.
+
+    Parameters
+    ----------
+    x : Tensor (N, n_in), floating point; y : Tensor (N,), int64
+    lrs : sequence of float > 0
+    seeds : sequence of int
+        Runs are every (lr, seed) pair, lr-major.
+    steps, width, depth, batch_size, n_probe : int
+
+    Returns
+    -------
+    ReluDiagnostics
+    """
+    if not isinstance(x, torch.Tensor) or x.ndim != 2 or not x.is_floating_point():
+        raise ValueError(f"x: expected a floating-point (N, n_in) tensor, got {getattr(x, 'shape', type(x).__name__)}")
+    if not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or y.shape != (x.shape[0],):
+        raise ValueError(f"y: expected int64 labels of shape ({x.shape[0]},)")
+    lrs, seeds = tuple(lrs), tuple(seeds)
+    if not lrs or any(isinstance(r, bool) or not isinstance(r, (int, float)) or not (r > 0 and math.isfinite(r)) for r in lrs):
+        raise ValueError(f"lrs: expected finite learning rates > 0, got {lrs}")
+    if not seeds:
+        raise ValueError("seeds: expected at least one seed")
+    for name, v in (("steps", steps), ("width", width), ("depth", depth), ("batch_size", batch_size), ("n_probe", n_probe)):
+        _positive_int(name, v)
+    if batch_size > x.shape[0] or n_probe > x.shape[0]:
+        raise ValueError(f"batch_size and n_probe: expected at most {x.shape[0]} (the number of examples)")
+    n_cls = int(y.max()) + 1
+    dims = [x.shape[1]] + [width] * depth + [n_cls]
+    runs = [(lr, s) for lr in lrs for s in seeds]
+    M, dt, dev = len(runs), x.dtype, x.device
+    Ws, bs = [], []
+    for i in range(len(dims) - 1):                                        # He initialization, biases zero
+        Ws.append(torch.stack([torch.randn(dims[i + 1], dims[i], generator=_generator(1000 * s + i), dtype=torch.float64)
+                               * math.sqrt(2.0 / dims[i]) for _, s in runs]).to(dt).to(dev))   # (M, out, in)
+        bs.append(torch.zeros(M, 1, dims[i + 1], dtype=dt, device=dev))                       # (M, 1, out)
+    lr = torch.tensor([r for r, _ in runs], dtype=dt, device=dev).reshape(M, 1, 1)
+    g = _generator(seeds[0])
+    probe = x[:n_probe].expand(M, -1, -1)                                 # (M, P, n_in)
+    loss_log = torch.full((M, steps), float("nan"), dtype=dt)
+    dead_log = torch.full((M, steps, depth), float("nan"), dtype=dt)
+    ratio_log = torch.full((M, steps, depth + 1), float("nan"), dtype=dt)
+
+    def forward(h, Ws, bs, keep=False):
+        hidden = []
+        for i, (W, b) in enumerate(zip(Ws, bs)):
+            h = torch.baddbmm(b, h, W.transpose(1, 2))                     # (M, B, out)
+            if i < len(Ws) - 1:
+                h = torch.relu(h)
+                hidden.append(h)
+        return (h, hidden) if keep else h
+
+    for t in range(steps):
+        idx = torch.randperm(x.shape[0], generator=g)[:batch_size].to(dev)
+        xb, yb = x[idx].expand(M, -1, -1), y[idx]                         # (M, B, n_in), (B,)
+        params = [p.requires_grad_() for p in (*Ws, *bs)]
+        logits = forward(xb, params[: len(Ws)], params[len(Ws):])         # (M, B, K)
+        per_run = F.cross_entropy(logits.reshape(-1, n_cls), yb.repeat(M), reduction="none").reshape(M, -1).mean(1)
+        grads = torch.autograd.grad(per_run.sum(), params)                # each run's own gradient
+        with torch.no_grad():
+            loss_log[:, t] = per_run.detach().cpu()
+            ratio_log[:, t] = torch.stack([(lr * gW).flatten(1).std(1) / W.flatten(1).std(1)
+                                           for W, gW in zip(Ws, grads[: len(Ws)])], 1).log10().cpu()
+            Ws = [(W - lr * gW).detach() for W, gW in zip(Ws, grads[: len(Ws)])]
+            bs = [(b - lr * gb).detach() for b, gb in zip(bs, grads[len(Ws):])]
+            _, hidden = forward(probe, Ws, bs, keep=True)
+            dead_log[:, t] = torch.stack([(h.amax(1) <= 0).to(dt).mean(1) for h in hidden], 1).cpu()
+    bad = (~torch.isfinite(loss_log)).cumsum(1) > 0                       # once diverged, always diverged
+    loss_log = loss_log.masked_fill(bad, float("nan"))
+    dead_log = dead_log.masked_fill(bad[..., None], float("nan"))
+    ratio_log = ratio_log.masked_fill(bad[..., None], float("nan"))
+    return ReluDiagnostics(loss_log, dead_log, ratio_log, tuple(r for r, _ in runs), tuple(s for _, s in runs))
+
+
+def normalized_runs(
+    runs: Sequence[Run],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    steps: int = 200,
+    batch_size: int = 128,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`train_runs` for plain (non-residual) networks with batch *or* layer normalization, all in one batch.
+
+    :func:`train_runs` trains runs of one shape together, so batch- and
+    layer-normalized networks form two groups with the cost of two. Here every
+    run's parameters are stacked along a leading axis, the layers are written
+    out with batched matrix products, and each run normalizes its
+    pre-activations over the batch (``norm="batch"``, biased variance, as
+    ``nn.BatchNorm1d`` in training mode) or over the units (``norm="layer"``,
+    as ``nn.LayerNorm``), then applies its learned scale and shift. Same
+    initial weights (built by :class:`DeepMLP`), same minibatches, same SGD
+    step and same outputs as :func:`train_runs` (the tests compare them).
+
+    Parameters
+    ----------
+    runs : sequence of Run
+        Each with ``norm`` "batch" or "layer", ``residual=False``, no clipping, and one shared shape otherwise.
+    x, y, steps, batch_size, seed : as in :func:`train_runs`
+
+    Returns
+    -------
+    losses, grad_norms : Tensor (R, steps)
+    """
+    if not runs:
+        raise ValueError("runs: expected at least one Run")
+    for i, r in enumerate(runs):
+        if not isinstance(r, Run):
+            raise TypeError(f"runs[{i}]: expected a Run, got {type(r).__name__}")
+        c = r.config
+        if c.norm not in ("batch", "layer") or c.residual or r.clip_norm is not None or r.clip_value is not None:
+            raise ValueError(f"runs[{i}]: expected norm 'batch' or 'layer', no residual connections and no clipping, got {r}")
+        shape = replace(c, norm="batch", init="xavier").__dict__
+        if shape != replace(runs[0].config, norm="batch", init="xavier").__dict__:
+            raise ValueError(f"runs[{i}]: every run must share runs[0]'s depth, width, activation and sizes")
+    _check_batch(x, y, runs[0].config.in_dim)
+    _positive_int("steps", steps)
+    _positive_int("batch_size", batch_size)
+    if batch_size > x.shape[0]:
+        raise ValueError(f"batch_size: expected <= {x.shape[0]} (the number of examples), got {batch_size}")
+    g = _generator(seed)
+    batches = torch.stack([torch.randperm(x.shape[0], generator=g)[:batch_size] for _ in range(steps)]).to(x.device)
+    models = [DeepMLP(r.config, seed=r.seed, dtype=x.dtype, device=x.device) for r in runs]
+    depth, act = runs[0].config.depth, ACTIVATIONS[runs[0].config.activation]
+    stack = lambda get: torch.stack([get(m).detach() for m in models])  # noqa: E731  (M, ...)
+    params = []
+    for l in range(depth):
+        params += [stack(lambda m: m.hidden[l].weight), stack(lambda m: m.hidden[l].bias)[:, None],
+                   stack(lambda m: m.norms[l].weight)[:, None], stack(lambda m: m.norms[l].bias)[:, None]]
+    params += [stack(lambda m: m.readout.weight), stack(lambda m: m.readout.bias)[:, None]]
+    M = len(runs)
+    is_batch = torch.tensor([r.config.norm == "batch" for r in runs], device=x.device).reshape(M, 1, 1)
+    lr = torch.tensor([r.lr for r in runs], dtype=x.dtype, device=x.device).reshape(M, 1, 1)
+    losses = torch.full((M, steps), float("nan"), dtype=x.dtype, device=x.device)
+    norms = torch.full_like(losses, float("nan"))
+
+    def normalize(z, dim):
+        mu = z.mean(dim, keepdim=True)
+        var = (z - mu).pow(2).mean(dim, keepdim=True)                   # biased, as both torch modules use
+        return (z - mu) / torch.sqrt(var + 1e-5)
+
+    for t in range(steps):
+        xb, yb = x[batches[t]], y[batches[t]]
+        params = [p.requires_grad_() for p in params]
+        h = xb.expand(M, -1, -1)                                        # (M, B, in_dim)
+        for l in range(depth):
+            W, b, w_n, b_n = params[4 * l: 4 * l + 4]
+            z = torch.baddbmm(b, h, W.transpose(1, 2))                  # (M, B, width)
+            z = torch.where(is_batch, normalize(z, 1), normalize(z, 2)) * w_n + b_n
+            h = act(z)
+        logits = torch.baddbmm(params[-1], h, params[-2].transpose(1, 2))   # (M, B, out_dim)
+        loss = _per_model_loss(logits, yb)                              # (M,)
+        grads = torch.autograd.grad(loss.sum(), params)
+        with torch.no_grad():
+            total = torch.stack([gr.pow(2).flatten(1).sum(1) for gr in grads]).sum(0).sqrt()   # (M,)
+            params = [(p - _bcast(lr.flatten(), gr) * gr).detach() for p, gr in zip(params, grads)]
+            losses[:, t] = loss.detach()
+            norms[:, t] = total
+    bad = (~torch.isfinite(losses)).cumsum(1) > 0
     return losses.masked_fill(bad, float("nan")), norms.masked_fill(bad, float("nan"))

@@ -221,3 +221,223 @@ def _(f, ref):
     copies = [g.clone() for g in grads]
     f(copies, 1.0)
     assert all(torch.equal(a, b) for a, b in zip(copies, grads)), "the input gradients changed"
+
+
+# =================================================================================================
+# Problems (end of the chapter): experiments with the chapter's diagnostics
+# =================================================================================================
+
+# --- Problem (experiment): counting dead ReLUs -----------------------------------------------------
+
+_DEAD_HEAD = "import torch\n\ndef dead_fraction(weights, biases, x):\n"
+dead_fraction = Exercise(
+    id="grads.problem-dead-fraction",
+    title="Counting dead ReLUs",
+    entry="dead_fraction",
+    prompt="Write `dead_fraction(weights, biases, x)`: run the probe batch `x` through the ReLU layers and return, "
+           "for each layer, the fraction of its units that output 0 on **every** example.",
+    stub='''
+import torch
+
+def dead_fraction(weights, biases, x):
+    """Fraction of dead units per hidden layer of h_l = relu(h_{l-1} W_l^T + b_l).
+
+    weights[l] (n_l, n_{l-1}), biases[l] (n_l,), x (P, n_0) a probe batch. Returns a (L,) float64 tensor:
+    for each layer, the fraction of its n_l units whose output is 0 on all P examples.
+    """
+    # YOUR CODE HERE
+    raise NotImplementedError()
+''',
+    solution='''
+import torch
+
+def dead_fraction(weights, biases, x):
+    """Fraction of dead units per hidden layer of h_l = relu(h_{l-1} W_l^T + b_l).
+
+    weights[l] (n_l, n_{l-1}), biases[l] (n_l,), x (P, n_0) a probe batch. Returns a (L,) float64 tensor:
+    for each layer, the fraction of its n_l units whose output is 0 on all P examples.
+    """
+    h, out = x, []
+    for W, b in zip(weights, biases):
+        h = torch.relu(h @ W.T + b)                              # (P, n_l)
+        dead = (h <= 0).all(dim=0)                               # (n_l,) zero on every example
+        out.append(dead.double().mean())
+    return torch.stack(out)
+''',
+    wrong=(
+        # the fraction of zero *entries*, not of units dead on every example
+        _DEAD_HEAD + "    h, out = x, []\n    for W, b in zip(weights, biases):\n        h = torch.relu(h @ W.T + b)\n"
+        "        out.append((h <= 0).double().mean())\n    return torch.stack(out)\n",
+        # dead on *some* example instead of on every example
+        _DEAD_HEAD + "    h, out = x, []\n    for W, b in zip(weights, biases):\n        h = torch.relu(h @ W.T + b)\n"
+        "        out.append((h <= 0).any(dim=0).double().mean())\n    return torch.stack(out)\n",
+        # a negative *average* pre-activation, which does not mean zero on every example
+        _DEAD_HEAD + "    h, out = x, []\n    for W, b in zip(weights, biases):\n        z = h @ W.T + b\n"
+        "        out.append((z.mean(0) < 0).double().mean())\n        h = torch.relu(z)\n    return torch.stack(out)\n",
+    ),
+)
+
+
+def _relu_layers(seed: int, sizes, bias_shift: float):
+    g = torch.Generator().manual_seed(seed)
+    Ws = [torch.randn(sizes[i + 1], sizes[i], generator=g, dtype=torch.float64) * math.sqrt(2.0 / sizes[i])
+          for i in range(len(sizes) - 1)]
+    bs = [torch.randn(sizes[i + 1], generator=g, dtype=torch.float64) * 0.5 + bias_shift for i in range(len(sizes) - 1)]
+    return Ws, bs, torch.randn(64, sizes[0], generator=g, dtype=torch.float64)
+
+
+@dead_fraction.check("counts units that are zero on every example", hint="A unit is dead if its column of the layer's output is 0 in **all** rows: `(h <= 0).all(dim=0)`.")
+def _(f, ref):
+    W = torch.eye(4, dtype=torch.float64)
+    b = torch.tensor([0.0, -10.0, 0.0, -10.0], dtype=torch.float64)      # units 1 and 3 are always off
+    x = torch.tensor([[1.0, 1.0, -1.0, 1.0], [-1.0, 2.0, 1.0, 3.0]], dtype=torch.float64)
+    out = f([W], [b], x)
+    assert isinstance(out, torch.Tensor) and out.shape == (1,), f"expected a tensor of shape (1,), got {getattr(out, 'shape', type(out).__name__)}"
+    assert abs(float(out[0]) - 0.5) < 1e-12, f"2 of 4 units are zero on every example: expected 0.5, got {float(out[0])}"
+
+
+@dead_fraction.check("measures deeper layers on the previous layer's output", hint="Feed each layer the ReLU output of the one before it.")
+def _(f, ref):
+    Ws, bs, x = _relu_layers(1, [8, 16, 16, 16], bias_shift=-1.0)         # negative biases: many units die
+    got, want = f(Ws, bs, x), ref(Ws, bs, x)
+    assert torch.allclose(got.double(), want), f"expected {want.tolist()}, got {got.tolist()}"
+    assert float(want.max()) > 0.2, "test setup: some layer should have many dead units"
+
+
+# --- Problem (experiment): the update-to-data ratio -----------------------------------------------
+
+_RATIO_HEAD = "import torch\n\ndef update_ratio(W, grad, lr):\n"
+update_ratio = Exercise(
+    id="grads.problem-update-ratio",
+    title="The update-to-data ratio",
+    entry="update_ratio",
+    prompt="Write `update_ratio(W, grad, lr)`: $\\log_{10}\\bigl(\\mathrm{std}(\\eta\\,g) / \\mathrm{std}(W)\\bigr)$ for one "
+           "SGD step on one weight matrix. The checks use it on a network before and after scaling the learning rate.",
+    stub='''
+import torch
+
+def update_ratio(W, grad, lr):
+    """log10 of std(lr * grad) / std(W): the size of an SGD step relative to the weights it changes.
+
+    W, grad: tensors of the same shape; lr > 0. Returns a float.
+    """
+    # YOUR CODE HERE
+    raise NotImplementedError()
+''',
+    solution='''
+import math
+import torch
+
+def update_ratio(W, grad, lr):
+    """log10 of std(lr * grad) / std(W): the size of an SGD step relative to the weights it changes.
+
+    W, grad: tensors of the same shape; lr > 0. Returns a float.
+    """
+    return math.log10(float((lr * grad).std() / W.std()))
+''',
+    wrong=(
+        _RATIO_HEAD + "    import math\n    return math.log(float((lr * grad).std() / W.std()))\n",      # natural log
+        _RATIO_HEAD + "    import math\n    return math.log10(float(grad.std() / W.std()))\n",          # forgets the learning rate
+        _RATIO_HEAD + "    import math\n    return math.log10(float((lr * grad).var() / W.var()))\n",  # variances, not standard deviations
+    ),
+)
+
+
+@update_ratio.check("matches the definition on a random layer", hint="$\\log_{10}$ of the ratio of standard deviations: `math.log10(float((lr * grad).std() / W.std()))`.")
+def _(f, ref):
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(32, 16, generator=g, dtype=torch.float64) * 0.2
+    grad = torch.randn(32, 16, generator=g, dtype=torch.float64) * 0.05
+    got, want = f(W, grad, 0.1), ref(W, grad, 0.1)
+    assert isinstance(got, float) and abs(got - want) < 1e-9, f"expected {want:.4f}, got {got}"
+
+
+@update_ratio.check("rises by exactly 1 when the learning rate grows tenfold, on a trained layer's gradient",
+                    hint="The ratio is linear in $\\eta$, so its base-10 logarithm moves by $\\log_{10} 10 = 1$.")
+def _(f, ref):
+    g = torch.Generator().manual_seed(1)
+    W = (torch.randn(10, 20, generator=g, dtype=torch.float64) * math.sqrt(2 / 20)).requires_grad_()
+    x = torch.randn(50, 20, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 10, (50,), generator=g)
+    (grad,) = torch.autograd.grad(torch.nn.functional.cross_entropy(x @ W.T, y), W)
+    a, b = f(W.detach(), grad, 0.01), f(W.detach(), grad, 0.1)
+    assert isinstance(a, float) and abs((b - a) - 1.0) < 1e-9, f"lr 0.01 -> {a}, lr 0.1 -> {b}: the difference should be 1"
+    assert abs(a - ref(W.detach(), grad, 0.01)) < 1e-9, f"expected {ref(W.detach(), grad, 0.01):.4f} at lr 0.01, got {a}"
+
+
+# --- Problem (experiment): dynamical isometry --------------------------------------------------------
+
+_ISO_HEAD = "import torch\n\ndef jacobian_singular_values(weights):\n"
+isometry = Exercise(
+    id="grads.problem-isometry",
+    title="Dynamical isometry of a deep linear network",
+    entry="jacobian_singular_values",
+    prompt="Write `jacobian_singular_values(weights)`: the singular values of the input-output Jacobian of the deep "
+           "linear network $h_l = W_l h_{l-1}$, largest first. The checks measure isometry with orthogonal and Gaussian weights.",
+    stub='''
+import torch
+
+def jacobian_singular_values(weights):
+    """Singular values, in descending order, of the Jacobian d h_D / d h_0 of h_l = W_l h_{l-1}.
+
+    weights: list of D square float64 matrices (n, n), weights[0] applied first. Returns a (n,) tensor.
+    """
+    # YOUR CODE HERE
+    raise NotImplementedError()
+''',
+    solution='''
+import torch
+
+def jacobian_singular_values(weights):
+    """Singular values, in descending order, of the Jacobian d h_D / d h_0 of h_l = W_l h_{l-1}.
+
+    weights: list of D square float64 matrices (n, n), weights[0] applied first. Returns a (n,) tensor.
+    """
+    J = torch.eye(weights[0].shape[1], dtype=weights[0].dtype)
+    for W in weights:
+        J = W @ J                                  # J = W_D ... W_2 W_1
+    return torch.linalg.svdvals(J)
+''',
+    wrong=(
+        # the product in the wrong order: W_1 W_2 ... W_D
+        _ISO_HEAD + "    J = torch.eye(weights[0].shape[1], dtype=weights[0].dtype)\n    for W in weights:\n        J = J @ W\n"
+        "    return torch.linalg.svdvals(J)\n",
+        # eigenvalue magnitudes instead of singular values
+        _ISO_HEAD + "    J = torch.eye(weights[0].shape[1], dtype=weights[0].dtype)\n    for W in weights:\n        J = W @ J\n"
+        "    return torch.linalg.eigvals(J).abs().sort(descending=True).values\n",
+        # the product of each layer's singular values, as if the layers were aligned
+        _ISO_HEAD + "    s = torch.ones(weights[0].shape[0], dtype=weights[0].dtype)\n    for W in weights:\n"
+        "        s = s * torch.linalg.svdvals(W)\n    return s\n",
+    ),
+)
+
+
+def _orth(n: int, g: torch.Generator) -> torch.Tensor:
+    q, r = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    return q * torch.diagonal(r).sign()
+
+
+@isometry.check("orthogonal layers give exact isometry", hint="The Jacobian of a linear network is the product $W_D \\cdots W_1$; an orthogonal product has every singular value 1.")
+def _(f, ref):
+    g = torch.Generator().manual_seed(0)
+    s = f([_orth(16, g) for _ in range(20)])
+    assert isinstance(s, torch.Tensor) and s.shape == (16,), f"expected 16 singular values, got {getattr(s, 'shape', type(s).__name__)}"
+    assert torch.allclose(s, torch.ones(16, dtype=torch.float64), atol=1e-10), "orthogonal layers: every singular value should be 1"
+
+
+@isometry.check("Gaussian layers spread the spectrum, measured on the true product", hint="Multiply in the order the layers apply: `J = W @ J`, then `torch.linalg.svdvals(J)`.")
+def _(f, ref):
+    g = torch.Generator().manual_seed(1)
+    Ws = [torch.randn(16, 16, generator=g, dtype=torch.float64) / 4.0 for _ in range(12)]   # variance 1/n
+    got, want = f(Ws), ref(Ws)
+    assert torch.allclose(got, want, rtol=1e-8, atol=1e-12 * float(want[0])), "singular values differ from those of W_D ... W_1"
+    within = float(((want > 0.1) & (want < 10)).double().mean())
+    assert within < 0.8, f"test setup: Gaussian layers should spread the spectrum (within a factor 10: {within:.0%})"
+
+
+@isometry.check("multiplies the layers in the order they apply", hint="Check the order with two layers: the Jacobian is $W_2 W_1$, not $W_1 W_2$.")
+def _(f, ref):
+    A = torch.tensor([[1.0, 3.0], [0.0, 1.0]], dtype=torch.float64)
+    B = torch.tensor([[2.0, 0.0], [1.0, 0.5]], dtype=torch.float64)
+    got, want = f([A, B, A]), ref([A, B, A])
+    assert torch.allclose(got, want, rtol=1e-10), f"expected {want.tolist()}, got {got.tolist()}"
