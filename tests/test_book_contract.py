@@ -82,6 +82,62 @@ def test_summary_and_references_close_the_page(path):
     assert "{footbibliography}" in last or "{bibliography}" in last, f"{path.name}: the last cell must hold the bibliography directive"
 
 
+MIN_PROBLEMS, MIN_DERIVATIONS, MIN_EXPERIMENTS = 6, 2, 2
+PROBLEM_HEADING = re.compile(r"^###\s+Problem\s+(\d+)\.(\d+):\s+.+\((derivation|experiment)\)\s*$")
+ITEM_CALL = re.compile(r"\b(quiz|check|show_solution)\(\s*\"([\w.-]+)\"")
+
+
+def problems(nb) -> list[dict]:
+    """The chapter's problems: heading, kind, and the bank ids its cells quiz, check and solve."""
+    found: list[dict] = []
+    inside = False
+    for cell in nb.cells:
+        src = bf.source(cell)
+        if cell.cell_type == "markdown":
+            for line in src.splitlines():
+                if re.match(r"^##\s+Problems\s*$", line):
+                    inside = True
+                elif re.match(r"^##\s+", line):
+                    inside = False
+                m = PROBLEM_HEADING.match(line)
+                if inside and m:
+                    found.append({"title": line, "chapter": int(m.group(1)), "k": int(m.group(2)), "kind": m.group(3),
+                                  "quiz": set(), "check": set(), "show_solution": set()})
+        elif inside and found:
+            for m in ITEM_CALL.finditer(src):
+                found[-1][m.group(1)].add(m.group(2))
+    return found
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_problems_close_the_chapter_as_assignable_items(path):
+    """At least six Problems after the Summary, derivations and experiments, each a bank item with its solution."""
+    nb = bf.read(path)
+    heads = headings(nb)
+    assert "Problems" in heads, f"{path.name}: needs a '## Problems' section"
+    assert heads.index("Summary") < heads.index("Problems") < heads.index("References"), \
+        f"{path.name}: Problems come after the Summary and before the References"
+    found = problems(nb)
+    number = int(path.stem.split("_")[0])
+    kinds = [p["kind"] for p in found]
+    assert len(found) >= MIN_PROBLEMS, f"{path.name}: {len(found)} problems, expected at least {MIN_PROBLEMS}"
+    assert kinds.count("derivation") >= MIN_DERIVATIONS and kinds.count("experiment") >= MIN_EXPERIMENTS, \
+        f"{path.name}: {kinds.count('derivation')} derivations and {kinds.count('experiment')} experiments"
+    assert [(p["chapter"], p["k"]) for p in found] == [(number, k) for k in range(1, len(found) + 1)], \
+        f"{path.name}: problems must be numbered {number}.1, {number}.2, ... in order"
+    for p in found:
+        items = p["quiz"] | p["check"]
+        assert len(items) == 1, f"{path.name}: {p['title']!r} must quiz or check exactly one bank item, found {sorted(items)}"
+        (item,) = items
+        assert p["show_solution"] == {item}, f"{path.name}: {p['title']!r} must show the solution of {item}"
+        if p["quiz"]:
+            q = question(item)
+            assert q.kind == "numeric" and q.solution.strip(), \
+                f"{path.name}: {item} answers a problem: a numeric question with a worked solution"
+        else:
+            exercise(item)  # raises if the id is unknown
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_exercise_stubs_are_the_bank_stubs(path):
     """The stub a reader sees is the one assignments hand out: one source."""
