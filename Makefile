@@ -47,9 +47,10 @@ built: $(STAMP)
 	$(BIN)/python -m pytest -m built
 
 # Chapters run once, in the chapter tests (timed, offline); they fill the
-# build's execution cache, so `book` reuses their outputs.
+# build's execution cache, so `book` reuses their outputs. Two workers, one
+# per core: the chapter contract (one file) beside every other test file.
 test: $(STAMP) cache-check
-	$(BIN)/python -m pytest -m "not built"
+	$(BIN)/python -m pytest -m "not built" -n 2 --dist loadfile
 	$(MAKE) --no-print-directory book
 	$(BIN)/python -m pytest -m built
 

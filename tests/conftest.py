@@ -3,6 +3,16 @@ import matplotlib
 matplotlib.use("Agg")
 
 
+def pytest_runtest_logreport(report):
+    """Collect notebook times from test reports: also those of xdist workers, whose module state stays there."""
+    import bookfiles
+
+    if report.when == "call":
+        for key, value in report.user_properties:
+            if key == "notebook_seconds":
+                bookfiles.TIMES[value[0]] = value[1]
+
+
 def pytest_terminal_summary(terminalreporter):
     import bookfiles
 
