@@ -1656,9 +1656,10 @@ def adam_least_squares(features: torch.Tensor, targets: torch.Tensor, *, lr: Seq
     dict
         ``loss`` (K, steps), the loss before each step; ``grad_norm`` (K, steps);
         ``sharpness_steps`` (S,); ``precond_sharpness`` (K, S); ``limit`` (K,), $38/\eta$ for the default betas.
+        All on the CPU in float64, wherever the inputs were.
     """
-    X = _checks.floating("features", features, ndim=2).to(torch.float64)
-    y = _checks.floating("targets", targets, ndim=1).to(torch.float64)
+    X = _checks.floating("features", features, ndim=2).to("cpu", torch.float64)  # a small problem: the CPU, float64
+    y = _checks.floating("targets", targets, ndim=1).to("cpu", torch.float64)
     if len(y) != len(X):
         raise ValueError(f"targets: expected {len(X)} values (rows of features), got {len(y)}")
     lrs = torch.tensor([_positive(f"lr[{i}]", v) for i, v in enumerate(lr)], dtype=torch.float64)
