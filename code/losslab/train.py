@@ -87,6 +87,11 @@ __all__ = [
     "grad_norms_by_layer",
     "find_nonfinite",
     "describe_batch",
+    "nonconvex_objective",
+    "NONCONVEX_L",
+    "nonconvex_min",
+    "sgd_nonconvex",
+    "adam_least_squares",
 ]
 
 
@@ -1514,3 +1519,181 @@ def describe_batch(x: torch.Tensor, y: torch.Tensor) -> str:
             desc += f", {len(vals)} distinct values from {int(vals.min())} to {int(vals.max())}"
         lines.append(desc)
     return "\n".join(lines)
+
+
+# --- depth: the non-convex SGD guarantee, and Adam's loss spikes -------------------------------
+
+def nonconvex_objective(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The separable non-convex test function $f(\theta) = \sum_i \big(\tfrac12\theta_i^2 + 2\cos\theta_i\big)$ and its gradient.
+
+    Each coordinate has a local maximum at 0 and minima at $\pm 1.8955$, so $f$
+    is not convex; $f'' = 1 - 2\cos\theta_i \in [-1, 3]$, so it is $L$-smooth
+    with $L = 3$ and bounded below by $f^\star = d\,(\tfrac12 x_\star^2 + 2\cos x_\star)$
+    (:data:`NONCONVEX_L`, :func:`nonconvex_min`). See Chapter 8.
+
+    Parameters
+    ----------
+    theta : Tensor
+        (..., d).
+
+    Returns
+    -------
+    (Tensor, Tensor)
+        $f$ of shape (...,) and $\nabla f$ of shape (..., d).
+    """
+    theta = _checks.floating("theta", theta)
+    return (0.5 * theta**2 + 2 * torch.cos(theta)).sum(-1), theta - 2 * torch.sin(theta)
+
+
+NONCONVEX_L = 3.0
+
+
+def nonconvex_min(dim: int) -> float:
+    """The minimum $f^\\star$ of :func:`nonconvex_objective` in ``dim`` dimensions (Newton on $x = 2\\sin x$)."""
+    dim = _count("dim", dim)
+    x = 1.9
+    for _ in range(50):
+        x -= (x - 2 * math.sin(x)) / (1 - 2 * math.cos(x))
+    return dim * (0.5 * x * x + 2 * math.cos(x))
+
+
+def sgd_nonconvex(horizons: Sequence[int], *, dim: int = 10, noise: float = 1.0, runs: int = 200,
+                  start: float = 4.0, seed: int = 0) -> dict[str, torch.Tensor]:
+    r"""SGD on :func:`nonconvex_objective` with the step $\eta = \min(1/L,\ c/\sqrt T)$ tuned to each horizon $T$.
+
+    The stochastic gradient is $\nabla f(\theta) + \sigma\xi$, $\xi \sim \mathcal N(0, I/d)$,
+    so its variance is $\sigma^2$ in total. For an $L$-smooth $f$ bounded
+    below, $T$ steps of size $\eta \le 1/L$ give
+    $\frac1T\sum_{t<T}\mathbb E\|\nabla f(\theta_t)\|^2 \le \frac{2\Delta}{\eta T} + L\eta\sigma^2$,
+    $\Delta = f(\theta_0) - f^\star$ (Ghadimi and Lan, 2013); with $c = \sqrt{2\Delta/(L\sigma^2)}$
+    the bound is $2\sqrt{2\Delta L\sigma^2/T}$: $O(1/\sqrt T)$. All horizons
+    and runs advance together in one batched loop. See Chapter 8.
+
+    Parameters
+    ----------
+    horizons : sequence of int
+        H horizons $T \ge 1$.
+    dim : int
+        $d$.
+    noise : float
+        $\sigma > 0$.
+    runs : int
+        R independent runs per horizon (the expectation is their mean).
+    start : float
+        Every run starts at $\theta_0 = (\text{start}, \dots)$.
+    seed : int
+
+    Returns
+    -------
+    dict
+        ``horizons`` (H,); ``lr`` (H,); ``mean_sq_grad`` (H,), the average over
+        $t < T$ of the runs' mean $\|\nabla f(\theta_t)\|^2$; ``min_sq_grad``
+        (H,), the smallest over $t < T$ of that mean; ``bound`` (H,), the right-hand side above.
+    """
+    hs = [_count(f"horizons[{i}]", h) for i, h in enumerate(horizons)]
+    if not hs:
+        raise ValueError("horizons: expected at least one horizon")
+    dim, runs = _count("dim", dim), _count("runs", runs)
+    sigma = _positive("noise", noise)
+    x0 = float(_checks.number("start", start))
+    theta0 = torch.full((dim,), x0, dtype=torch.float64)
+    delta = float(nonconvex_objective(theta0)[0]) - nonconvex_min(dim)
+    c = math.sqrt(2 * delta / (NONCONVEX_L * sigma**2))
+    T = torch.tensor(hs, dtype=torch.float64)  # (H,)
+    lr = torch.minimum(torch.full_like(T, 1 / NONCONVEX_L), c / T.sqrt())  # (H,)
+    g = torch.Generator().manual_seed(seed)
+    theta = theta0.expand(len(hs), runs, dim).clone()  # (H, R, d)
+    total = torch.zeros(len(hs), dtype=torch.float64)
+    best = torch.full((len(hs),), math.inf, dtype=torch.float64)
+    with backend.single_thread("cpu"):
+        for t in range(max(hs)):
+            grad = nonconvex_objective(theta)[1]  # (H, R, d)
+            sq = (grad**2).sum(-1).mean(-1)  # (H,): the runs' mean squared gradient norm
+            active = t < T  # horizons still running
+            total += torch.where(active, sq, torch.zeros_like(sq))
+            best = torch.where(active, torch.minimum(best, sq), best)
+            noisy = grad + sigma / math.sqrt(dim) * torch.randn(theta.shape, generator=g, dtype=torch.float64)
+            theta = theta - (lr * active)[:, None, None] * noisy
+    mean_sq = total / T
+    bound = 2 * delta / (lr * T) + NONCONVEX_L * lr * sigma**2
+    return {"horizons": torch.tensor(hs), "lr": lr, "mean_sq_grad": mean_sq, "min_sq_grad": best, "bound": bound}
+
+
+def adam_least_squares(features: torch.Tensor, targets: torch.Tensor, *, lr: Sequence[float], eps: Sequence[float],
+                       clip_norm: Sequence[float] | None = None, steps: int = 3000, betas: tuple[float, float] = (0.9, 0.999),
+                       sharpness_every: int = 10) -> dict[str, torch.Tensor]:
+    r"""Full-batch Adam on $\frac{1}{2n}\|Xw - y\|^2$ for K settings at once, recording its preconditioned sharpness.
+
+    On a quadratic the Hessian $H = X^\top X/n$ never changes; what changes is
+    Adam's preconditioner $P = \mathrm{diag}\big(1/(\sqrt{\hat v} + \epsilon)\big)$.
+    The update $w \leftarrow w - \eta P\hat m$ is stable only while the
+    *preconditioned sharpness* $\lambda_{\max}(P^{1/2} H P^{1/2})$ stays below
+    $\frac{2 + 2\beta_1}{(1 - \beta_1)\eta}$ (38/η for $\beta_1 = 0.9$; Cohen et al.,
+    2022). As the loss converges the gradients shrink, $\hat v$ shrinks with
+    them, $P$ grows, and with a tiny $\epsilon$ nothing stops it from crossing
+    that line: the loss spikes. A larger $\epsilon$ caps $P$ at $1/\epsilon$.
+    The update is Adam written out, vectorized over the K settings (the tests
+    check it against ``torch.optim.Adam``); ``clip_norm`` rescales the gradient as
+    ``torch.nn.utils.clip_grad_norm_`` does before the update. See Chapter 8.
+
+    Parameters
+    ----------
+    features : Tensor
+        $X$, (n, d).
+    targets : Tensor
+        $y$, (n,).
+    lr, eps : sequence of float
+        K step sizes $> 0$ and K values of $\epsilon > 0$.
+    clip_norm : sequence of float, optional
+        K clipping thresholds (``math.inf`` for none).
+    steps : int
+    betas : (float, float)
+    sharpness_every : int
+        Record the preconditioned sharpness every this many steps.
+
+    Returns
+    -------
+    dict
+        ``loss`` (K, steps), the loss before each step; ``grad_norm`` (K, steps);
+        ``sharpness_steps`` (S,); ``precond_sharpness`` (K, S); ``limit`` (K,), $38/\eta$ for the default betas.
+        All on the CPU in float64, wherever the inputs were.
+    """
+    X = _checks.floating("features", features, ndim=2).to("cpu", torch.float64)  # a small problem: the CPU, float64
+    y = _checks.floating("targets", targets, ndim=1).to("cpu", torch.float64)
+    if len(y) != len(X):
+        raise ValueError(f"targets: expected {len(X)} values (rows of features), got {len(y)}")
+    lrs = torch.tensor([_positive(f"lr[{i}]", v) for i, v in enumerate(lr)], dtype=torch.float64)
+    epss = torch.tensor([_positive(f"eps[{i}]", v) for i, v in enumerate(eps)], dtype=torch.float64)
+    clips = (torch.full_like(lrs, math.inf) if clip_norm is None else
+             torch.tensor([v if v == math.inf else _positive(f"clip_norm[{i}]", v) for i, v in enumerate(clip_norm)],
+                          dtype=torch.float64))
+    if not len(lrs) == len(epss) == len(clips) or len(lrs) == 0:
+        raise ValueError(f"lr, eps, clip_norm: expected the same non-zero length, got {len(lrs)}, {len(epss)}, {len(clips)}")
+    steps, every = _count("steps", steps), _count("sharpness_every", sharpness_every)
+    b1 = float(_checks.number("betas[0]", betas[0], low=0.0, high=1.0, high_open=True))
+    b2 = float(_checks.number("betas[1]", betas[1], low=0.0, high=1.0, high_open=True))
+    n, d = X.shape
+    k = len(lrs)
+    H = X.T @ X / n  # (d, d)
+    w = torch.zeros(k, d, dtype=torch.float64)
+    m, v = torch.zeros_like(w), torch.zeros_like(w)
+    losses, norms, sharp, sharp_steps = [], [], [], []
+    with backend.single_thread("cpu"):
+        for t in range(1, steps + 1):
+            r = w @ X.T - y  # (K, n)
+            losses.append(0.5 * (r**2).mean(1))
+            grad = r @ X / n  # (K, d)
+            gn = grad.norm(dim=1)  # (K,)
+            norms.append(gn)
+            grad = grad * torch.clamp(clips / (gn + 1e-6), max=1.0)[:, None]  # as clip_grad_norm_
+            m = b1 * m + (1 - b1) * grad
+            v = b2 * v + (1 - b2) * grad * grad
+            denom = (v / (1 - b2**t)).sqrt() + epss[:, None]  # (K, d)
+            if t % every == 0:
+                p_half = denom.rsqrt()  # (K, d): P^{1/2}
+                sharp.append(torch.linalg.eigvalsh(p_half[:, :, None] * H * p_half[:, None, :])[:, -1])
+                sharp_steps.append(t)
+            w = w - (lrs / (1 - b1**t))[:, None] * m / denom
+    return {"loss": torch.stack(losses, 1), "grad_norm": torch.stack(norms, 1),
+            "sharpness_steps": torch.tensor(sharp_steps), "precond_sharpness": torch.stack(sharp, 1),
+            "limit": (2 + 2 * b1) / ((1 - b1) * lrs)}

@@ -1,4 +1,6 @@
-"""Exercises for book/07_regularization.ipynb: inverted dropout and the L1 proximal step."""
+"""Exercises for book/07_regularization.ipynb: inverted dropout, the L1 proximal step, and the Problems."""
+
+import math
 
 import torch
 
@@ -174,3 +176,142 @@ def _(f, ref):
     w = torch.randn(500, dtype=torch.float64, generator=g) * 3
     gr = torch.randn(500, dtype=torch.float64, generator=g)
     assert torch.allclose(f(w.clone(), gr, 0.1, 2.0), ref(w, gr, 0.1, 2.0), atol=1e-12), "some values differ"
+
+
+# --- Problems (Chapter 7) -------------------------------------------------------------------------
+
+step_size_sharpness = Exercise(
+    id="reg.problem-step-size-sharpness",
+    title="Larger steps, flatter minima",
+    entry="final_sharpness",
+    prompt=(
+        "Write `final_sharpness(lr, steps)`: run gradient descent with step `lr` on $L(u, v) = \\frac12(uv - 1)^2$ "
+        "from $(u, v) = (2.8, 0.1)$ for `steps` steps and return the sharpness $u^2 + v^2$ of the point where it ends. "
+        "The checks run it for several steps sizes and expect the sharpness to fall as the step grows, below the "
+        "gradient flow's $\\sqrt{(u_0^2 - v_0^2)^2 + 4}$."
+    ),
+    stub='''
+def final_sharpness(lr: float, steps: int) -> float:
+    """Gradient descent on (uv - 1)^2 / 2 from (2.8, 0.1); return u^2 + v^2 at the end."""
+    # YOUR CODE HERE
+    raise NotImplementedError()
+''',
+    solution='''
+def final_sharpness(lr: float, steps: int) -> float:
+    """Gradient descent on (uv - 1)^2 / 2 from (2.8, 0.1); return u^2 + v^2 at the end."""
+    u, v = 2.8, 0.1
+    for _ in range(steps):
+        r = u * v - 1  # the residual; dL/du = r v, dL/dv = r u
+        u, v = u - lr * r * v, v - lr * r * u  # both from the old point
+    return u * u + v * v
+''',
+    wrong=(
+        # returns the quantity the gradient flow conserves, not the sharpness
+        "def final_sharpness(lr, steps):\n    u, v = 2.8, 0.1\n    for _ in range(steps):\n"
+        "        r = u * v - 1\n        u, v = u - lr * r * v, v - lr * r * u\n    return u * u - v * v\n",
+        # updates u first and uses the new u for v (not gradient descent)
+        "def final_sharpness(lr, steps):\n    u, v = 2.8, 0.1\n    for _ in range(steps):\n"
+        "        r = u * v - 1\n        u = u - lr * r * v\n        r = u * v - 1\n        v = v - lr * r * u\n"
+        "    return u * u + v * v\n",
+        # forgets that the gradient of (uv - 1)^2 / 2 in u is (uv - 1) v: uses (uv - 1) alone
+        "def final_sharpness(lr, steps):\n    u, v = 2.8, 0.1\n    for _ in range(steps):\n"
+        "        r = u * v - 1\n        u, v = u - lr * r, v - lr * r\n    return u * u + v * v\n",
+    ),
+)
+
+
+@step_size_sharpness.check("ends at a minimum, at the reference's sharpness",
+                           hint="Update u and v together from the old point: dL/du = (uv - 1) v, dL/dv = (uv - 1) u.")
+def _(f, ref):
+    for lr in (0.02, 0.1):
+        got, want = float(f(lr, 1200)), ref(lr, 1200)
+        assert abs(got - want) < 1e-6 * want, f"lr = {lr}: expected a sharpness of {want:.6f}, got {got:.6f}"
+
+
+@step_size_sharpness.check("larger steps end at flatter minima than the gradient flow",
+                           hint="The flow conserves u^2 - v^2, so it ends at sqrt((u0^2 - v0^2)^2 + 4).")
+def _(f, ref):
+    flow = math.sqrt((2.8**2 - 0.1**2) ** 2 + 4)
+    values = [float(f(lr, 1200)) for lr in (0.02, 0.08, 0.16)]
+    assert values[0] > values[1] > values[2], f"expected the sharpness to fall as the step grows, got {values}"
+    assert values[0] < flow, f"expected every run below the flow's {flow:.4f}, got {values[0]:.4f}"
+
+
+double_descent = Exercise(
+    id="reg.problem-double-descent",
+    title="Find the interpolation peak",
+    entry="min_norm_test_errors",
+    prompt=(
+        "Write `min_norm_test_errors(x, y, x_test, y_test, A, widths)`: for each width $p$ in `widths`, use the "
+        "random ReLU features $\\mathrm{relu}(x A_{:, :p})$ (the first $p$ columns of `A`), fit the minimum-norm "
+        "least-squares weights (`torch.linalg.pinv`), and return the list of mean squared errors on the test set. "
+        "The checks expect the error to peak where $p$ equals the number of training examples."
+    ),
+    stub='''
+import torch
+
+def min_norm_test_errors(x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
+                         A: torch.Tensor, widths: list[int]) -> list[float]:
+    """Test MSE of the minimum-norm fit on relu(x @ A[:, :p]) for each p in widths."""
+    # YOUR CODE HERE
+    raise NotImplementedError()
+''',
+    solution='''
+import torch
+
+def min_norm_test_errors(x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
+                         A: torch.Tensor, widths: list[int]) -> list[float]:
+    """Test MSE of the minimum-norm fit on relu(x @ A[:, :p]) for each p in widths."""
+    errors = []
+    for p in widths:
+        phi, phi_test = torch.relu(x @ A[:, :p]), torch.relu(x_test @ A[:, :p])  # (n, p), (m, p)
+        w = torch.linalg.pinv(phi) @ y  # the minimum-norm least-squares weights, (p,)
+        errors.append(float(((phi_test @ w - y_test) ** 2).mean()))
+    return errors
+''',
+    wrong=(
+        # reports the training error, which only falls
+        "import torch\ndef min_norm_test_errors(x, y, x_test, y_test, A, widths):\n    out = []\n    for p in widths:\n"
+        "        phi = torch.relu(x @ A[:, :p])\n        w = torch.linalg.pinv(phi) @ y\n"
+        "        out.append(float(((phi @ w - y) ** 2).mean()))\n    return out\n",
+        # a heavy ridge penalty instead of the minimum-norm fit: no peak
+        "import torch\ndef min_norm_test_errors(x, y, x_test, y_test, A, widths):\n    out = []\n    for p in widths:\n"
+        "        phi, pt = torch.relu(x @ A[:, :p]), torch.relu(x_test @ A[:, :p])\n"
+        "        w = torch.linalg.solve(phi.T @ phi + 1.0 * torch.eye(p, dtype=phi.dtype), phi.T @ y)\n"
+        "        out.append(float(((pt @ w - y_test) ** 2).mean()))\n    return out\n",
+        # uses random columns of its own instead of the given A: not the reference's features
+        "import torch\ndef min_norm_test_errors(x, y, x_test, y_test, A, widths):\n    out = []\n    for p in widths:\n"
+        "        B = A[:, -p:]\n        phi, pt = torch.relu(x @ B), torch.relu(x_test @ B)\n"
+        "        w = torch.linalg.pinv(phi) @ y\n        out.append(float(((pt @ w - y_test) ** 2).mean()))\n    return out\n",
+    ),
+)
+
+
+def _dd_data():
+    g = torch.Generator().manual_seed(3)
+    d, n, m = 5, 20, 100
+    beta = torch.randn(d, generator=g, dtype=torch.float64)
+    x, xt = torch.randn(n, d, generator=g, dtype=torch.float64), torch.randn(m, d, generator=g, dtype=torch.float64)
+    y = x @ beta + 0.5 * torch.randn(n, generator=g, dtype=torch.float64)
+    yt = xt @ beta
+    A = torch.randn(d, 120, generator=g, dtype=torch.float64) / d**0.5
+    return x, y, xt, yt, A, [5, 10, 20, 30, 120]
+
+
+@double_descent.check("returns one test error per width, equal to the reference's",
+                      hint="Features relu(x @ A[:, :p]); weights torch.linalg.pinv(features) @ y; the error on x_test, y_test.")
+def _(f, ref):
+    data = _dd_data()
+    got, want = [float(v) for v in f(*data)], ref(*data)
+    assert len(got) == len(want), f"expected {len(want)} errors, one per width, got {len(got)}"
+    bad = [p for p, a, b in zip(data[-1], got, want) if not abs(a - b) <= 1e-6 * b + 1e-12]
+    assert not bad, f"the errors at widths {bad} differ from the reference's"
+
+
+@double_descent.check("the test error peaks at p = n and falls again", hint="Report the error on the test set, not the training set.")
+def _(f, ref):
+    data = _dd_data()
+    got = [float(v) for v in f(*data)]
+    widths = data[-1]
+    assert widths[got.index(max(got))] == 20, f"expected the peak at p = n = 20, got it at p = {widths[got.index(max(got))]}"
+    assert got[-1] < max(got) / 5, "expected the error far past the threshold to fall well below the peak"

@@ -207,3 +207,146 @@ def _(f, ref):
     # tell the reader which answers are right without reading a single curve.
     got = _answers(f)
     assert all(got[run] == name for run, (name, _) in MYSTERY.items()), "not all three names are right yet"
+
+
+# --- Problems (Chapter 8) -------------------------------------------------------------------------
+
+nonconvex_sgd = Exercise(
+    id="train.problem-nonconvex-sgd",
+    title="Measure the non-convex rate",
+    entry="avg_sq_grad",
+    prompt=(
+        "Write `avg_sq_grad(T, lr, runs, seed)`: run `runs` independent copies of SGD for `T` steps of size `lr` on "
+        "$f(\\theta) = \\sum_{i=1}^{4}\\big(\\tfrac12\\theta_i^2 + 2\\cos\\theta_i\\big)$ from $\\theta_0 = (4, 4, 4, 4)$, "
+        "with stochastic gradient $\\nabla f(\\theta) + 1.5\\,\\xi$, $\\xi \\sim \\mathcal N(0, I)$ (so $\\sigma^2 = 9$), "
+        "and return the average over the steps $t < T$ and the runs of $\\|\\nabla f(\\theta_t)\\|^2$ (the true "
+        "gradient, before the step). The checks call it with $\\eta = c/\\sqrt T$ and expect the "
+        "chapter's $O(1/\\sqrt T)$ rate below the bound $2\\Delta/(\\eta T) + L\\eta\\sigma^2$."
+    ),
+    stub='''
+import torch
+
+def avg_sq_grad(T: int, lr: float, runs: int, seed: int) -> float:
+    """Average over t < T and runs of |grad f(theta_t)|^2 for SGD on sum(theta^2 / 2 + 2 cos theta), 4 dimensions."""
+    # YOUR CODE HERE
+    raise NotImplementedError()
+''',
+    solution='''
+import torch
+
+def avg_sq_grad(T: int, lr: float, runs: int, seed: int) -> float:
+    """Average over t < T and runs of |grad f(theta_t)|^2 for SGD on sum(theta^2 / 2 + 2 cos theta), 4 dimensions."""
+    g = torch.Generator().manual_seed(seed)
+    theta = torch.full((runs, 4), 4.0, dtype=torch.float64)  # (runs, 4)
+    total = 0.0
+    for _ in range(T):
+        grad = theta - 2 * torch.sin(theta)  # the true gradient, (runs, 4)
+        total += float((grad**2).sum(1).mean())
+        theta = theta - lr * (grad + 1.5 * torch.randn(theta.shape, generator=g, dtype=torch.float64))
+    return total / T
+''',
+    wrong=(
+        # no gradient noise: plain gradient descent
+        "import torch\ndef avg_sq_grad(T, lr, runs, seed):\n    theta = torch.full((runs, 4), 4.0, dtype=torch.float64)\n"
+        "    total = 0.0\n    for _ in range(T):\n        grad = theta - 2 * torch.sin(theta)\n"
+        "        total += float((grad**2).sum(1).mean())\n        theta = theta - lr * grad\n    return total / T\n",
+        # the sign of the cosine term's gradient is wrong
+        "import torch\ndef avg_sq_grad(T, lr, runs, seed):\n    g = torch.Generator().manual_seed(seed)\n"
+        "    theta = torch.full((runs, 4), 4.0, dtype=torch.float64)\n    total = 0.0\n    for _ in range(T):\n"
+        "        grad = theta + 2 * torch.sin(theta)\n        total += float((grad**2).sum(1).mean())\n"
+        "        theta = theta - lr * (grad + 1.5 * torch.randn(theta.shape, generator=g, dtype=torch.float64))\n"
+        "    return total / T\n",
+        # returns the last squared gradient instead of the average over the run
+        "import torch\ndef avg_sq_grad(T, lr, runs, seed):\n    g = torch.Generator().manual_seed(seed)\n"
+        "    theta = torch.full((runs, 4), 4.0, dtype=torch.float64)\n    for _ in range(T):\n"
+        "        grad = theta - 2 * torch.sin(theta)\n"
+        "        theta = theta - lr * (grad + 1.5 * torch.randn(theta.shape, generator=g, dtype=torch.float64))\n"
+        "    grad = theta - 2 * torch.sin(theta)\n    return float((grad**2).sum(1).mean())\n",
+    ),
+)
+
+_NC_DELTA = 4 * (8 + 2 * math.cos(4.0)) - T.nonconvex_min(4)  # f(theta_0) - f*
+_NC_C = math.sqrt(2 * _NC_DELTA / (T.NONCONVEX_L * 9.0))
+
+
+@nonconvex_sgd.check("matches the reference within the noise of 64 runs",
+                     hint="Average the squared norm of the true gradient theta - 2 sin(theta) over every step and run, "
+                          "measured before each step; the noise is 1.5 times a standard normal per coordinate.")
+def _(f, ref):
+    for horizon in (40, 160):
+        lr = _NC_C / math.sqrt(horizon)
+        got, want = float(f(horizon, lr, 64, 0)), ref(horizon, lr, 64, 1)
+        assert abs(got - want) < 0.12 * want, f"T = {horizon}: expected about {want:.3f}, got {got:.3f}"
+
+
+@nonconvex_sgd.check("falls like 1/sqrt(T), below the bound", hint="Use the step the check passes in; do not change it inside.")
+def _(f, ref):
+    horizons = [40, 160, 640]
+    values, bounds = [], []
+    for horizon in horizons:
+        lr = _NC_C / math.sqrt(horizon)
+        values.append(float(f(horizon, lr, 64, 2)))
+        bounds.append(2 * _NC_DELTA / (lr * horizon) + T.NONCONVEX_L * lr * 9.0)
+    slope = T.loglog_slope(horizons, values)
+    assert -0.8 < slope < -0.4, f"expected a log-log slope near -1/2, got {slope:.2f} (values {values})"
+    assert all(v < b for v, b in zip(values, bounds)), f"expected every value below its bound {bounds}, got {values}"
+
+
+gd_rate = Exercise(
+    id="train.problem-gd-rate",
+    title="Measure the linear rate",
+    entry="measured_rate",
+    prompt=(
+        "Write `measured_rate(kappa)`: run gradient descent with step $\\eta = 1/L$ on "
+        "$f(\\theta) = \\frac12(\\theta_1^2 + \\theta_2^2/\\kappa)$ (so $L = 1$, $\\mu = 1/\\kappa$) from "
+        "$\\theta_0 = (1, 1)$ for 200 steps, and return the factor by which the distance $\\|\\theta_t\\|$ to the "
+        "minimum shrinks per step, measured between steps 100 and 200: $(\\|\\theta_{200}\\|/\\|\\theta_{100}\\|)^{1/100}$. "
+        "The checks expect the theory's $1 - 1/\\kappa$."
+    ),
+    stub='''
+def measured_rate(kappa: float) -> float:
+    """Per-step contraction of |theta_t| between steps 100 and 200 of gradient descent (step 1/L) on the quadratic."""
+    # YOUR CODE HERE
+    raise NotImplementedError()
+''',
+    solution='''
+import math
+
+def measured_rate(kappa: float) -> float:
+    """Per-step contraction of |theta_t| between steps 100 and 200 of gradient descent (step 1/L) on the quadratic."""
+    h = (1.0, 1.0 / kappa)  # the two curvatures; L = 1
+    theta = [1.0, 1.0]
+    norms = []
+    for _ in range(201):
+        norms.append(math.hypot(*theta))
+        theta = [t - 1.0 * c * t for t, c in zip(theta, h)]  # step 1 / L = 1
+    return (norms[200] / norms[100]) ** (1 / 100)
+''',
+    wrong=(
+        # the rate of the loss, not of the distance: the square
+        "def measured_rate(kappa):\n    h = (1.0, 1.0 / kappa)\n    th = [1.0, 1.0]\n    f = []\n"
+        "    for _ in range(201):\n        f.append(sum(c * t * t / 2 for t, c in zip(th, h)))\n"
+        "        th = [t - c * t for t, c in zip(th, h)]\n    return (f[200] / f[100]) ** (1 / 100)\n",
+        # step 2/L: the steep direction never converges
+        "import math\ndef measured_rate(kappa):\n    h = (1.0, 1.0 / kappa)\n    th = [1.0, 1.0]\n    n = []\n"
+        "    for _ in range(201):\n        n.append(math.hypot(*th))\n        th = [t - 2 * c * t for t, c in zip(th, h)]\n"
+        "    return (n[200] / n[100]) ** (1 / 100)\n",
+        # the total shrink over 100 steps, not per step
+        "import math\ndef measured_rate(kappa):\n    h = (1.0, 1.0 / kappa)\n    th = [1.0, 1.0]\n    n = []\n"
+        "    for _ in range(201):\n        n.append(math.hypot(*th))\n        th = [t - c * t for t, c in zip(th, h)]\n"
+        "    return n[200] / n[100]\n",
+    ),
+)
+
+
+@gd_rate.check("measures 1 - 1/kappa", hint="Record the distance |theta_t| (not the loss) and take the 100th root of the ratio.")
+def _(f, ref):
+    for kappa in (5.0, 20.0, 50.0):
+        got = float(f(kappa))
+        assert abs(got - (1 - 1 / kappa)) < 1e-3, f"kappa = {kappa}: expected about {1 - 1 / kappa:.4f}, got {got:.4f}"
+
+
+@gd_rate.check("slower for larger kappa", hint="A larger condition number means a flatter direction and a rate closer to 1.")
+def _(f, ref):
+    rates = [float(f(k)) for k in (2.0, 10.0, 40.0)]
+    assert rates[0] < rates[1] < rates[2] < 1, f"expected rates rising towards 1 with kappa, got {rates}"
