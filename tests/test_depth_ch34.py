@@ -205,3 +205,83 @@ def test_shampoo_first_step_is_the_polar_factor_when_eps_is_tiny():
     U, S, Vh = torch.linalg.svd(G, full_matrices=False)
     step, _ = optim.shampoo_step(torch.zeros_like(G), G, {}, lr=1.0, eps=1e-12)
     assert torch.allclose(-step, U @ Vh, atol=1e-6)
+
+
+# --- schedule-free SGD ------------------------------------------------------------------------
+
+def _schedule_free_reference(y0, grad_fn, lrs, beta):
+    # Defazio et al. 2024, Algorithm 1 (no weight decay, weights gamma_t^2), written out with plain lists
+    z, x, y, wsum = y0.clone(), y0.clone(), y0.clone(), 0.0
+    for lr in lrs:
+        g = grad_fn(y)
+        z = z - lr * g
+        wsum += lr**2
+        c = lr**2 / wsum
+        x = (1 - c) * x + c * z
+        y = (1 - beta) * z + beta * x
+    return y, x, z
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 0.9, 1.0])
+def test_schedule_free_matches_its_definition(beta):
+    A = _spd(1, 5, 7)[0]
+    grad_fn = lambda p: p @ A
+    y0 = torch.randn(3, 5, generator=torch.Generator().manual_seed(8), **f64)
+    lrs = [0.01 * min(1.0, (k + 1) / 5) for k in range(30)]               # with a warmup
+    y, st = y0, {}
+    for lr in lrs:
+        y, st = schedules.schedule_free_sgd_step(y, grad_fn(y), st, lr=lr, momentum=beta)
+    ry, rx, rz = _schedule_free_reference(y0, grad_fn, lrs, beta)
+    assert torch.allclose(y, ry, rtol=1e-12) and torch.allclose(st["x"], rx, rtol=1e-12) and torch.allclose(st["z"], rz, rtol=1e-12)
+    assert st["step"] == 30
+
+
+def test_schedule_free_with_beta_zero_is_sgd_plus_its_running_mean():
+    g = torch.Generator().manual_seed(9)
+    grads = [torch.randn(2, 4, generator=g, **f64) for _ in range(12)]   # gradients that ignore the point: z is SGD
+    y, st, zs = torch.zeros(2, 4, **f64), {}, []
+    for gr in grads:
+        y, st = schedules.schedule_free_sgd_step(y, gr, st, lr=0.3, momentum=0.0)
+        zs.append(st["z"])
+    assert torch.allclose(st["z"], -0.3 * torch.stack(grads).sum(0), rtol=1e-12)
+    mean = torch.stack(zs).mean(0)                                       # x averages the z's after each step (not theta_0)
+    assert torch.allclose(st["x"], mean, rtol=1e-12, atol=1e-15)
+    assert torch.equal(y, st["z"])
+
+
+def test_schedule_free_rejects_bad_input():
+    p = torch.zeros(2, 3, **f64)
+    with pytest.raises(ValueError, match="lr"):
+        schedules.schedule_free_sgd_step(p, p, {}, lr=-0.1)
+    with pytest.raises(ValueError, match="momentum"):
+        schedules.schedule_free_sgd_step(p, p, {}, lr=0.1, momentum=1.5)
+    with pytest.raises(ValueError, match="grads"):
+        schedules.schedule_free_sgd_step(p, torch.zeros(3, 2, **f64), {}, lr=0.1)
+    with pytest.raises(ValueError, match="state\\['z'\\]"):
+        schedules.schedule_free_sgd_step(p, p, {"z": torch.zeros(5, **f64)}, lr=0.1)
+
+
+# --- a batch size per step in the noisy quadratic -------------------------------------------------
+
+def test_noisy_quadratic_batch_schedule_matches_a_constant_batch_and_the_recursion():
+    rates = schedules.cosine_lr(torch.arange(50), base_lr=0.8, total=50)
+    const = schedules.noisy_quadratic_loss(rates, noise=0.3, batch_size=4)
+    same = schedules.noisy_quadratic_loss(rates, noise=0.3, batch_size=torch.full((50,), 4.0))
+    assert torch.allclose(const, same, rtol=1e-14)
+    sizes = torch.arange(1, 51, dtype=torch.float64)
+    h = torch.logspace(-2, 0, 40, dtype=torch.float64)
+    m, ref = torch.ones(40, **f64), [float(0.5 * h.sum())]
+    for t in range(50):
+        m = (1 - rates[t] * h) ** 2 * m + rates[t] ** 2 * 0.3 * h / sizes[t]
+        ref.append(float(0.5 * (h * m).sum()))
+    assert np.allclose(schedules.noisy_quadratic_loss(rates, noise=0.3, batch_size=sizes).numpy(), ref, rtol=1e-12)
+
+
+def test_noisy_quadratic_rejects_bad_batch_schedules():
+    rates = torch.full((10,), 0.5)
+    with pytest.raises(ValueError, match="batch_size"):
+        schedules.noisy_quadratic_loss(rates, batch_size=torch.ones(9))
+    with pytest.raises(ValueError, match="batch_size"):
+        schedules.noisy_quadratic_loss(rates, batch_size=torch.zeros(10))
+    with pytest.raises(TypeError, match="batch_size"):
+        schedules.noisy_quadratic_loss(rates, batch_size=2.5)
