@@ -53,7 +53,13 @@ Around them:
   theoretical and the measured linear rates on quadratics;
 - :func:`minibatch_gradients` samples mini-batch gradients of least squares
   for many runs at once, and :func:`minibatch_variance` is their exact
-  variance (the noise section).
+  variance (the noise section);
+- beyond the first-order methods: :func:`newton_step` (batched, with given
+  Hessians), :func:`average_step` (Polyak and EMA averages of the iterates,
+  equal to ``torch.optim.swa_utils.AveragedModel``), and the matrix
+  preconditioners :func:`shampoo_step` and :func:`muon_step` (with
+  :func:`newton_schulz`), which PyTorch does not have and the tests check
+  against their definitions.
 """
 
 from __future__ import annotations

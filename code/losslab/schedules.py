@@ -37,7 +37,12 @@ range_test_lrs, smooth_losses, suggest_lr, lr_range_test, RangeTest
     Smith's learning-rate range test;
 BatchedMLP, train_digits, DigitsRun
     a small experiment: many one-hidden-layer MLPs on scikit-learn's digits,
-    trained in lockstep (seeds x schedules in one batch).
+    trained in lockstep (seeds x schedules in one batch);
+noisy_quadratic_loss, noisy_quadratic_plateau
+    the noisy quadratic model, exactly (a batch size per step too);
+schedule_free_sgd_step
+    schedule-free SGD (Defazio et al. 2024): a constant rate and an average
+    instead of a schedule.
 """
 
 from __future__ import annotations
@@ -84,6 +89,7 @@ __all__ = [
     "digits_range_test",
     "noisy_quadratic_loss",
     "train_digits",
+    "schedule_free_sgd_step",
 ]
 
 
