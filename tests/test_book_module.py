@@ -1,4 +1,5 @@
 import json
+import os
 import re
 import shutil
 
@@ -82,6 +83,23 @@ def test_a_cell_ending_in_glue_prints_no_stray_value():
     assert not [o for o in first if o.output_type == "execute_result"], "glue() returned a value that IPython displayed"
     # display=True still shows it, once, through myst-nb's glue output.
     assert any("0.2819300521" in o.get("data", {}).get("text/plain", "") for o in second)
+
+
+def test_without_myst_nb_a_static_run_still_records_glued_values_for_comparison():
+    """gpucheck executes pages where myst-nb is missing: the values must still be found, as myst-nb writes them."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from losslab.reader import glued_values
+
+    hide = "import sys\nsys.modules['myst_nb'] = None  # as on a machine without the build tools\nimport losslab\n"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(hide + "losslab.glue('x', 0.25)\nlosslab.glue('word', 'lower')")]
+    for static, expected in (("1", {"x": "0.25", "word": "'lower'"}), ("0", {})):
+        run = nbformat.from_dict(nb)
+        NotebookClient(run, timeout=120, kernel_name="python3").execute(env=dict(os.environ, LOSSLAB_STATIC=static))
+        assert glued_values(run) == expected
+        assert not [o for o in run.cells[0].outputs if "text/plain" in o.get("data", {})], "a glued value was shown"
 
 
 def test_the_config_loads_the_extension_that_marks_static_builds():

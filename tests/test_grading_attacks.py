@@ -386,3 +386,32 @@ def test_without_root_the_verdicts_still_come_from_the_grader(tmp_path, monkeypa
         results = {r.student: r for r in grade(paths["manifest"], subs, tmp_path / "g", limits=Limits(time_s=5, workers=2))}
     assert {k: r.total for k, r in results.items()} == {k: v for k, (_, v) in cases.items()}
     assert results["loops"].items[0].status == "timeout"
+
+
+def test_two_grading_runs_on_one_machine_never_share_a_slot(tmp_path, monkeypatch):
+    """Every process of a slot's user is killed when a task ends: a second run must take other slots."""
+    import subprocess
+    import sys
+
+    from losslab import grade
+
+    monkeypatch.setattr(grade, "SLOT_LOCKS", tmp_path / "slots")
+    mine = grade._claim_slots(3)
+    other = ("import sys; from pathlib import Path; from losslab import grade\n"
+             f"grade.SLOT_LOCKS = Path({str(tmp_path / 'slots')!r})\n"
+             "print(sorted(k for k, _ in grade._claim_slots(3)))")
+    run = lambda: subprocess.run([sys.executable, "-c", other], capture_output=True, text=True, check=True).stdout.strip()  # noqa: E731
+    try:
+        assert sorted(k for k, _ in mine) == [0, 1, 2]
+        assert run() == "[3, 4, 5]", "a second grading run took a slot that is in use"
+    finally:
+        for _, fd in mine:
+            os.close(fd)
+    assert run() == "[0, 1, 2]", "slots are free again once the run that held them ends"
+    with pytest.raises(RuntimeError, match="no free grading slots"):
+        held = grade._claim_slots(2, limit=4)
+        try:
+            grade._claim_slots(3, limit=4)
+        finally:
+            for _, fd in held:
+                os.close(fd)

@@ -180,7 +180,9 @@ def tiny_problem(dtype=F64, n=40, skip=False, sizes=(5, 6, 6, 3), activation="ta
 
 @pytest.mark.parametrize("skip", [False, True])
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
-def test_the_three_scan_methods_agree(skip, activation):
+@pytest.mark.parametrize("first_layer_as_product", [False, True])  # the CPU's and the GPU's way to the first layer
+def test_the_three_scan_methods_agree(skip, activation, first_layer_as_product, monkeypatch):
+    monkeypatch.setattr(L, "_FIRST_LAYER_AS_PRODUCT", first_layer_as_product)
     m, x, y = tiny_problem(skip=skip, activation=activation)
     d1 = L.random_direction(m, seed=1, normalization="none")
     d2 = L.random_direction(m, seed=2, normalization="none")

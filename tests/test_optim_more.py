@@ -148,7 +148,8 @@ def test_lbfgs_matches_torch_over_several_calls(line_search, seed):
     for _ in range(4):
         x, loss, state = optim.lbfgs_step(x, rosenbrock_closure, state, **hyper)
         ref_loss = opt.step(closure)
-        assert loss == pytest.approx(float(ref_loss.detach()), rel=1e-9, abs=1e-12)
+        # abs: rounding in the line search, relative to the starting loss (about 10), differs by BLAS and torch version
+        assert loss == pytest.approx(float(ref_loss.detach()), rel=1e-9, abs=1e-10)
         assert torch.allclose(x, ref.detach(), rtol=1e-8, atol=1e-10), (x - ref.detach()).abs().max()
     assert state["func_evals"] == opt.state[ref]["func_evals"] and state["n_iter"] == opt.state[ref]["n_iter"]
 

@@ -77,13 +77,27 @@ def copy_bandwidth(dev: torch.device, *, mib: int = 256) -> float:
     return 2 * n * 4 / (ms * 1e-3) / 1e9
 
 
-def _eager_momentum(fn, x0: torch.Tensor, lr: float, mu: float, steps: int) -> torch.Tensor:
-    """What a reader writes: a plain loop of heavy-ball steps on the whole batch."""
-    x, buf = x0.clone(), None
-    for _ in range(steps):
+def _eager(fn, x0: torch.Tensor, method: str, lr: float, steps: int, *, mu: float = 0.9,
+           betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> torch.Tensor:
+    """What a reader writes: a plain loop of optimizer steps on the whole batch of starts."""
+    x, buf = x0.clone(), torch.zeros_like(x0)
+    v = torch.zeros_like(x0)
+    for t in range(1, steps + 1):
         g = fn.grad(x)
-        buf = g.clone() if buf is None else mu * buf + g
-        x = x - lr * buf
+        if method == "gd":
+            x = x - lr * g
+        elif method == "momentum":
+            buf = mu * buf + g
+            x = x - lr * buf
+        elif method == "nesterov":
+            buf = mu * buf + g
+            x = x - lr * (g + mu * buf)
+        elif method == "adam":
+            buf = betas[0] * buf + (1 - betas[0]) * g
+            v = betas[1] * v + (1 - betas[1]) * g * g
+            x = x - lr * (buf / (1 - betas[0] ** t)) / ((v / (1 - betas[1] ** t)).sqrt() + eps)
+        else:
+            raise ValueError(f"method: expected gd, momentum, nesterov or adam, got {method!r}")
     return x
 
 
@@ -117,9 +131,19 @@ def run(dev: torch.device, *, quick: bool = False) -> tuple[list[Row], float]:
         F.cross_entropy(xg, t).backward()
         xg.grad = None
 
-    ms, base = timeit(ours_fb, dev, repeat=rep), timeit(base_fb, dev, repeat=rep)
-    rows.append(Row(f"cross-entropy forward+backward, {b}x{v} fp32", name, ms, "F.cross_entropy", base,
-                    3 * b * v * 4 / (ms * 1e-3) / 1e9))
+    base = timeit(base_fb, dev, repeat=rep)
+    variants = [(None, name)]
+    if fused:  # the gradient written in the forward's read (rows in shared memory), and the two-kernel way
+        variants = [(None, "fused kernel, gradient in the forward's read"), (False, "fused kernels, forward then backward")]
+    for setting, label in variants:
+        kernels.GRADIENT_IN_FORWARD = setting
+        try:
+            ms = timeit(ours_fb, dev, repeat=rep)
+        finally:
+            kernels.GRADIENT_IN_FORWARD = None
+        passes = 2 if setting is None and fused and kernels._fused_grad_fits(xg) else 3
+        rows.append(Row(f"cross-entropy forward+backward, {b}x{v} fp32", label, ms, "F.cross_entropy", base,
+                        passes * b * v * 4 / (ms * 1e-3) / 1e9))
     del x, xg
 
     # 2. a landscape scan of a small MLP on the digits
@@ -147,11 +171,19 @@ def run(dev: torch.device, *, quick: bool = False) -> tuple[list[Row], float]:
     n, steps = (1_000_000, 1000) if gpu and not quick else ((20_000, 200) if not quick else (2_000, 50))
     fn = landscapes.rosenbrock()
     x0 = torch.rand(n, 2, device=dev, dtype=torch.float32) * torch.tensor([3.0, 3.0], device=dev) - torch.tensor([1.5, 0.5], device=dev)
-    upd = optim.optimizer("sgd", lr=1e-4, momentum=0.9)
     label = "fused kernel (one launch)" if kernels.available(dev) else "kernels.trajectories (run_trajectories fallback)"
-    ms = timeit(lambda: kernels.trajectories("rosenbrock", x0, upd, steps), dev, repeat=max(2, rep // 4))
-    base = timeit(lambda: _eager_momentum(fn, x0, 1e-4, 0.9, steps), dev, repeat=max(2, rep // 4))
-    rows.append(Row(f"SGD-momentum on Rosenbrock, {n:.0e} starts x {steps} steps", label, ms, "eager torch loop", base))
+    setups = {  # every optimizer the kernel offers, each against the same loop written in plain PyTorch
+        "SGD-momentum": ("momentum", 1e-4, optim.optimizer("sgd", lr=1e-4, momentum=0.9)),
+        "GD": ("gd", 1e-4, optim.optimizer("sgd", lr=1e-4)),
+        "Nesterov": ("nesterov", 1e-4, optim.optimizer("sgd", lr=1e-4, momentum=0.9, nesterov=True)),
+        "Adam": ("adam", 1e-2, optim.optimizer("adam", lr=1e-2)),
+    }
+    for title, (method, lr, upd) in setups.items():
+        if quick and title != "SGD-momentum":
+            continue
+        ms = timeit(lambda: kernels.trajectories("rosenbrock", x0, upd, steps), dev, repeat=max(2, rep // 4))
+        base = timeit(lambda: _eager(fn, x0, method, lr, steps), dev, repeat=max(2, rep // 4))
+        rows.append(Row(f"{title} on Rosenbrock, {n:.0e} starts x {steps} steps", label, ms, "eager torch loop", base))
     return rows, bw
 
 

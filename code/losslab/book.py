@@ -129,9 +129,30 @@ def glue(name: str, value: Any, display: bool = False) -> None:
             from IPython.display import display as _display  # noqa: PLC0415
 
             _display(value)
+        elif os.environ.get("LOSSLAB_STATIC") == "1":
+            _record(name, value)
         return None
     _glue(name, value, display=display)
     return None
+
+
+def _record(name: str, value: Any) -> None:
+    """Write the glued value as myst-nb would, for a page executed without myst-nb.
+
+    ``python -m losslab.gpucheck`` and ``losslab.glued`` execute pages on
+    machines that have Jupyter but not the book's build tools, and compare
+    the glued values they find; a live session (not static) shows nothing.
+    """
+    from IPython.core.formatters import format_display_data  # noqa: PLC0415
+    from IPython.display import display as _display  # noqa: PLC0415
+
+    bundle, metadata = format_display_data(value)
+    metadata["scrapbook"] = {"name": name, "mime_prefix": GLUE_PREFIX}
+    _display({GLUE_PREFIX + k: v for k, v in bundle.items()}, raw=True, metadata=metadata)
+
+
+#: myst-nb's prefix for glued outputs (``myst_nb.ext.glue.GLUE_PREFIX``).
+GLUE_PREFIX = "application/papermill.record/"
 
 
 # --- the setup cell -----------------------------------------------------------

@@ -37,7 +37,9 @@ Each task (one exercise of one student, or one student's notebook run) is
 a process forked from a server that imported ``torch`` and ``losslab``
 once. When the grader runs as root, each concurrent task slot has its own
 unprivileged system user (``losslab-grade0``, ``losslab-grade1``...,
-created with ``useradd --system`` on first use); a task runs as that user,
+created with ``useradd --system`` on first use; a grading run holds its
+slots under exclusive locks, so two runs on one machine never share a user);
+a task runs as that user,
 in its own empty folder, in a private mount namespace in which the
 instructor's folder, the submissions, the output folder and the package's
 question bank and exercise modules (with their solutions) are empty. It
@@ -607,13 +609,13 @@ def isolation() -> str:
     return "user" if os.geteuid() == 0 and shutil.which("useradd") else "none"
 
 
-def _grading_users(n: int) -> list[tuple[int, int]]:
-    """``n`` unprivileged system users, one per concurrent task (created with ``useradd --system`` if missing)."""
+def _grading_users(slots: Sequence[int]) -> list[tuple[int, int]]:
+    """The unprivileged system users of these slots (created with ``useradd --system`` if missing)."""
     import pwd  # noqa: PLC0415
     import subprocess  # noqa: PLC0415
 
     users = []
-    for k in range(n):
+    for k in slots:
         name = f"{_USER_PREFIX}{k}"
         try:
             pw = pwd.getpwnam(name)
@@ -625,6 +627,41 @@ def _grading_users(n: int) -> list[tuple[int, int]]:
             raise RuntimeError(f"{name} has uid 0; it must be an unprivileged user")
         users.append((pw.pw_uid, pw.pw_gid))
     return users
+
+
+#: Where grading runs on one machine take their slots (root's, mode 0700).
+SLOT_LOCKS = Path(tempfile.gettempdir()) / "losslab-grade-slots"
+
+
+def _claim_slots(n: int, *, limit: int = 256) -> list[tuple[int, int]]:
+    """``n`` slots no other grading run on this machine holds: ``(slot, fd)``, each under an exclusive lock.
+
+    Every process of a slot's user is killed when a task ends, so two grading
+    runs at once (two instructors, or parallel test workers) must never share
+    a user. The lock lasts while the fd is open, also if the grader dies.
+    """
+    import fcntl  # noqa: PLC0415
+
+    SLOT_LOCKS.mkdir(mode=0o700, exist_ok=True)
+    st = os.lstat(SLOT_LOCKS)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        raise RuntimeError(f"{SLOT_LOCKS} must be a folder of the grader's own user with mode 0700")
+    held: list[tuple[int, int]] = []
+    for k in range(limit):
+        if len(held) == n:
+            break
+        fd = os.open(SLOT_LOCKS / f"slot{k}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        held.append((k, fd))
+    if len(held) < n:
+        for _, fd in held:
+            os.close(fd)
+        raise RuntimeError(f"no free grading slots: {limit} are held by other grading runs on this machine")
+    return held
 
 
 def _pids_of(uid: int) -> list[int]:
@@ -1151,9 +1188,18 @@ def _run_one(t: _Task, jail: _Jail, uid: int | None) -> None:
 
 def _run_all(tasks: list[_Task], limits: Limits, root: Path, hide: tuple[tuple[str, ...], tuple[str, ...]]) -> None:
     """Run every task, ``limits.workers`` at a time, each in its own slot (user) and folder."""
+    held = _claim_slots(limits.workers) if isolation() == "user" else []
+    try:
+        _run_in_slots(tasks, limits, root, hide, _grading_users([k for k, _ in held]) if held else [None] * limits.workers)
+    finally:
+        for _, fd in held:
+            os.close(fd)
+
+
+def _run_in_slots(tasks: list[_Task], limits: Limits, root: Path, hide: tuple[tuple[str, ...], tuple[str, ...]],
+                  users: list) -> None:
     import queue  # noqa: PLC0415
 
-    users: list[tuple[int, int] | None] = _grading_users(limits.workers) if isolation() == "user" else [None] * limits.workers
     if isolation() == "user":
         for uid, _ in users:  # type: ignore[misc]
             if not _kill_user(uid):

@@ -57,6 +57,12 @@ _METHODS = {"sgd": 0, "adam": 1, "adamw": 1}
 _BLOCK = 256  # threads per block, as LL_BLOCK in cross_entropy.cu
 
 
+#: Compiler options per kernel beyond -std=c++17. The trajectories' float32 variant divides and
+#: takes square roots to within 2 ulps instead of exactly (double precision is unaffected):
+#: Adam's step is then about twice as fast, and a float32 run is no more exact than that anyway.
+_OPTIONS = {"trajectories": ("--prec-div=false", "--prec-sqrt=false")}
+
+
 def source(name: str) -> str:
     """The CUDA source of kernel ``name`` (one of :data:`KERNELS`)."""
     if name not in KERNELS:
@@ -90,7 +96,7 @@ def compile_with_nvrtc(name: str, *, arch: str = "compute_90") -> list[int]:
     for defines in _variants(name):
         prog = nvrtc.createProgram(src, KERNELS[name], [], [])
         try:
-            nvrtc.compileProgram(prog, [f"--gpu-architecture={arch}", "-std=c++17", *defines])
+            nvrtc.compileProgram(prog, [f"--gpu-architecture={arch}", "-std=c++17", *_OPTIONS.get(name, ()), *defines])
         except nvrtc.NVRTCError as err:
             raise RuntimeError(f"{KERNELS[name]} {' '.join(defines)} does not compile:\n{nvrtc.getProgramLog(prog)}") from err
         sizes.append(len(nvrtc.getPTX(prog)))
@@ -108,14 +114,35 @@ def available(device: torch.device | str | None = None) -> bool:
 def _function(name: str, entry: str, defines: tuple[str, ...] = ()):
     import cupy  # noqa: PLC0415
 
-    module = cupy.RawModule(code=source(name), options=("-std=c++17", *defines), name_expressions=None)
+    module = cupy.RawModule(code=source(name), options=("-std=c++17", *_OPTIONS.get(name, ()), *defines),
+                            name_expressions=None)
     return module.get_function(entry)
 
 
-def _stream():
-    import cupy  # noqa: PLC0415
+_STREAMS: dict = {}
 
-    return cupy.cuda.ExternalStream(torch.cuda.current_stream().cuda_stream)
+
+def _stream():
+    """CuPy's view of PyTorch's current CUDA stream (cached: a launch should not build one)."""
+    stream = torch.cuda.current_stream()
+    key = (stream.device.index, stream.cuda_stream)
+    cs = _STREAMS.get(key)
+    if cs is None:
+        import cupy  # noqa: PLC0415
+
+        try:  # CuPy >= 14 takes any object with the CUDA stream protocol (PyTorch's streams have it)
+            cs = cupy.cuda.Stream.from_external(stream)
+        except (AttributeError, TypeError):
+            cs = cupy.cuda.ExternalStream(stream.cuda_stream, stream.device.index)
+        _STREAMS[key] = cs
+    return cs
+
+
+def _ptr(t: torch.Tensor):
+    """A tensor's device address as a kernel argument (a pointer is 8 bytes; no DLPack round trip per launch)."""
+    import numpy  # noqa: PLC0415
+
+    return numpy.uint64(t.data_ptr())
 
 
 def _launch(fn, grid: int, block: int, args: tuple) -> None:
@@ -176,29 +203,71 @@ def cross_entropy_reference(logits: torch.Tensor, target: torch.Tensor, *, ignor
     return _reduce(per_row, target, ignore_index, reduction)
 
 
+_FBLOCK = 1024  # threads per block of the fused forward+backward kernel, as LL_FBLOCK
+
+
+#: Whether a forward that will be differentiated writes the gradient in the same read of the
+#: logits (``ce_fwd_bwd``, rows in shared memory) or leaves it to a backward kernel: None (or
+#: True) takes the shared-memory kernel where a row fits; False always the two kernels (the
+#: benchmark measures both).
+GRADIENT_IN_FORWARD: bool | None = None
+
+
+def _fused_grad_fits(x: torch.Tensor) -> bool:
+    """Whether a row of ``x`` (and one vector of padding) fits in the shared memory one block may hold."""
+    if GRADIENT_IN_FORWARD is False:
+        return False
+    optin = getattr(torch.cuda.get_device_properties(x.device), "shared_memory_per_block_optin", 48 * 1024)
+    width = 4 if x.dtype == torch.float32 else 2
+    return (x.shape[1] + width) * x.element_size() + 1024 <= optin  # 1 KB for the merge's static arrays
+
+
 class _FusedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, target, ignore_index, reduction):  # noqa: ANN001, ANN205
         import cupy  # noqa: PLC0415
 
-        x = logits.contiguous()
+        x = logits.detach().contiguous()  # DLPack refuses tensors that require grad
+        target = target.detach().contiguous()
         if x.data_ptr() % 16:  # the kernel's vector loads assume a 16-byte-aligned base
             x = x.clone()
         b, v = x.shape
         suffix = "f32" if x.dtype == torch.float32 else "f64"
         per_row = torch.empty(b, dtype=x.dtype, device=x.device)
         lse = torch.empty(b, dtype=x.dtype, device=x.device)
-        _launch(_function("cross_entropy", f"ce_forward_{suffix}"), b, _BLOCK,
-                (cupy.from_dlpack(x), cupy.from_dlpack(target), cupy.from_dlpack(per_row), cupy.from_dlpack(lse),
-                 cupy.int64(v), cupy.int64(ignore_index)))
-        ctx.save_for_backward(x, target, lse)
         ctx.ignore_index, ctx.reduction = ignore_index, reduction
+        if ctx.needs_input_grad[0] and reduction != "none" and _fused_grad_fits(x):
+            # training: the gradient is written in the same pass over the logits, for an upstream
+            # gradient of 1 (what .backward() on the loss gives); backward scales it otherwise
+            count = (target != ignore_index).sum().clamp_min(1).to(x.dtype)
+            scale = (1.0 / count if reduction == "mean" else torch.ones((), dtype=x.dtype, device=x.device)).reshape(1)
+            dx = torch.empty_like(x)
+            nbytes = (v + (4 if x.dtype == torch.float32 else 2)) * x.element_size()
+            kernel = _function("cross_entropy", f"ce_fwd_bwd_{suffix}")
+            kernel.max_dynamic_shared_size_bytes = nbytes
+            with _stream():
+                kernel((b,), (_FBLOCK,), (_ptr(x), _ptr(target), _ptr(per_row),
+                                          _ptr(lse), _ptr(dx), _ptr(scale),
+                                          cupy.int64(v), cupy.int64(ignore_index)), shared_mem=nbytes)
+            ctx.save_for_backward(dx)
+            ctx.precomputed = True
+        else:
+            _launch(_function("cross_entropy", f"ce_forward_{suffix}"), b, _BLOCK,
+                    (_ptr(x), _ptr(target), _ptr(per_row), _ptr(lse),
+                     cupy.int64(v), cupy.int64(ignore_index)))
+            ctx.save_for_backward(x, target, lse)
+            ctx.precomputed = False
         return _reduce(per_row, target, ignore_index, reduction)
 
     @staticmethod
     def backward(ctx, grad_out):  # noqa: ANN001, ANN205
         import cupy  # noqa: PLC0415
 
+        if ctx.precomputed:
+            (dx,) = ctx.saved_tensors
+            if bool(grad_out == 1):  # the usual loss.backward(): the gradient is ready
+                return dx, None, None, None
+            return dx * grad_out.to(dx.dtype), None, None, None
         x, target, lse = ctx.saved_tensors
         b, v = x.shape
         if ctx.reduction == "none":
@@ -209,8 +278,8 @@ class _FusedCrossEntropy(torch.autograd.Function):
         dx = torch.empty_like(x)
         suffix = "f32" if x.dtype == torch.float32 else "f64"
         _launch(_function("cross_entropy", f"ce_backward_{suffix}"), b, _BLOCK,
-                (cupy.from_dlpack(x), cupy.from_dlpack(target), cupy.from_dlpack(lse), cupy.from_dlpack(g),
-                 cupy.int64(stride), cupy.from_dlpack(dx), cupy.int64(v), cupy.int64(ctx.ignore_index)))
+                (_ptr(x), _ptr(target), _ptr(lse), _ptr(g),
+                 cupy.int64(stride), _ptr(dx), cupy.int64(v), cupy.int64(ctx.ignore_index)))
         return dx, None, None, None
 
 
@@ -347,10 +416,10 @@ def trajectories(name: str, x0: torch.Tensor, update: Any, steps: int, *, fn_par
         raise TypeError(f"x0: expected a float32 or float64 tensor [N, 2], got {getattr(x0, 'dtype', type(x0).__name__)}")
     if x0.ndim != 2 or x0.shape[1] != 2 or x0.shape[0] < 1:
         raise ValueError(f"x0: expected shape [N, 2] with N >= 1, got {tuple(x0.shape)}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps: expected an int >= 1, got {steps!r}")
-    if isinstance(path_every, bool) or not isinstance(path_every, int) or path_every < 0:
-        raise ValueError(f"path_every: expected an int >= 0, got {path_every!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps < 2**31:
+        raise ValueError(f"steps: expected an int in [1, 2**31), got {steps!r}")
+    if isinstance(path_every, bool) or not isinstance(path_every, int) or not 0 <= path_every < 2**31:
+        raise ValueError(f"path_every: expected an int in [0, 2**31), got {path_every!r}")
     if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not (0 < bound < math.inf):
         raise ValueError(f"bound: expected a finite number > 0, got {bound!r}")
     if not bool(torch.isfinite(x0).all()):
@@ -381,9 +450,9 @@ def trajectories(name: str, x0: torch.Tensor, update: Any, steps: int, *, fn_par
     kernel = _function("trajectories", f"trajectories_{suffix}", defines)
     block = 128
     _launch(kernel, (n + block - 1) // block, block,
-            (cupy.from_dlpack(x), cupy.from_dlpack(out), cupy.from_dlpack(dead), cupy.from_dlpack(path),
-             cupy.int64(n), cupy.int64(steps), cupy.int64(path_every), cupy.from_dlpack(prm_t),
-             cupy.from_dlpack(hyp_t), cupy.float64(bound)))
+            (_ptr(x), _ptr(out), _ptr(dead), _ptr(path),
+             cupy.int64(n), cupy.int64(steps), cupy.int64(path_every), _ptr(prm_t),
+             _ptr(hyp_t), cupy.float64(bound)))
     if path_every:
         return Trajectories(path, fn.f(path), out, dead)
     return Trajectories(None, None, out, dead)

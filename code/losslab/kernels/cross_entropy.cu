@@ -15,7 +15,9 @@
 // The CPU emulation in losslab.kernels.reference follows the same blocking
 // and merge order and is tested against torch.nn.functional.cross_entropy.
 
+#ifndef LL_BLOCK
 #define LL_BLOCK 256
+#endif
 #define LL_WARPS (LL_BLOCK / 32)
 
 template <typename T> struct Vec;
@@ -33,15 +35,20 @@ template <typename T> __device__ __forceinline__ T ll_neg_inf();
 template <> __device__ __forceinline__ float ll_neg_inf<float>() { return __int_as_float(0xff800000); }
 template <> __device__ __forceinline__ double ll_neg_inf<double>() { return __longlong_as_double(0xfff0000000000000ULL); }
 
-// Add x to the running pair (m, s).
-template <typename T>
-__device__ __forceinline__ void ll_push(T x, T &m, T &s) {
-    if (x > m) {
-        s = (m == ll_neg_inf<T>() ? T(0) : s * ll_exp<T>(m - x)) + T(1);
-        m = x;
-    } else {
-        s += ll_exp<T>(x - m);
+// Add the W values of one vector load: one rescale per vector instead of one per
+// value (the largest of the W first), then W exponentials; all -inf adds nothing.
+template <typename T, int W>
+__device__ __forceinline__ void ll_push_vec(const T *e, T &m, T &s) {
+    T mv = e[0];
+    #pragma unroll
+    for (int q = 1; q < W; ++q) mv = e[q] > mv ? e[q] : mv;
+    if (mv == ll_neg_inf<T>()) return;
+    if (mv > m) {
+        s = (m == ll_neg_inf<T>()) ? T(0) : s * ll_exp<T>(m - mv);
+        m = mv;
     }
+    #pragma unroll
+    for (int q = 0; q < W; ++q) s += ll_exp<T>(e[q] - m);
 }
 
 // Merge (m2, s2) into (m, s).
@@ -51,6 +58,29 @@ __device__ __forceinline__ void ll_merge(T &m, T &s, T m2, T s2) {
     if (m == ll_neg_inf<T>()) { m = m2; s = s2; return; }
     if (m2 > m) { s = s * ll_exp<T>(m - m2) + s2; m = m2; }
     else { s = s + s2 * ll_exp<T>(m2 - m); }
+}
+
+// (m, s) of every thread of a block of NT threads merged: within each warp by
+// shuffles (lane l takes lane l + off), then the warps' pairs in order by thread 0;
+// the result is known to every thread.
+template <typename T, int NT>
+__device__ __forceinline__ void ll_block_merge(T m, T s, T &m_out, T &s_out) {
+    for (int off = 16; off > 0; off >>= 1) {
+        T m2 = __shfl_down_sync(0xffffffffu, m, off);
+        T s2 = __shfl_down_sync(0xffffffffu, s, off);
+        ll_merge<T>(m, s, m2, s2);
+    }
+    __shared__ T sm[NT / 32], ss[NT / 32];
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (lane == 0) { sm[warp] = m; ss[warp] = s; }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        T M = sm[0], S = ss[0];
+        for (int w = 1; w < NT / 32; ++w) ll_merge<T>(M, S, sm[w], ss[w]);
+        sm[0] = M; ss[0] = S;
+    }
+    __syncthreads();
+    m_out = sm[0]; s_out = ss[0];
 }
 
 // (m, s) of the whole row, known to every thread of the block.
@@ -63,35 +93,24 @@ __device__ void ll_row_lse_pair(const T *row, long long V, T &m_out, T &s_out) {
     unsigned long long addr = (unsigned long long)row;
     long long head = (long long)((sizeof(VT) - (addr % sizeof(VT))) % sizeof(VT)) / (long long)sizeof(T);
     if (head > V) head = V;
-    for (long long j = threadIdx.x; j < head; j += LL_BLOCK) ll_push<T>(row[j], m, s);
-    // 2. aligned middle, W elements per load
-    long long nvec = (V - head) / W;
+    for (long long j = threadIdx.x; j < head; j += LL_BLOCK) ll_push_vec<T, 1>(&row[j], m, s);
+    // 2. aligned middle, W elements per load, two loads in flight per thread
+    int nvec = (int)((V - head) / W);
     const VT *vrow = reinterpret_cast<const VT *>(row + head);
-    for (long long k = threadIdx.x; k < nvec; k += LL_BLOCK) {
-        VT v = vrow[k];
-        const T *e = reinterpret_cast<const T *>(&v);
-        #pragma unroll
-        for (int q = 0; q < W; ++q) ll_push<T>(e[q], m, s);
+    int k = threadIdx.x;
+    for (; k + LL_BLOCK < nvec; k += 2 * LL_BLOCK) {
+        VT v0 = vrow[k], v1 = vrow[k + LL_BLOCK];
+        ll_push_vec<T, W>(reinterpret_cast<const T *>(&v0), m, s);
+        ll_push_vec<T, W>(reinterpret_cast<const T *>(&v1), m, s);
+    }
+    if (k < nvec) {
+        VT v0 = vrow[k];
+        ll_push_vec<T, W>(reinterpret_cast<const T *>(&v0), m, s);
     }
     // 3. tail, element by element
-    for (long long j = head + nvec * W + threadIdx.x; j < V; j += LL_BLOCK) ll_push<T>(row[j], m, s);
+    for (long long j = head + (long long)nvec * W + threadIdx.x; j < V; j += LL_BLOCK) ll_push_vec<T, 1>(&row[j], m, s);
     // 4. merge within each warp, then across warps
-    for (int off = 16; off > 0; off >>= 1) {
-        T m2 = __shfl_down_sync(0xffffffffu, m, off);
-        T s2 = __shfl_down_sync(0xffffffffu, s, off);
-        ll_merge<T>(m, s, m2, s2);
-    }
-    __shared__ T sm[LL_WARPS], ss[LL_WARPS];
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (lane == 0) { sm[warp] = m; ss[warp] = s; }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        T M = sm[0], S = ss[0];
-        for (int w = 1; w < LL_WARPS; ++w) ll_merge<T>(M, S, sm[w], ss[w]);
-        sm[0] = M; ss[0] = S;
-    }
-    __syncthreads();
-    m_out = sm[0]; s_out = ss[0];
+    ll_block_merge<T, LL_BLOCK>(m, s, m_out, s_out);
 }
 
 // loss[b] = logsumexp(x[b]) - x[b, target[b]] (0 where target == ignore_index);
@@ -109,6 +128,14 @@ __device__ void ll_ce_forward(const T *__restrict__ logits, const long long *__r
         lse[b] = m + logs;
         loss[b] = (t == ignore_index) ? T(0) : (m - row[t]) + logs;
     }
+}
+
+// dlogits of one vector in place: (exp(x - L) - [j == t]) * g, j0 the index of its first element.
+template <typename T, int W, typename VT>
+__device__ __forceinline__ void ll_grad_vec(VT &v, long long j0, long long t, T L, T g) {
+    T *e = reinterpret_cast<T *>(&v);
+    #pragma unroll
+    for (int q = 0; q < W; ++q) e[q] = (ll_exp<T>(e[q] - L) - (j0 + q == t ? T(1) : T(0))) * g;
 }
 
 // dlogits[b, j] = (exp(x[b, j] - lse[b]) - [j == target[b]]) * grad[b]  (0 for ignored rows).
@@ -130,21 +157,94 @@ __device__ void ll_ce_backward(const T *__restrict__ logits, const long long *__
     long long head = (long long)((sizeof(VT) - (addr % sizeof(VT))) % sizeof(VT)) / (long long)sizeof(T);
     if (head > V) head = V;
     for (long long j = threadIdx.x; j < head; j += LL_BLOCK) drow[j] = (ll_exp<T>(row[j] - L) - (j == t ? T(1) : T(0))) * g;
-    long long nvec = (V - head) / W;
+    int nvec = (int)((V - head) / W);
     const VT *vrow = reinterpret_cast<const VT *>(row + head);
     VT *vdrow = reinterpret_cast<VT *>(drow + head);
-    for (long long k = threadIdx.x; k < nvec; k += LL_BLOCK) {
-        VT v = vrow[k];
+    int k = threadIdx.x;
+    for (; k + LL_BLOCK < nvec; k += 2 * LL_BLOCK) {  // two loads in flight per thread, as in the forward
+        VT v0 = vrow[k], v1 = vrow[k + LL_BLOCK];
+        ll_grad_vec<T, W>(v0, head + (long long)k * W, t, L, g);
+        ll_grad_vec<T, W>(v1, head + (long long)(k + LL_BLOCK) * W, t, L, g);
+        vdrow[k] = v0;
+        vdrow[k + LL_BLOCK] = v1;
+    }
+    if (k < nvec) {
+        VT v0 = vrow[k];
+        ll_grad_vec<T, W>(v0, head + (long long)k * W, t, L, g);
+        vdrow[k] = v0;
+    }
+    for (long long j = head + (long long)nvec * W + threadIdx.x; j < V; j += LL_BLOCK)
+        drow[j] = (ll_exp<T>(row[j] - L) - (j == t ? T(1) : T(0))) * g;
+}
+
+// Forward and backward in one read of the logits, for rows that fit in shared
+// memory (V = 50257 float32 logits are 201 KB; an H100 block may hold 227 KB):
+// each row is read once into shared memory, pushing the online log-sum-exp as it
+// arrives, and dlogits = (softmax - onehot) * g is then written from there, so the
+// logits are read once instead of twice. g = scale[0] (1/count for a mean, 1 for a
+// sum); the loss and lse are those of ll_ce_forward. One block of LL_FBLOCK threads
+// per row. Element j of the row is kept at base[j], base = smem + pad with pad
+// chosen so that base + head is vector-aligned in shared memory too.
+#ifndef LL_FBLOCK
+#define LL_FBLOCK 1024
+#endif
+extern __shared__ __align__(16) unsigned char ll_dyn_smem[];
+
+template <typename T>
+__device__ void ll_ce_fwd_bwd(const T *__restrict__ logits, const long long *__restrict__ target,
+                              T *__restrict__ loss, T *__restrict__ lse, T *__restrict__ dlogits,
+                              const T *__restrict__ scale, long long V, long long ignore_index) {
+    typedef typename Vec<T>::type VT;
+    const int W = Vec<T>::width;
+    long long b = blockIdx.x;
+    const T *row = logits + b * V;
+    T *drow = dlogits + b * V;
+    unsigned long long addr = (unsigned long long)row;
+    int head = (int)(((sizeof(VT) - (addr % sizeof(VT))) % sizeof(VT)) / sizeof(T));
+    if (head > V) head = (int)V;
+    int pad = (W - head % W) % W;
+    T *base = reinterpret_cast<T *>(ll_dyn_smem) + pad;
+    T m = ll_neg_inf<T>(), s = T(0);
+    for (int j = threadIdx.x; j < head; j += LL_FBLOCK) { T x = row[j]; base[j] = x; ll_push_vec<T, 1>(&x, m, s); }
+    int nvec = (int)((V - head) / W);
+    const VT *vrow = reinterpret_cast<const VT *>(row + head);
+    VT *vbuf = reinterpret_cast<VT *>(base + head);
+    int k = threadIdx.x;
+    for (; k + LL_FBLOCK < nvec; k += 2 * LL_FBLOCK) {
+        VT v0 = vrow[k], v1 = vrow[k + LL_FBLOCK];
+        vbuf[k] = v0; vbuf[k + LL_FBLOCK] = v1;
+        ll_push_vec<T, W>(reinterpret_cast<const T *>(&v0), m, s);
+        ll_push_vec<T, W>(reinterpret_cast<const T *>(&v1), m, s);
+    }
+    if (k < nvec) {
+        VT v0 = vrow[k];
+        vbuf[k] = v0;
+        ll_push_vec<T, W>(reinterpret_cast<const T *>(&v0), m, s);
+    }
+    long long tail = head + (long long)nvec * W;
+    for (long long j = tail + threadIdx.x; j < V; j += LL_FBLOCK) { T x = row[j]; base[j] = x; ll_push_vec<T, 1>(&x, m, s); }
+    T M, S;
+    ll_block_merge<T, LL_FBLOCK>(m, s, M, S);  // its __syncthreads also publishes base[] to every thread
+    long long t = target[b];
+    T logs = ll_log<T>(S), L = M + logs;
+    if (threadIdx.x == 0) {
+        lse[b] = L;
+        loss[b] = (t == ignore_index) ? T(0) : (M - base[t]) + logs;
+    }
+    T g = (t == ignore_index) ? T(0) : scale[0];
+    for (int j = threadIdx.x; j < head; j += LL_FBLOCK) drow[j] = (ll_exp<T>(base[j] - L) - (j == t ? T(1) : T(0))) * g;
+    VT *vd = reinterpret_cast<VT *>(drow + head);
+    for (int k2 = threadIdx.x; k2 < nvec; k2 += LL_FBLOCK) {
+        VT v = vbuf[k2];
         T *e = reinterpret_cast<T *>(&v);
         #pragma unroll
         for (int q = 0; q < W; ++q) {
-            long long j = head + k * W + q;
+            long long j = head + (long long)k2 * W + q;
             e[q] = (ll_exp<T>(e[q] - L) - (j == t ? T(1) : T(0))) * g;
         }
-        vdrow[k] = v;
+        vd[k2] = v;
     }
-    for (long long j = head + nvec * W + threadIdx.x; j < V; j += LL_BLOCK)
-        drow[j] = (ll_exp<T>(row[j] - L) - (j == t ? T(1) : T(0))) * g;
+    for (long long j = tail + threadIdx.x; j < V; j += LL_FBLOCK) drow[j] = (ll_exp<T>(base[j] - L) - (j == t ? T(1) : T(0))) * g;
 }
 
 extern "C" {
@@ -165,5 +265,15 @@ __global__ void __launch_bounds__(LL_BLOCK) ce_backward_f64(const double *logits
                                                             const double *lse, const double *grad, long long grad_stride,
                                                             double *dlogits, long long V, long long ignore_index) {
     ll_ce_backward<double>(logits, target, lse, grad, grad_stride, dlogits, V, ignore_index);
+}
+__global__ void __launch_bounds__(LL_FBLOCK) ce_fwd_bwd_f32(const float *logits, const long long *target, float *loss,
+                                                             float *lse, float *dlogits, const float *scale, long long V,
+                                                             long long ignore_index) {
+    ll_ce_fwd_bwd<float>(logits, target, loss, lse, dlogits, scale, V, ignore_index);
+}
+__global__ void __launch_bounds__(LL_FBLOCK) ce_fwd_bwd_f64(const double *logits, const long long *target, double *loss,
+                                                             double *lse, double *dlogits, const double *scale, long long V,
+                                                             long long ignore_index) {
+    ll_ce_fwd_bwd<double>(logits, target, loss, lse, dlogits, scale, V, ignore_index);
 }
 }

@@ -15,17 +15,25 @@ import math
 
 import torch
 
-BLOCK, WARP = 256, 32
+BLOCK, FBLOCK, WARP = 256, 1024, 32
 
 
-def _push(x: torch.Tensor, m: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Online log-sum-exp update of every thread's (m, s) with its next value x (-inf: no value)."""
-    present = x > -math.inf
-    up = present & (x > m)
-    s_up = torch.where(m == -math.inf, torch.zeros_like(s), s * torch.exp(m - x)) + 1
-    s_keep = s + torch.exp(x - m)
-    s = torch.where(up, s_up, torch.where(present, s_keep, s))
-    m = torch.where(up, x, m)
+def _push_vec(e: torch.Tensor, m: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``ll_push_vec`` for every thread at once: ``e`` [threads, w] holds each thread's next w values.
+
+    The largest of the w first (one rescale of s), then the w exponentials
+    added in order; a thread whose values are all -inf (or that has none,
+    padded with -inf) adds nothing.
+    """
+    mv = e[:, 0]
+    for q in range(1, e.shape[1]):
+        mv = torch.where(e[:, q] > mv, e[:, q], mv)
+    skip = mv == -math.inf
+    up = ~skip & (mv > m)
+    s = torch.where(up, torch.where(m == -math.inf, torch.zeros_like(s), s * torch.exp(m - mv)), s)
+    m = torch.where(up, mv, m)
+    for q in range(e.shape[1]):
+        s = torch.where(skip, s, s + torch.exp(e[:, q] - m))
     return m, s
 
 
@@ -42,38 +50,37 @@ def _merge(m: torch.Tensor, s: torch.Tensor, m2: torch.Tensor, s2: torch.Tensor)
     return m_new, s_new
 
 
-def _thread_values(row: torch.Tensor, head: int, width: int) -> list[torch.Tensor]:
-    """The values each of the 256 threads pushes, in order, as a list of [256] tensors (-inf padding)."""
+def _thread_rounds(row: torch.Tensor, head: int, width: int, block: int = BLOCK) -> list[torch.Tensor]:
+    """What each of the ``block`` threads pushes, in order: [block, 1] tensors for the head and
+    tail elements, [block, width] for the vector loads (-inf where a thread has nothing)."""
     v = row.shape[0]
     head = min(head, v)
     pad = torch.tensor(-math.inf, dtype=row.dtype)
     rounds: list[torch.Tensor] = []
 
-    def strided(idx: torch.Tensor) -> None:  # idx: element index per (round, thread), -1 where none
-        for r in range(idx.shape[0]):
-            ok = idx[r] >= 0
-            rounds.append(torch.where(ok, row[idx[r].clamp_min(0)], pad))
-
     def plan(start: int, count: int, step: int = 1) -> torch.Tensor:
-        n_rounds = -(-count // BLOCK) if count else 0
-        k = torch.arange(n_rounds * BLOCK).reshape(n_rounds, BLOCK)
+        n_rounds = -(-count // block) if count else 0
+        k = torch.arange(n_rounds * block).reshape(n_rounds, block)
         return torch.where(k < count, start + k * step, torch.full_like(k, -1))
 
-    strided(plan(0, head))  # 1. head
+    def gather(idx: torch.Tensor) -> torch.Tensor:  # idx [block, w], -1 where none
+        return torch.where(idx >= 0, row[idx.clamp_min(0)], pad)
+
+    for r in plan(0, head):  # 1. head, element by element
+        rounds.append(gather(r[:, None]))
     nvec = (v - head) // width
-    vec = plan(0, nvec)  # 2. vector k of thread: its W elements in order
-    for r in range(vec.shape[0]):
-        for q in range(width):
-            idx = torch.where(vec[r] >= 0, head + vec[r] * width + q, torch.full_like(vec[r], -1))
-            ok = idx >= 0
-            rounds.append(torch.where(ok, row[idx.clamp_min(0)], pad))
+    offsets = torch.arange(width)
+    for r in plan(0, nvec):  # 2. vector k of each thread (k, k + block, ...): its width elements
+        idx = torch.where(r[:, None] >= 0, head + r[:, None] * width + offsets, torch.full((block, width), -1))
+        rounds.append(gather(idx))
     tail_start = head + nvec * width
-    strided(plan(tail_start, v - tail_start))  # 3. tail
+    for r in plan(tail_start, v - tail_start):  # 3. tail
+        rounds.append(gather(r[:, None]))
     return rounds
 
 
-def row_logsumexp(row: torch.Tensor, *, head: int = 0, width: int = 4) -> torch.Tensor:
-    """log sum exp(row) as ``cross_entropy.cu`` computes it, returned as (m, s) merged: m + log s.
+def row_logsumexp(row: torch.Tensor, *, head: int = 0, width: int = 4, block: int = BLOCK) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pair (m, s) of ``row`` as ``cross_entropy.cu`` computes it (log sum exp = m + log s).
 
     Parameters
     ----------
@@ -83,26 +90,28 @@ def row_logsumexp(row: torch.Tensor, *, head: int = 0, width: int = 4) -> torch.
         it from the row's address; any value in [0, width) can occur).
     width : int
         Elements per vector load: 4 for float32, 2 for float64.
+    block : int
+        Threads per row: 256 in ``ce_forward``, 1024 in ``ce_fwd_bwd``.
     """
-    m = torch.full((BLOCK,), -math.inf, dtype=row.dtype)
-    s = torch.zeros(BLOCK, dtype=row.dtype)
-    for x in _thread_values(row, head, width):
-        m, s = _push(x, m, s)
+    m = torch.full((block,), -math.inf, dtype=row.dtype)
+    s = torch.zeros(block, dtype=row.dtype)
+    for e in _thread_rounds(row, head, width, block):
+        m, s = _push_vec(e, m, s)
     # warp shuffle-down tree: lane l merges lane l + off, or itself when l + off leaves the warp
-    lane = torch.arange(BLOCK) % WARP
+    lane = torch.arange(block) % WARP
     for off in (16, 8, 4, 2, 1):
-        src = torch.where(lane + off < WARP, torch.arange(BLOCK) + off, torch.arange(BLOCK))
+        src = torch.where(lane + off < WARP, torch.arange(block) + off, torch.arange(block))
         m, s = _merge(m, s, m[src], s[src])
     wm, ws = m[::WARP].clone(), s[::WARP].clone()  # lane 0 of each warp
     M, S = wm[:1], ws[:1]
-    for w in range(1, BLOCK // WARP):
+    for w in range(1, block // WARP):
         M, S = _merge(M, S, wm[w:w + 1], ws[w:w + 1])
     return M[0], S[0]
 
 
 def cross_entropy_blocked(logits: torch.Tensor, target: torch.Tensor, *, ignore_index: int = -100,
-                          reduction: str = "mean", base_offset: int = 0) -> torch.Tensor:
-    """The fused kernel's forward, emulated row by row on the CPU.
+                          reduction: str = "mean", base_offset: int = 0, block: int = BLOCK) -> torch.Tensor:
+    """The fused kernel's forward, emulated row by row on the CPU (``block`` 1024: ``ce_fwd_bwd``'s).
 
     ``base_offset`` is the misalignment of the tensor's first element in
     elements; row ``b`` then starts ``(base_offset + b V) mod width`` elements
@@ -114,7 +123,7 @@ def cross_entropy_blocked(logits: torch.Tensor, target: torch.Tensor, *, ignore_
     for i in range(b):
         mis = (base_offset + i * v) % width
         head = (width - mis) % width
-        m, s = row_logsumexp(logits[i], head=head, width=width)
+        m, s = row_logsumexp(logits[i], head=head, width=width, block=block)
         t = int(target[i])
         per_row[i] = 0.0 if t == ignore_index else (m - logits[i, t]) + torch.log(s)
     if reduction == "none":
@@ -178,9 +187,9 @@ def trajectories_loop(grad, x0: torch.Tensor, hyp: list[float], method: str, ste
             mx, my = mx + (1 - b1) * (gx - mx), my + (1 - b1) * (gy - my)
             vx, vy = b2 * vx + (1 - b2) * gx * gx, b2 * vy + (1 - b2) * gy * gy
             b1t, b2t = b1t * b1, b2t * b2
-            bc1, bc2_sqrt = 1 - b1t, math.sqrt(1 - b2t)
-            nx = px - (lr / bc1) * mx / (vx.sqrt() / bc2_sqrt + eps)
-            ny = py - (lr / bc1) * my / (vy.sqrt() / bc2_sqrt + eps)
+            step, inv_bc2 = lr / (1 - b1t), 1 / math.sqrt(1 - b2t)
+            nx = px - step * mx / (vx.sqrt() * inv_bc2 + eps)
+            ny = py - step * my / (vy.sqrt() * inv_bc2 + eps)
         good = (nx.abs() <= bound) & (ny.abs() <= bound)
         newly = alive & ~good
         dead = torch.where(newly, torch.full_like(dead, t), dead)

@@ -31,13 +31,13 @@
 #define M_ADAM 1            // decoupled = 0: Adam; 1: AdamW
 
 template <typename T>
-__device__ __forceinline__ void ll_grad(T x, T y, const double *prm, T &gx, T &gy) {
+__device__ __forceinline__ void ll_grad(T x, T y, const T *prm, T &gx, T &gy) {
 #if FN == FN_QUADRATIC
-    T a11 = (T)prm[0], a12 = (T)prm[1], a22 = (T)prm[2];
+    T a11 = prm[0], a12 = prm[1], a22 = prm[2];
     gx = a11 * x + a12 * y;
     gy = a12 * x + a22 * y;
 #elif FN == FN_ROSENBROCK
-    T a = (T)prm[0], b = (T)prm[1];
+    T a = prm[0], b = prm[1];
     T r = y - x * x;
     gx = T(-2) * (a - x) - T(4) * b * x * r;
     gy = T(2) * b * r;
@@ -47,7 +47,7 @@ __device__ __forceinline__ void ll_grad(T x, T y, const double *prm, T &gx, T &g
     gy = T(2) * u + T(4) * y * v;
 #elif FN == FN_RASTRIGIN
     const T two_pi = (T)6.283185307179586;
-    T A = (T)prm[0];
+    T A = prm[0];
     gx = T(2) * x + two_pi * A * sin(two_pi * x);
     gy = T(2) * y + two_pi * A * sin(two_pi * y);
 #elif FN == FN_BEALE
@@ -66,7 +66,8 @@ __device__ __forceinline__ void ll_grad(T x, T y, const double *prm, T &gx, T &g
 #endif
 }
 
-__device__ __forceinline__ bool ll_good(double x, double y, double bound) {
+template <typename T>
+__device__ __forceinline__ bool ll_good(T x, T y, T bound) {
     return fabs(x) <= bound && fabs(y) <= bound;  // false for NaN and inf
 }
 
@@ -79,7 +80,15 @@ __device__ void ll_run(const T *__restrict__ x0, T *__restrict__ out, long long 
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     T x = x0[2 * i], y = x0[2 * i + 1];
-    long long dead = -1;
+    // everything a step reads lives in registers: the function's parameters, the
+    // hyperparameters, the bound (in T: a float32 run compares in float32), and
+    // 32-bit step counters (the caller checks steps < 2^31)
+    T p[4];
+    #pragma unroll
+    for (int q = 0; q < 4; ++q) p[q] = (T)prm[q];
+    const T bnd = (T)bound;
+    const int nsteps = (int)steps, every_k = (int)every;
+    int dead = -1;
     long long saved = 0;
     if (every > 0) { path[2 * i] = x; path[2 * i + 1] = y; saved = 1; }
 #if METHOD == M_SGD
@@ -92,10 +101,11 @@ __device__ void ll_run(const T *__restrict__ x0, T *__restrict__ out, long long 
     T mx = T(0), my = T(0), vx = T(0), vy = T(0);
     T b1t = T(1), b2t = T(1);
 #endif
-    for (long long t = 1; t <= steps; ++t) {
+    int countdown = every_k;
+    for (int t = 1; t <= nsteps; ++t) {
         if (dead < 0) {
             T gx, gy;
-            ll_grad<T>(x, y, prm, gx, gy);
+            ll_grad<T>(x, y, p, gx, gy);
             T nx, ny;
 #if METHOD == M_SGD
             if (wd != T(0)) { gx = gx + wd * x; gy = gy + wd * y; }
@@ -118,14 +128,17 @@ __device__ void ll_run(const T *__restrict__ x0, T *__restrict__ out, long long 
             vx = b2 * vx + (T(1) - b2) * gx * gx;
             vy = b2 * vy + (T(1) - b2) * gy * gy;
             b1t *= b1; b2t *= b2;
-            T bc1 = T(1) - b1t, bc2_sqrt = sqrt(T(1) - b2t);
-            nx = px - (lr / bc1) * mx / (sqrt(vx) / bc2_sqrt + eps);
-            ny = py - (lr / bc1) * my / (sqrt(vy) / bc2_sqrt + eps);
+            // the bias corrections once per step, shared by both coordinates: sqrt(v) / sqrt(1 - b2^t)
+            // as sqrt(v) * (1 / sqrt(1 - b2^t)), a few ulps from PyTorch's division
+            T step = lr / (T(1) - b1t), inv_bc2 = T(1) / sqrt(T(1) - b2t);
+            nx = px - step * mx / (sqrt(vx) * inv_bc2 + eps);
+            ny = py - step * my / (sqrt(vy) * inv_bc2 + eps);
 #endif
-            if (ll_good((double)nx, (double)ny, bound)) { x = nx; y = ny; }
+            if (ll_good<T>(nx, ny, bnd)) { x = nx; y = ny; }
             else { dead = t; }
         }
-        if (every > 0 && t % every == 0) {
+        if (every_k > 0 && --countdown == 0) {  // no 64-bit modulo per step
+            countdown = every_k;
             path[(saved * n + i) * 2] = x;
             path[(saved * n + i) * 2 + 1] = y;
             ++saved;
