@@ -53,7 +53,13 @@ Around them:
   theoretical and the measured linear rates on quadratics;
 - :func:`minibatch_gradients` samples mini-batch gradients of least squares
   for many runs at once, and :func:`minibatch_variance` is their exact
-  variance (the noise section).
+  variance (the noise section);
+- beyond the first-order methods: :func:`newton_step` (batched, with given
+  Hessians), :func:`average_step` (Polyak and EMA averages of the iterates,
+  equal to ``torch.optim.swa_utils.AveragedModel``), and the matrix
+  preconditioners :func:`shampoo_step` and :func:`muon_step` (with
+  :func:`newton_schulz`), which PyTorch does not have and the tests check
+  against their definitions.
 """
 
 from __future__ import annotations
@@ -93,6 +99,12 @@ __all__ = [
     "measured_rate",
     "minibatch_gradients",
     "minibatch_variance",
+    "newton_step",
+    "average_step",
+    "newton_schulz",
+    "MUON_COEFFICIENTS",
+    "muon_step",
+    "shampoo_step",
 ]
 
 Hyper = float | torch.Tensor
@@ -1825,3 +1837,269 @@ def minibatch_variance(per_example: torch.Tensor, batch_size: int) -> torch.Tens
         raise ValueError(f"batch_size: expected an int in [1, {n}], got {batch_size!r}")
     sigma2 = ((per_example - per_example.mean(0)) ** 2).sum() / (n - 1)
     return sigma2 / batch_size * (n - batch_size) / n
+
+
+# =============================================================================
+# Beyond the first-order methods (Chapter 3): Newton's step, averaging the
+# iterates, and the matrix preconditioners used at scale (Shampoo, Muon)
+# =============================================================================
+
+def newton_step(params: torch.Tensor, grads: torch.Tensor, hessians: torch.Tensor, *, lr: float = 1.0,
+                damping: float = 0.0) -> torch.Tensor:
+    r"""One (damped) Newton step for each of N parameter vectors: :math:`\theta - \eta\,(H + \lambda I)^{-1} g`.
+
+    On a quadratic :math:`f(\theta) = \tfrac12 (\theta - \theta^\star)^\top A (\theta - \theta^\star)`
+    the step with :math:`\eta = 1`, :math:`\lambda = 0` lands on :math:`\theta^\star`
+    at once, whatever the condition number of :math:`A`: the Hessian's inverse
+    undoes the conditioning. The price is the Hessian, :math:`D^2` numbers,
+    and a linear solve, :math:`O(D^3)` operations, per step. PyTorch has no
+    Newton optimizer; the tests check this against the definition. See chapter 3.
+
+    Parameters
+    ----------
+    params, grads : Tensor [N, D]
+    hessians : Tensor [N, D, D]
+        The Hessian at each row of ``params`` (symmetric).
+    lr : float > 0
+        :math:`\eta` (1 is the pure Newton step).
+    damping : float >= 0
+        :math:`\lambda`, added to the diagonal (Levenberg-Marquardt style).
+
+    Returns
+    -------
+    Tensor [N, D]
+
+    Raises
+    ------
+    ValueError
+        For shapes that do not match, non-finite values, or a singular :math:`H + \lambda I`.
+    """
+    params, grads = _check_tensors(params, grads)
+    if params.ndim != 2:
+        raise ValueError(f"params: expected shape [N, D], got {tuple(params.shape)}")
+    if not isinstance(hessians, torch.Tensor):
+        raise TypeError(f"hessians: expected a torch.Tensor [N, D, D], got {type(hessians).__name__}")
+    n, d = params.shape
+    if hessians.shape != (n, d, d):
+        raise ValueError(f"hessians: expected shape {(n, d, d)} (one D x D Hessian per row of params), got {tuple(hessians.shape)}")
+    if hessians.dtype != params.dtype:
+        raise TypeError(f"hessians: expected dtype {params.dtype} (that of params), got {hessians.dtype}")
+    if not bool(torch.isfinite(hessians).all()):
+        raise ValueError("hessians: expected finite values")
+    lr = _number("lr", lr)
+    if lr == 0:
+        raise ValueError("Invalid lr: expected a number > 0, got 0")
+    damping = _number("damping", damping)
+    system = hessians + damping * torch.eye(d, dtype=params.dtype, device=params.device)
+    solution, info = torch.linalg.solve_ex(system, grads.unsqueeze(-1))  # (N, D, 1): (H + lambda I)^{-1} g
+    if bool((info != 0).any()):
+        raise ValueError(f"hessians: H + damping I is singular for row(s) {info.nonzero().flatten().tolist()}; "
+                         "pass damping > 0")
+    return params - lr * solution.squeeze(-1)
+
+
+def average_step(average: torch.Tensor | None, params: torch.Tensor, n_averaged: int, *,
+                 decay: float | None = None) -> tuple[torch.Tensor, int]:
+    r"""Add the current parameters to a running average of the iterates: Polyak's mean, or an EMA.
+
+    With ``decay=None`` this is the Polyak-Ruppert average of every iterate
+    seen so far, :math:`\bar\theta_n = \bar\theta_{n-1} + (\theta - \bar\theta_{n-1})/n`;
+    with a ``decay`` :math:`\gamma` it is the exponential moving average
+    :math:`\bar\theta \leftarrow \gamma\,\bar\theta + (1 - \gamma)\,\theta`. Either
+    way the first call copies ``params``. Equal to
+    ``torch.optim.swa_utils.AveragedModel`` (default average, or
+    ``get_ema_multi_avg_fn(decay)``) step for step. The average is never
+    trained on: it is read out, and near a noise floor it sits far below it
+    (Chapter 3).
+
+    Parameters
+    ----------
+    average : Tensor or None
+        The average so far (any shape; None or anything when ``n_averaged`` is 0).
+    params : Tensor
+        The current iterate, floating point.
+    n_averaged : int >= 0
+        How many iterates ``average`` holds.
+    decay : float in [0, 1], optional
+
+    Returns
+    -------
+    (Tensor, int)
+        The new average (a new tensor) and ``n_averaged + 1``.
+    """
+    if not isinstance(params, torch.Tensor) or not params.is_floating_point():
+        raise TypeError(f"params: expected a floating-point tensor, got {getattr(params, 'dtype', type(params).__name__)}")
+    if not bool(torch.isfinite(params).all()):
+        raise ValueError("params: expected finite values")
+    if isinstance(n_averaged, bool) or not isinstance(n_averaged, int) or n_averaged < 0:
+        raise ValueError(f"n_averaged: expected an int >= 0, got {n_averaged!r}")
+    if decay is not None:
+        decay = _number("decay", decay, high=1.0)
+    if n_averaged == 0:
+        return params.clone(), 1
+    if not isinstance(average, torch.Tensor) or average.shape != params.shape or average.dtype != params.dtype:
+        raise ValueError(f"average: expected a tensor of shape {tuple(params.shape)} and dtype {params.dtype} "
+                         f"(that of params), got {getattr(average, 'shape', type(average).__name__)}")
+    if decay is None:
+        return average + (params - average) / (n_averaged + 1), n_averaged + 1
+    return decay * average + (1 - decay) * params, n_averaged + 1
+
+
+def _matrices(name: str, x: object) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise TypeError(f"{name}: expected a floating-point tensor [..., m, n], got {getattr(x, 'dtype', type(x).__name__)}")
+    if x.ndim < 2 or x.shape[-1] == 0 or x.shape[-2] == 0:
+        raise ValueError(f"{name}: expected matrices, shape [..., m, n] with m, n >= 1, got {tuple(x.shape)}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name}: expected finite values")
+    return x
+
+
+#: Keller Jordan's quintic Newton-Schulz coefficients (a, b, c), tuned to push every singular value into about [0.7, 1.2] in 5 steps.
+MUON_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+
+
+def newton_schulz(matrices: torch.Tensor, *, steps: int = 5, coefficients: tuple[float, float, float] = MUON_COEFFICIENTS,
+                  eps: float = 1e-7) -> torch.Tensor:
+    r"""Approximately orthogonalize matrices: :math:`G = U S V^\top \mapsto U\, p(S)\, V^\top` with :math:`p(s) \approx 1`.
+
+    Normalizes :math:`X = G / (\|G\|_F + \epsilon)` (so every singular value
+    is at most 1), then iterates :math:`X \leftarrow aX + (b\,A + c\,A^2)X` with
+    :math:`A = XX^\top`, an odd polynomial applied to each singular value.
+    The coefficients (1.5, -0.5, 0) give the classical cubic iteration,
+    which converges to :math:`UV^\top` (the orthogonal polar factor);
+    :data:`MUON_COEFFICIENTS` trade exactness for speed: in five steps every
+    singular value lands roughly in [0.7, 1.2]. Works on a batch ``[..., m, n]``
+    (the wide orientation is used internally). See chapter 3.
+
+    Parameters
+    ----------
+    matrices : Tensor [..., m, n]
+    steps : int >= 1
+    coefficients : (a, b, c)
+    eps : float > 0
+
+    Returns
+    -------
+    Tensor [..., m, n]
+    """
+    G = _matrices("matrices", matrices)
+    steps = _checks.count("steps", steps, low=1)
+    if not isinstance(coefficients, (tuple, list)) or len(coefficients) != 3:
+        raise ValueError(f"coefficients: expected three numbers (a, b, c), got {coefficients!r}")
+    a, b, c = (_checks.number(f"coefficients[{i}]", v) for i, v in enumerate(coefficients))
+    eps = _checks.positive("eps", eps)
+    tall = G.shape[-2] > G.shape[-1]
+    X = G.mT if tall else G  # (..., r, k) with r <= k: A = X X^T is the smaller Gram matrix
+    X = X / (X.norm(dim=(-2, -1), keepdim=True) + eps)
+    for _ in range(steps):
+        A = X @ X.mT
+        X = a * X + (b * A + c * A @ A) @ X
+    return X.mT if tall else X
+
+
+def muon_step(params: torch.Tensor, grads: torch.Tensor, state: dict | None = None, *, lr: float = 0.02,
+              momentum: float = 0.95, nesterov: bool = True, weight_decay: float = 0.0,
+              ns_steps: int = 5) -> tuple[torch.Tensor, dict]:
+    r"""One Muon step (Jordan et al. 2024) for weight matrices: orthogonalized momentum.
+
+    .. math::
+
+        m_t &= \beta\, m_{t-1} + (1 - \beta)\, g_t, \qquad
+        u_t = (1 - \beta)\, g_t + \beta\, m_t \ \text{(Nesterov; else } u_t = m_t) \\
+        \theta_t &= (1 - \eta\lambda)\,\theta_{t-1} - \eta\, \sqrt{\max(1, m/n)}\;\mathrm{NS}_5(u_t)
+
+    where :math:`\mathrm{NS}_5` is :func:`newton_schulz`: the update keeps the
+    singular vectors of the momentum and sets (roughly) all its singular values
+    to 1, so no direction of the matrix dominates the step. This follows
+    Keller Jordan's reference implementation (momentum as an EMA, the factor
+    for tall matrices); PyTorch has no Muon (tests check the definition).
+    In practice Muon updates the 2-D hidden weights only, and
+    embeddings, biases and the output layer use AdamW. See chapter 3.
+
+    Parameters
+    ----------
+    params, grads : Tensor [..., m, n]
+        One matrix, or a batch of matrices (each orthogonalized on its own).
+    state : dict
+        ``"momentum_buffer"`` [..., m, n] and ``"step"``.
+    lr : float >= 0
+    momentum : float in [0, 1)
+    nesterov : bool
+    weight_decay : float >= 0
+        Decoupled, as in AdamW.
+    ns_steps : int >= 1
+
+    Returns
+    -------
+    (Tensor [..., m, n], dict)
+    """
+    params, grads = _check_tensors(params, grads)
+    _matrices("params", params)
+    state = _check_state(state, params, ("momentum_buffer",))
+    lr, wd = _number("lr", lr), _number("weight_decay", weight_decay)
+    beta = _number("momentum", momentum, high=1.0, high_open=True)
+    nesterov = _flag("nesterov", nesterov)
+    buf = state.get("momentum_buffer", torch.zeros_like(params))
+    buf = beta * buf + (1 - beta) * grads
+    update = (1 - beta) * grads + beta * buf if nesterov else buf
+    scale = max(1.0, params.shape[-2] / params.shape[-1]) ** 0.5
+    new = (1 - lr * wd) * params - lr * scale * newton_schulz(update, steps=ns_steps)
+    return new, {"step": state.get("step", 0) + 1, "momentum_buffer": buf}
+
+
+def _inverse_root(matrices: torch.Tensor, root: int) -> torch.Tensor:
+    """A^(-1/root) of symmetric positive-definite matrices [..., k, k], by an eigendecomposition."""
+    vals, vecs = torch.linalg.eigh(matrices)
+    return (vecs * vals.clamp_min(torch.finfo(vals.dtype).tiny).pow(-1.0 / root).unsqueeze(-2)) @ vecs.mT
+
+
+def shampoo_step(params: torch.Tensor, grads: torch.Tensor, state: dict | None = None, *, lr: float = 0.1,
+                 eps: float = 1e-4) -> tuple[torch.Tensor, dict]:
+    r"""One step of Shampoo (Gupta et al. 2018) for weight matrices: a Kronecker-factored AdaGrad.
+
+    .. math::
+
+        L_t = \epsilon I + \sum_{k \le t} G_k G_k^\top, \qquad
+        R_t = \epsilon I + \sum_{k \le t} G_k^\top G_k, \qquad
+        W_t = W_{t-1} - \eta\, L_t^{-1/4}\, G_t\, R_t^{-1/4}
+
+    For an :math:`m \times n` matrix the preconditioner :math:`L^{-1/4} \otimes R^{-1/4}`
+    stands in for a full-matrix AdaGrad's :math:`mn \times mn` one at the cost
+    of :math:`m^2 + n^2` numbers and two eigendecompositions per step
+    (:math:`O(m^3 + n^3)`). This is the plain algorithm of the paper, with
+    the inverse roots recomputed every step; the versions used at scale
+    (e.g. distributed Shampoo, SOAP) recompute them every few hundred steps,
+    graft the step size from Adam and add momentum. PyTorch has no Shampoo;
+    the tests check the definition. See chapter 3.
+
+    Parameters
+    ----------
+    params, grads : Tensor [..., m, n]
+    state : dict
+        ``"left"`` [..., m, m], ``"right"`` [..., n, n] and ``"step"``.
+    lr : float >= 0
+    eps : float > 0
+        The initial :math:`\epsilon I` of both factors.
+
+    Returns
+    -------
+    (Tensor [..., m, n], dict)
+    """
+    params, grads = _check_tensors(params, grads)
+    _matrices("params", params)
+    lr, eps = _number("lr", lr), _checks.positive("eps", eps)
+    if state is not None and not isinstance(state, Mapping):
+        raise TypeError(f"state: expected a dict ({{}} before the first step), got {type(state).__name__}")
+    state = dict(state or {})
+    m, n = params.shape[-2], params.shape[-1]
+    eye = lambda k: torch.eye(k, dtype=params.dtype, device=params.device).expand(*params.shape[:-2], k, k)
+    left, right = state.get("left", eps * eye(m)), state.get("right", eps * eye(n))
+    for key, value, k in (("left", left, m), ("right", right, n)):
+        if not isinstance(value, torch.Tensor) or value.shape != (*params.shape[:-2], k, k):
+            raise ValueError(f"state[{key!r}]: expected a tensor of shape {(*params.shape[:-2], k, k)}, "
+                             f"got {getattr(value, 'shape', type(value).__name__)}")
+    left = left + grads @ grads.mT  # (..., m, m)
+    right = right + grads.mT @ grads  # (..., n, n)
+    new = params - lr * _inverse_root(left, 4) @ grads @ _inverse_root(right, 4)
+    return new, {"step": state.get("step", 0) + 1, "left": left, "right": right}

@@ -37,7 +37,12 @@ range_test_lrs, smooth_losses, suggest_lr, lr_range_test, RangeTest
     Smith's learning-rate range test;
 BatchedMLP, train_digits, DigitsRun
     a small experiment: many one-hidden-layer MLPs on scikit-learn's digits,
-    trained in lockstep (seeds x schedules in one batch).
+    trained in lockstep (seeds x schedules in one batch);
+noisy_quadratic_loss, noisy_quadratic_plateau
+    the noisy quadratic model, exactly (a batch size per step too);
+schedule_free_sgd_step
+    schedule-free SGD (Defazio et al. 2024): a constant rate and an average
+    instead of a schedule.
 """
 
 from __future__ import annotations
@@ -84,6 +89,7 @@ __all__ = [
     "digits_range_test",
     "noisy_quadratic_loss",
     "train_digits",
+    "schedule_free_sgd_step",
 ]
 
 
@@ -1516,7 +1522,7 @@ def noisy_quadratic_loss(
     *,
     curvatures: Any = None,
     noise: float = 1.0,
-    batch_size: int = 1,
+    batch_size: Any = 1,
     init: float = 1.0,
 ) -> torch.Tensor:
     r"""Expected loss of SGD on a noisy quadratic, exactly, for one or many schedules.
@@ -1540,8 +1546,9 @@ def noisy_quadratic_loss(
         $h_i > 0$; default 40 values log-spaced in [0.01, 1].
     noise : float
         $c \ge 0$.
-    batch_size : int
-        $B \ge 1$.
+    batch_size : int, or array of shape (..., T)
+        $B \ge 1$; an array gives the batch size of each step (batch-size
+        schedules), broadcast against ``lrs``.
     init : float
         $\mathbb E[x_i^2]$ at the start.
 
@@ -1560,7 +1567,17 @@ def noisy_quadratic_loss(
     if h.ndim != 1 or len(h) < 1 or not bool((h > 0).all()):
         raise ValueError(f"curvatures: expected a 1-D array of positive numbers, got shape {tuple(h.shape)}")
     noise = _in_range("noise", noise, 0.0, math.inf)
-    batch_size = _count("batch_size", batch_size)
+    if isinstance(batch_size, (torch.Tensor, np.ndarray, list, tuple)):
+        bs = torch.as_tensor(batch_size, dtype=torch.float64).to(eta.device)
+        if bs.ndim < 1 or bs.shape[-1] != eta.shape[-1] or not bool(torch.isfinite(bs).all()) or bool((bs < 1).any()):
+            raise ValueError(f"batch_size: expected an int >= 1 or sizes >= 1 of shape (..., {eta.shape[-1]}), "
+                             f"got shape {tuple(bs.shape)}")
+        try:
+            bs = torch.broadcast_to(bs, eta.shape)
+        except RuntimeError:
+            raise ValueError(f"batch_size: shape {tuple(bs.shape)} does not broadcast to that of lrs, {tuple(eta.shape)}") from None
+    else:
+        bs = torch.full(eta.shape, float(_count("batch_size", batch_size)), dtype=torch.float64, device=eta.device)
     init = _in_range("init", init, 0.0, math.inf)
     h = h.to(eta.device)
     m = torch.full((*eta.shape[:-1], len(h)), init, dtype=torch.float64, device=eta.device)  # (..., D)
@@ -1568,7 +1585,7 @@ def noisy_quadratic_loss(
     for t in range(eta.shape[-1]):
         lr = eta[..., t, None]  # (..., 1)
         # 1) the mean contracts by (1 - lr h) per step, 2) the noise adds lr^2 c h / B
-        m = (1 - lr * h) ** 2 * m + lr**2 * noise * h / batch_size
+        m = (1 - lr * h) ** 2 * m + lr**2 * noise * h / bs[..., t, None]
         out.append(0.5 * (h * m).sum(-1))
     return torch.stack(out, -1)
 
@@ -1624,3 +1641,76 @@ def noisy_quadratic_plateau(
         # 2) the rule reads the loss it produced and may cut the rate of the next step
         sched.step(float(losses[-1]))
     return torch.tensor(lrs, dtype=torch.float64), torch.stack(losses)
+
+
+# --- schedule-free SGD (Chapter 4) --------------------------------------------------
+
+
+def schedule_free_sgd_step(
+    params: torch.Tensor,
+    grads: torch.Tensor,
+    state: dict | None = None,
+    *,
+    lr: float,
+    momentum: float = 0.9,
+) -> tuple[torch.Tensor, dict]:
+    r"""One step of schedule-free SGD (Defazio et al. 2024): no schedule, an average read out instead.
+
+    Three sequences: ``z`` takes plain SGD steps, ``x`` is a weighted running
+    average of ``z`` (the point to evaluate and to ship), and the gradient is
+    taken at an interpolation ``y`` between them:
+
+    .. math::
+
+        y_t &= (1 - \beta)\, z_t + \beta\, x_t, \qquad g_t = \nabla f(y_t) \\
+        z_{t+1} &= z_t - \gamma_t\, g_t \\
+        x_{t+1} &= (1 - c_{t+1})\, x_t + c_{t+1}\, z_{t+1}, \qquad
+        c_{t+1} = \gamma_t^2 \Big/ \sum_{k \le t} \gamma_k^2
+
+    with :math:`x_1 = z_1 = y_1 = \theta_0` and :math:`t = 1, 2, \dots`. With a constant rate
+    :math:`c_{t+1} = 1/t`: ``x`` is the plain average of the iterates :math:`z_2, \dots, z_{t+1}`
+    (Polyak averaging, Chapter 3), and :math:`\beta` interpolates between that
+    average (:math:`\beta = 1`) and the SGD iterate (:math:`\beta = 0`). The
+    weights :math:`\gamma_t^2` let a warmup's small early steps count less.
+    This is the paper's Algorithm 1 without weight decay and with the
+    weighting power 2; PyTorch has no schedule-free optimizer (the tests
+    check the defining equations). See chapter 4.
+
+    Parameters
+    ----------
+    params : Tensor [N, D]
+        :math:`y_t`, where the gradient was taken (the training weights).
+    grads : Tensor [N, D]
+        :math:`\nabla f(y_t)`.
+    state : dict
+        ``{}`` before the first step; then ``"z"``, ``"x"`` [N, D], ``"weight_sum"`` and ``"step"``.
+    lr : float >= 0
+        :math:`\gamma_t` (pass the warmup's rate at each step, if any).
+    momentum : float in [0, 1]
+        :math:`\beta`.
+
+    Returns
+    -------
+    (Tensor [N, D], dict)
+        :math:`y_{t+1}` (the next point to take a gradient at) and the new
+        state; ``state["x"]`` is the average to evaluate.
+    """
+    from . import optim
+
+    params, grads = optim._check_tensors(params, grads)
+    lr = _in_range("lr", lr, 0.0, math.inf)
+    beta = _in_range("momentum", momentum, 0.0, 1.0)
+    if state is not None and not isinstance(state, dict):
+        raise TypeError(f"state: expected a dict ({{}} before the first step), got {type(state).__name__}")
+    state = dict(state or {})
+    z, x = state.get("z", params), state.get("x", params)
+    for key, value in (("z", z), ("x", x)):
+        if not isinstance(value, torch.Tensor) or value.shape != params.shape:
+            raise ValueError(f"state[{key!r}]: expected a tensor of shape {tuple(params.shape)}, got "
+                             f"{getattr(value, 'shape', type(value).__name__)}")
+    weight_sum = float(state.get("weight_sum", 0.0)) + lr**2
+    c = lr**2 / weight_sum if weight_sum > 0 else 0.0
+    z = z - lr * grads  # 1) an SGD step on z, with the gradient taken at y
+    x = (1 - c) * x + c * z  # 2) x averages the z's
+    y = (1 - beta) * z + beta * x  # 3) the next gradient is taken between them
+    return y, {"z": z, "x": x, "weight_sum": weight_sum, "step": int(state.get("step", 0)) + 1}

@@ -239,3 +239,206 @@ def _(f, ref):
     expected = _torch_run(torch.optim.Adam, p0, grads, lr=0.1, betas=(0.9, 0.999), eps=1e-3)
     err = float((p - expected).abs().max())
     assert err < 1e-9, f"with eps=1e-3 and gradients ~1e-4 the largest difference from torch.optim.Adam is {err:.3g}"
+
+
+# --- Problems: experiments ----------------------------------------------------------------
+
+measured_rate_problem = Exercise(
+    id="gd.problem-measured-rate",
+    title="Measure gradient descent's linear rate",
+    entry="measured_gd_rate",
+    prompt=(
+        "Run gradient descent with $\\eta = 1/L$ on $f(x, y) = \\tfrac12(x^2 + \\kappa y^2)$ (so $L = \\kappa$, $\\mu = 1$) "
+        "from $(1, 1)$ for `steps` steps, and return the rate measured from the trajectory, "
+        "$(\\|\\theta_{\\text{steps}}\\| / \\|\\theta_{\\text{steps}/2}\\|)^{1/(\\text{steps}/2)}$. "
+        "The checks compare it with the chapter's $1 - 1/\\kappa$."
+    ),
+    stub='''
+import torch
+
+def measured_gd_rate(kappa, steps=200):
+    """Run GD at lr = 1/kappa on f = (x^2 + kappa y^2)/2 from (1, 1); return the rate measured over the second half."""
+    # YOUR CODE HERE
+    raise NotImplementedError()
+''',
+    solution='''
+import torch
+
+def measured_gd_rate(kappa, steps=200):
+    """Run GD at lr = 1/kappa on f = (x^2 + kappa y^2)/2 from (1, 1); return the rate measured over the second half."""
+    h = torch.tensor([1.0, kappa], dtype=torch.float64)   # the curvatures
+    theta = torch.ones(2, dtype=torch.float64)
+    norms = [float(theta.norm())]
+    for _ in range(steps):
+        theta = theta - (1 / kappa) * h * theta           # the gradient is h * theta
+        norms.append(float(theta.norm()))
+    half = steps // 2
+    return (norms[steps] / norms[half]) ** (1 / (steps - half))
+''',
+    wrong=(
+        # measures from the loss, which shrinks by the rate squared
+        "import torch\n"
+        "def measured_gd_rate(kappa, steps=200):\n"
+        "    h = torch.tensor([1.0, kappa], dtype=torch.float64)\n"
+        "    theta = torch.ones(2, dtype=torch.float64)\n"
+        "    losses = [float(0.5 * (h * theta**2).sum())]\n"
+        "    for _ in range(steps):\n"
+        "        theta = theta - (1 / kappa) * h * theta\n"
+        "        losses.append(float(0.5 * (h * theta**2).sum()))\n"
+        "    half = steps // 2\n"
+        "    return (losses[steps] / losses[half]) ** (1 / (steps - half))\n",
+        # the step 2/(mu + L) instead of 1/L: the best-step rate (kappa-1)/(kappa+1)
+        "import torch\n"
+        "def measured_gd_rate(kappa, steps=200):\n"
+        "    h = torch.tensor([1.0, kappa], dtype=torch.float64)\n"
+        "    theta = torch.ones(2, dtype=torch.float64)\n"
+        "    norms = [float(theta.norm())]\n"
+        "    for _ in range(steps):\n"
+        "        theta = theta - (2 / (1 + kappa)) * h * theta\n"
+        "        norms.append(float(theta.norm()))\n"
+        "    half = steps // 2\n"
+        "    return (norms[steps] / norms[half]) ** (1 / (steps - half))\n",
+        # the average factor over the whole run, from the start
+        "import torch\n"
+        "def measured_gd_rate(kappa, steps=200):\n"
+        "    h = torch.tensor([1.0, kappa], dtype=torch.float64)\n"
+        "    theta = torch.ones(2, dtype=torch.float64)\n"
+        "    start = float(theta.norm())\n"
+        "    for _ in range(steps):\n"
+        "        theta = theta - (1 / kappa) * h * theta\n"
+        "    return (float(theta.norm()) / start) ** (1 / steps)\n",
+    ),
+)
+
+
+@measured_rate_problem.check("the measured rate is 1 - 1/kappa for kappa = 10, 50 and 200",
+                             hint="Step $\\theta \\leftarrow \\theta - \\eta\\, h \\odot \\theta$ with $\\eta = 1/\\kappa$, and measure "
+                                  "the norm of $\\theta$ (not the loss) over the second half of the run.")
+def _(f, ref):
+    for kappa in (10.0, 50.0, 200.0):
+        rate = float(f(kappa, steps=400))
+        assert abs(rate / (1 - 1 / kappa) - 1) < 1e-3, f"kappa = {kappa:g}: measured {rate:.6f}, expected 1 - 1/kappa = {1 - 1 / kappa:.6f}"
+
+
+@measured_rate_problem.check("a larger condition number gives a slower rate (closer to 1)",
+                             hint="The flat direction, with curvature 1, moves by only $1/\\kappa$ of its distance per step.")
+def _(f, ref):
+    rates = [float(f(k, steps=200)) for k in (4.0, 16.0, 64.0)]
+    assert rates[0] < rates[1] < rates[2] < 1, f"rates for kappa = 4, 16, 64: {rates}; expected increasing and below 1"
+
+
+@measured_rate_problem.check("the rate is measured after the transient, from the trajectory",
+                             hint="Use the norms at steps/2 and steps, not the starting point: the sharp direction's "
+                                  "error vanishes in the first step and distorts a rate measured from step 0.")
+def _(f, ref):
+    kappa = 4.0
+    rate = float(f(kappa, steps=6))
+    assert abs(rate - ref(kappa, steps=6)) < 1e-9, f"over 6 steps with kappa = 4 expected {ref(kappa, steps=6):.6f}, got {rate:.6f}"
+
+
+polyak_problem = Exercise(
+    id="gd.problem-polyak-average",
+    title="Average below the noise floor",
+    entry="sgd_last_and_average",
+    prompt=(
+        "Run constant-step SGD with single-example gradients on the least-squares problem $f(w) = \\tfrac{1}{2N}\\|Xw - y\\|^2$ "
+        "for `steps` steps from $w = 0$, drawing example indices with `torch.randint(0, N, (steps,), generator=gen)`. "
+        "Return the excess loss $f - f_{\\min}$ of the last iterate and of the Polyak average of the iterates after steps "
+        "`steps // 2 + 1` to `steps` (the second half). The checks measure both against the noise floor."
+    ),
+    stub='''
+import torch
+
+def sgd_last_and_average(X, y, *, lr, steps, gen):
+    """SGD with one random example per step from w = 0. X: [N, D], y: [N].
+
+    Returns (excess loss of the last iterate, excess loss of the average of the second half's iterates).
+    """
+    # YOUR CODE HERE
+    raise NotImplementedError()
+''',
+    solution='''
+import torch
+
+def sgd_last_and_average(X, y, *, lr, steps, gen):
+    """SGD with one random example per step from w = 0. X: [N, D], y: [N].
+
+    Returns (excess loss of the last iterate, excess loss of the average of the second half's iterates).
+    """
+    loss = lambda w: 0.5 * float(((X @ w - y) ** 2).mean())
+    w_star = torch.linalg.lstsq(X, y[:, None]).solution[:, 0]
+    w, total, count = torch.zeros(X.shape[1], dtype=X.dtype), torch.zeros(X.shape[1], dtype=X.dtype), 0
+    for t, i in enumerate(torch.randint(0, X.shape[0], (steps,), generator=gen).tolist(), start=1):
+        w = w - lr * X[i] * (X[i] @ w - y[i])          # the gradient of example i
+        if t > steps // 2:
+            total, count = total + w, count + 1
+    return loss(w) - loss(w_star), loss(total / count) - loss(w_star)
+''',
+    wrong=(
+        # averages every iterate from the start: the transient from w = 0 dominates
+        "import torch\n"
+        "def sgd_last_and_average(X, y, *, lr, steps, gen):\n"
+        "    loss = lambda w: 0.5 * float(((X @ w - y) ** 2).mean())\n"
+        "    w_star = torch.linalg.lstsq(X, y[:, None]).solution[:, 0]\n"
+        "    w, total = torch.zeros(X.shape[1], dtype=X.dtype), torch.zeros(X.shape[1], dtype=X.dtype)\n"
+        "    for i in torch.randint(0, X.shape[0], (steps,), generator=gen).tolist():\n"
+        "        w = w - lr * X[i] * (X[i] @ w - y[i])\n"
+        "        total = total + w\n"
+        "    return loss(w) - loss(w_star), loss(total / steps) - loss(w_star)\n",
+        # averages the losses of the iterates instead of taking the loss of their average: that is the floor again
+        "import torch\n"
+        "def sgd_last_and_average(X, y, *, lr, steps, gen):\n"
+        "    loss = lambda w: 0.5 * float(((X @ w - y) ** 2).mean())\n"
+        "    w_star = torch.linalg.lstsq(X, y[:, None]).solution[:, 0]\n"
+        "    w, losses = torch.zeros(X.shape[1], dtype=X.dtype), []\n"
+        "    for t, i in enumerate(torch.randint(0, X.shape[0], (steps,), generator=gen).tolist(), start=1):\n"
+        "        w = w - lr * X[i] * (X[i] @ w - y[i])\n"
+        "        if t > steps // 2:\n"
+        "            losses.append(loss(w) - loss(w_star))\n"
+        "    return loss(w) - loss(w_star), sum(losses) / len(losses)\n",
+        # excess measured against the wrong minimum (the noiseless weights' loss is not f_min): negative or off
+        "import torch\n"
+        "def sgd_last_and_average(X, y, *, lr, steps, gen):\n"
+        "    loss = lambda w: 0.5 * float(((X @ w - y) ** 2).mean())\n"
+        "    w, total, count = torch.zeros(X.shape[1], dtype=X.dtype), torch.zeros(X.shape[1], dtype=X.dtype), 0\n"
+        "    for t, i in enumerate(torch.randint(0, X.shape[0], (steps,), generator=gen).tolist(), start=1):\n"
+        "        w = w - lr * X[i] * (X[i] @ w - y[i])\n"
+        "        if t > steps // 2:\n"
+        "            total, count = total + w, count + 1\n"
+        "    return loss(w), loss(total / count)\n",
+    ),
+)
+
+
+def _lsq(seed: int, n: int = 200, d: int = 4):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, d, generator=g, dtype=torch.float64)
+    y = X @ torch.randn(d, generator=g, dtype=torch.float64) + 0.5 * torch.randn(n, generator=g, dtype=torch.float64)
+    return X, y
+
+
+def _floor(X, y, lr):
+    """The chapter's first-order floor eta/4 * V_1 (single examples drawn with replacement: V_1 = mean of |g_i|^2 at w*)."""
+    w_star = torch.linalg.lstsq(X, y[:, None]).solution[:, 0]
+    per_example = X * (X @ w_star - y)[:, None]
+    return lr / 4 * float((per_example**2).sum(1).mean())
+
+
+@polyak_problem.check("the last iterate sits at the noise floor (within a factor 2.5 of eta/4 V_1, averaged over 4 seeds)",
+                      hint="Step with one example's gradient $x_i (x_i^\\top w - y_i)$ at a time, and report $f(w) - f(w^\\star)$ "
+                           "with $w^\\star$ the least-squares solution.")
+def _(f, ref):
+    X, y = _lsq(0)
+    lasts = [f(X, y, lr=0.04, steps=600, gen=torch.Generator().manual_seed(s))[0] for s in range(4)]
+    mean, floor = sum(lasts) / 4, _floor(X, y, 0.04)
+    assert 0.4 < mean / floor < 2.5, f"mean excess of the last iterate {mean:.3g}; the floor eta/4 V_1 is {floor:.3g}"
+
+
+@polyak_problem.check("the second half's average sits far below the floor (at least 3 times below the last iterate)",
+                      hint="Average the *weights* of the second half, then take the loss of that average; the transient "
+                           "of the first half must not be in it.")
+def _(f, ref):
+    X, y = _lsq(1)
+    pairs = [f(X, y, lr=0.04, steps=600, gen=torch.Generator().manual_seed(10 + s)) for s in range(4)]
+    last, avg = sum(p[0] for p in pairs) / 4, sum(p[1] for p in pairs) / 4
+    assert avg > 0 and last > 3 * avg, f"mean excess: last iterate {last:.3g}, average {avg:.3g}; expected the average 3x lower or more"

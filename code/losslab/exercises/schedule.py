@@ -223,3 +223,198 @@ def _(f, ref):
     for kw in _OC_SETTINGS:
         ours = _values(f, kw["total"], **kw)
         _compare(ours, _onecycle_torch(kw), f"one-cycle {kw}")
+
+
+# --- Problems: experiments ----------------------------------------------------------------
+
+settle_problem = Exercise(
+    id="schedule.problem-settle-steps",
+    title="How long until the floor?",
+    entry="settle_steps",
+    prompt=(
+        "On the chapter's noisy quadratic (40 curvatures `torch.logspace(-2, 0, 40)`, $\\mathbb E[\\theta_i^2] = 1$ at the "
+        "start, noise $c$, batch size $B$), run the expected-loss recursion $\\nu_i \\leftarrow (1 - \\eta h_i)^2 \\nu_i + "
+        "\\eta^2 c h_i / B$ at a constant rate $\\eta$ and return the first step $t$ (counting the start as $t = 0$) at which "
+        "the expected loss $\\tfrac12\\sum_i h_i \\nu_i$ is within 1% of the floor $\\sum_i \\eta c h_i / (2B(2 - \\eta h_i))$; "
+        "None if that does not happen within `max_steps`."
+    ),
+    stub='''
+import torch
+
+def settle_steps(lr, *, noise=0.2, batch_size=1, max_steps=20000):
+    """First step at which the noisy quadratic's expected loss is within 1% of its floor at constant rate lr."""
+    # YOUR CODE HERE
+    raise NotImplementedError()
+''',
+    solution='''
+import torch
+
+def settle_steps(lr, *, noise=0.2, batch_size=1, max_steps=20000):
+    """First step at which the noisy quadratic's expected loss is within 1% of its floor at constant rate lr."""
+    h = torch.logspace(-2, 0, 40, dtype=torch.float64)
+    floor = float((lr * noise * h / (2 * batch_size * (2 - lr * h))).sum())
+    nu = torch.ones(40, dtype=torch.float64)
+    for t in range(max_steps + 1):
+        if float(0.5 * (h * nu).sum()) <= 1.01 * floor:
+            return t
+        nu = (1 - lr * h) ** 2 * nu + lr**2 * noise * h / batch_size
+    return None
+''',
+    wrong=(
+        # the first-order floor eta c h / (4B): too low for large rates, never reached
+        "import torch\n"
+        "def settle_steps(lr, *, noise=0.2, batch_size=1, max_steps=20000):\n"
+        "    h = torch.logspace(-2, 0, 40, dtype=torch.float64)\n"
+        "    floor = float((lr * noise * h / (4 * batch_size)).sum())\n"
+        "    nu = torch.ones(40, dtype=torch.float64)\n"
+        "    for t in range(max_steps + 1):\n"
+        "        if float(0.5 * (h * nu).sum()) <= 1.01 * floor:\n"
+        "            return t\n"
+        "        nu = (1 - lr * h) ** 2 * nu + lr**2 * noise * h / batch_size\n"
+        "    return None\n",
+        # the mean's factor (1 - lr h) instead of its square for the second moment
+        "import torch\n"
+        "def settle_steps(lr, *, noise=0.2, batch_size=1, max_steps=20000):\n"
+        "    h = torch.logspace(-2, 0, 40, dtype=torch.float64)\n"
+        "    floor = float((lr * noise * h / (2 * batch_size * (2 - lr * h))).sum())\n"
+        "    nu = torch.ones(40, dtype=torch.float64)\n"
+        "    for t in range(max_steps + 1):\n"
+        "        if float(0.5 * (h * nu).sum()) <= 1.01 * floor:\n"
+        "            return t\n"
+        "        nu = (1 - lr * h) * nu + lr**2 * noise * h / batch_size\n"
+        "    return None\n",
+        # ignores the batch size in the noise
+        "import torch\n"
+        "def settle_steps(lr, *, noise=0.2, batch_size=1, max_steps=20000):\n"
+        "    h = torch.logspace(-2, 0, 40, dtype=torch.float64)\n"
+        "    floor = float((lr * noise * h / (2 * (2 - lr * h))).sum())\n"
+        "    nu = torch.ones(40, dtype=torch.float64)\n"
+        "    for t in range(max_steps + 1):\n"
+        "        if float(0.5 * (h * nu).sum()) <= 1.01 * floor:\n"
+        "            return t\n"
+        "        nu = (1 - lr * h) ** 2 * nu + lr**2 * noise * h\n"
+        "    return None\n",
+    ),
+)
+
+
+def _settled_by_losslab(lr: float, noise: float, batch_size: int) -> int:
+    """The same reading from losslab.schedules.noisy_quadratic_loss (the chapter's first figure)."""
+    from ..schedules import constant_lr, noisy_quadratic_loss
+
+    h = torch.logspace(-2, 0, 40, dtype=torch.float64)
+    floor = float((lr * noise * h / (2 * batch_size * (2 - lr * h))).sum())
+    curve = noisy_quadratic_loss(constant_lr(torch.arange(3000), base_lr=lr), noise=noise, batch_size=batch_size)
+    return int((curve <= 1.01 * floor).nonzero()[0])
+
+
+@settle_problem.check("matches the recursion of losslab.schedules at rate 1.0 and at rate 0.5 with B = 4",
+                      hint="Square the factor: $\\mathbb E[\\theta^2]$ is multiplied by $(1 - \\eta h)^2$; keep the exact floor with "
+                           "$2 - \\eta h$, and divide the noise by $B$.")
+def _(f, ref):
+    for lr, noise, b in ((1.0, 0.2, 1), (0.5, 1.0, 4)):
+        got, expected = f(lr, noise=noise, batch_size=b, max_steps=2000), _settled_by_losslab(lr, noise, b)
+        assert got == expected, f"lr = {lr}, noise = {noise}, B = {b}: expected step {expected}, got {got}"
+
+
+@settle_problem.check("halving the rate makes settling take longer: roughly twice as long (1.5 to 3 times)",
+                      hint="The flat directions relax in about $1/(2\\eta h)$ steps, so the time to settle grows like $1/\\eta$.")
+def _(f, ref):
+    fast, slow = f(1.0, max_steps=2000), f(0.5, max_steps=2000)
+    assert fast is not None and slow is not None, f"settle_steps returned {fast} and {slow}"
+    assert 1.5 < slow / fast < 3, f"settled after {fast} steps at rate 1.0 and {slow} at rate 0.5: ratio {slow / fast:.2f}"
+
+
+growth_problem = Exercise(
+    id="schedule.problem-batch-growth",
+    title="Grow the batch or decay the rate",
+    entry="decay_vs_growth",
+    prompt=(
+        "With `schedules.noisy_quadratic_loss` (noise 1.0), compare two ways of spending a budget of `examples` examples in "
+        "three equal thirds: A keeps $B = 8$ and uses the rates 1, 0.2 and 0.04 in the three thirds; B keeps the rate 1 and "
+        "uses the batch sizes 8, 40 and 200. Each third of A has `examples // 3 // 8` steps; each third of B has "
+        "`examples // 3 // B` steps for its own $B$. Return `(final_a, final_b, steps_a, steps_b)`: the final expected losses "
+        "and the number of steps of each run."
+    ),
+    stub='''
+import torch
+from losslab import schedules
+
+def decay_vs_growth(examples):
+    """Decay the rate at B = 8 (A) or grow the batch at rate 1 (B), over the same examples.
+
+    Returns (final_a, final_b, steps_a, steps_b).
+    """
+    # YOUR CODE HERE
+    raise NotImplementedError()
+''',
+    solution='''
+import torch
+from losslab import schedules
+
+def decay_vs_growth(examples):
+    """Decay the rate at B = 8 (A) or grow the batch at rate 1 (B), over the same examples.
+
+    Returns (final_a, final_b, steps_a, steps_b).
+    """
+    third = examples // 3
+    rates_a = torch.cat([torch.full((third // 8,), r, dtype=torch.float64) for r in (1.0, 0.2, 0.04)])
+    sizes_b = torch.cat([torch.full((third // b,), float(b), dtype=torch.float64) for b in (8, 40, 200)])
+    loss_a = schedules.noisy_quadratic_loss(rates_a, noise=1.0, batch_size=8)
+    loss_b = schedules.noisy_quadratic_loss(torch.ones(len(sizes_b), dtype=torch.float64), noise=1.0, batch_size=sizes_b)
+    return float(loss_a[-1]), float(loss_b[-1]), len(rates_a), len(sizes_b)
+''',
+    wrong=(
+        # B keeps as many steps as A: it processes far more examples
+        "import torch\n"
+        "from losslab import schedules\n"
+        "def decay_vs_growth(examples):\n"
+        "    third = examples // 3\n"
+        "    rates_a = torch.cat([torch.full((third // 8,), r, dtype=torch.float64) for r in (1.0, 0.2, 0.04)])\n"
+        "    sizes_b = torch.cat([torch.full((third // 8,), float(b), dtype=torch.float64) for b in (8, 40, 200)])\n"
+        "    loss_a = schedules.noisy_quadratic_loss(rates_a, noise=1.0, batch_size=8)\n"
+        "    loss_b = schedules.noisy_quadratic_loss(torch.ones(len(sizes_b), dtype=torch.float64), noise=1.0, batch_size=sizes_b)\n"
+        "    return float(loss_a[-1]), float(loss_b[-1]), len(rates_a), len(sizes_b)\n",
+        # B also decays the rate: a noise scale 25 times too small in its last third
+        "import torch\n"
+        "from losslab import schedules\n"
+        "def decay_vs_growth(examples):\n"
+        "    third = examples // 3\n"
+        "    rates_a = torch.cat([torch.full((third // 8,), r, dtype=torch.float64) for r in (1.0, 0.2, 0.04)])\n"
+        "    rates_b = torch.cat([torch.full((third // b,), r, dtype=torch.float64) for b, r in ((8, 1.0), (40, 0.2), (200, 0.04))])\n"
+        "    sizes_b = torch.cat([torch.full((third // b,), float(b), dtype=torch.float64) for b in (8, 40, 200)])\n"
+        "    loss_a = schedules.noisy_quadratic_loss(rates_a, noise=1.0, batch_size=8)\n"
+        "    loss_b = schedules.noisy_quadratic_loss(rates_b, noise=1.0, batch_size=sizes_b)\n"
+        "    return float(loss_a[-1]), float(loss_b[-1]), len(rates_a), len(sizes_b)\n",
+        # keeps B = 8 throughout (no growth): B stalls at the first floor
+        "import torch\n"
+        "from losslab import schedules\n"
+        "def decay_vs_growth(examples):\n"
+        "    third = examples // 3\n"
+        "    rates_a = torch.cat([torch.full((third // 8,), r, dtype=torch.float64) for r in (1.0, 0.2, 0.04)])\n"
+        "    loss_a = schedules.noisy_quadratic_loss(rates_a, noise=1.0, batch_size=8)\n"
+        "    loss_b = schedules.noisy_quadratic_loss(torch.ones(len(rates_a), dtype=torch.float64), noise=1.0, batch_size=8)\n"
+        "    return float(loss_a[-1]), float(loss_b[-1]), len(rates_a), len(rates_a)\n",
+    ),
+)
+
+
+@growth_problem.check("the two runs end within 30% of each other on the same examples",
+                      hint="In each third both runs have the same noise scale $\\eta/B$: 1/8, 1/40, 1/200.")
+def _(f, ref):
+    a, b, _, _ = f(2400)
+    assert abs(b / a - 1) < 0.3, f"final expected losses: decaying the rate {a:.4g}, growing the batch {b:.4g}"
+
+
+@growth_problem.check("growing the batch takes at least twice fewer steps, on the same number of examples",
+                      hint="B's thirds have `examples // 3 // B` steps each: 100, 20 and 4 for 2,400 examples.")
+def _(f, ref):
+    _, _, steps_a, steps_b = f(2400)
+    assert (steps_a, steps_b) == (300, 124), f"steps: A {steps_a}, B {steps_b}; expected 300 and 124 for 2,400 examples"
+
+
+@growth_problem.check("agrees with the reference for another budget",
+                      hint="Build the rates (A) and the batch sizes (B) third by third, and pass B's sizes as `batch_size`.")
+def _(f, ref):
+    got, expected = f(3600), ref(3600)
+    assert all(abs(g - e) <= 1e-9 * max(1.0, abs(e)) for g, e in zip(got, expected)), f"for 3,600 examples expected {expected}, got {got}"
