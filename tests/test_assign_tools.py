@@ -86,3 +86,19 @@ def test_an_exercise_that_reads_a_figure_carries_it(tmp_path):
     assert figure and "mystery_histories" in figure[0].source
     setup = nb.cells[1].source
     assert "plots" in setup  # the figure cell's imports come with it
+
+
+def test_problems_are_assignable_with_their_worked_solutions_for_the_instructor_only(tmp_path, capsys):
+    from losslab.questions import load_bank
+
+    assert main(["list", "--tag", "problem"]) == 0
+    listed = {line.split()[0] for line in capsys.readouterr().out.splitlines()[1:-1]}
+    chapters = {i.split(".")[0] for i in listed if ".problem-" in i}
+    assert len(chapters) >= 4, f"problems of only {sorted(chapters)} are tagged 'problem'"
+    worked = sorted(q.id for q in load_bank().values() if q.solution.strip() and q.params)
+    assert worked, "no derivation with per-student numbers and a worked solution"
+    qid = worked[0]
+    assert main(["assign", qid, "--name", "hw", "--out", str(tmp_path / "a")]) == 0
+    texts = {p.relative_to(tmp_path / "a").parts[0]: p.read_text() for p in (tmp_path / "a").rglob("*.ipynb")}
+    assert "Worked solution" in texts["instructor"] and "Worked solution" not in texts["student"]
+    assert "{{" not in texts["instructor"], "the worked solution must show the student's numbers, not placeholders"

@@ -684,7 +684,8 @@ def _key_source(q: Question) -> str:
 
 
 def _explanation_md(q: Question) -> str:
-    return f"**Answer key** `{q.id}`: {q.explanation.strip()}"
+    worked = f"\n\n**Worked solution.** {q.solution.strip()}" if q.solution.strip() else ""
+    return f"**Answer key** `{q.id}`: {q.explanation.strip()}{worked}"
 
 
 def _items_by_id(a: Assignment) -> dict[str, Item]:

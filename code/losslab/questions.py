@@ -154,7 +154,7 @@ class Question:
             if not self.answer_expr:
                 raise ValueError(f"{where}: a question with params needs answer = '<expression in the params>'")
             names = {n for n, _ in self.params}
-            for text in (self.prompt, self.explanation, self.hint):
+            for text in (self.prompt, self.explanation, self.hint, self.solution):
                 unknown = set(re.findall(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}", text)) - names - {"answer"}
                 if unknown:
                     raise ValueError(f"{where}: {{{{...}}}} names unknown params {sorted(unknown)}")
@@ -230,6 +230,7 @@ class Question:
             return re.sub(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}", lambda m: f"{fill[m.group(1)]:.6g}", text)
 
         return dataclasses.replace(self, prompt=sub(self.prompt), explanation=sub(self.explanation), hint=sub(self.hint),
+                                   solution=sub(self.solution),
                                    answer=answer, params=(), answer_expr="")
 
     def shuffled(self, seed: str | None = None) -> "Question":

@@ -294,7 +294,7 @@ def _bank_question_with_solution(item_id: str):
     q = load_bank().get(item_id)
     if q is not None and not q.solution.strip():
         raise ValueError(f"exercise_id: bank question {item_id!r} has no worked `solution` to show")
-    return q
+    return None if q is None else q.instance()  # the book's variant: the numbers its quiz shows
 
 
 def show_solution(exercise_id: str) -> None:
