@@ -5,6 +5,7 @@ It builds nothing: build the book first (`make book`), then
     python tools/lighthouse.py                      # the preface and the two heaviest chapters
     python tools/lighthouse.py book/03_gradient_descent.html --runs 3
     python tools/lighthouse.py --plain              # serve without gzip (as `python -m http.server`)
+    python tools/lighthouse.py --html /other/_build/html   # another build, e.g. before a change
 
 It serves `_build/html` on a local port (gzip-compressed like GitHub Pages, which
 publishes the book, unless --plain) and runs Lighthouse's default mobile audit
@@ -75,8 +76,8 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         return io.BytesIO(body)
 
 
-def serve(plain: bool) -> tuple[http.server.ThreadingHTTPServer, str]:
-    handler = functools.partial(type("H", (Handler,), {"plain": plain}), directory=str(HTML))
+def serve(plain: bool, root: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
+    handler = functools.partial(type("H", (Handler,), {"plain": plain}), directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/"
@@ -116,8 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plain", action="store_true", help="serve without compression")
     parser.add_argument("--json", type=Path, help="also write the summaries to this file")
     parser.add_argument("--top", action="store_true", help="also list each page's five largest transfers")
+    parser.add_argument("--html", type=Path, default=HTML, help="the built book to serve (default: _build/html)")
+    parser.add_argument("--save", type=Path, help="keep Lighthouse's full reports (JSON) in this folder")
     args = parser.parse_args(argv)
 
+    global HTML  # noqa: PLW0603 (the folder heaviest_chapters and serve read)
+    HTML = args.html.resolve()
     if not (HTML / "index.html").exists():
         sys.exit("no built book under _build/html: build it first (make book)")
     if not LIGHTHOUSE.exists():
@@ -125,12 +130,15 @@ def main(argv: list[str] | None = None) -> int:
     chrome = os.environ.get("CHROME_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
     pages = args.pages or PAGES + heaviest_chapters()
 
-    server, base = serve(args.plain)
+    server, base = serve(args.plain, HTML)
     results = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
+            folder = args.save or Path(tmp)
+            folder.mkdir(parents=True, exist_ok=True)
             for page in pages:
-                runs = [summary(run_lighthouse(base + page, Path(tmp) / f"{i}.json", chrome)) for i in range(args.runs)]
+                stem = Path(page).stem
+                runs = [summary(run_lighthouse(base + page, folder / f"{stem}-{i}.json", chrome)) for i in range(args.runs)]
                 runs.sort(key=lambda r: r["performance"])
                 results[page] = runs[len(runs) // 2]
                 if args.runs > 1:
