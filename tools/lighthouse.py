@@ -46,9 +46,9 @@ PAGES = ["book/preface.html"]  # and the two heaviest chapters, found by size (s
 COMPRESSIBLE = {".html", ".js", ".css", ".json", ".svg", ".txt", ".map"}
 
 
-def heaviest_chapters(n: int = 2) -> list[str]:
-    chapters = sorted((HTML / "book").glob("[0-9][0-9]_*.html"), key=lambda p: p.stat().st_size, reverse=True)
-    return [p.relative_to(HTML).as_posix() for p in chapters[:n]]
+def heaviest_chapters(html: Path, n: int = 2) -> list[str]:
+    chapters = sorted((html / "book").glob("[0-9][0-9]_*.html"), key=lambda p: p.stat().st_size, reverse=True)
+    return [p.relative_to(html).as_posix() for p in chapters[:n]]
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
@@ -117,20 +117,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plain", action="store_true", help="serve without compression")
     parser.add_argument("--json", type=Path, help="also write the summaries to this file")
     parser.add_argument("--top", action="store_true", help="also list each page's five largest transfers")
-    parser.add_argument("--html", type=Path, default=HTML, help="the built book to serve (default: _build/html)")
+    parser.add_argument("--html", type=Path, help="the built book to serve (default: _build/html)")
     parser.add_argument("--save", type=Path, help="keep Lighthouse's full reports (JSON) in this folder")
     args = parser.parse_args(argv)
 
-    global HTML  # noqa: PLW0603 (the folder heaviest_chapters and serve read)
-    HTML = args.html.resolve()
-    if not (HTML / "index.html").exists():
+    html = (args.html or HTML).resolve()
+    if not (html / "index.html").exists():
         sys.exit("no built book under _build/html: build it first (make book)")
     if not LIGHTHOUSE.exists():
         sys.exit(f"Lighthouse is not installed: cd {LIGHTHOUSE.parents[3]} && npm i -E lighthouse@12.2.3")
     chrome = os.environ.get("CHROME_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
-    pages = args.pages or PAGES + heaviest_chapters()
+    pages = args.pages or PAGES + heaviest_chapters(html)
 
-    server, base = serve(args.plain, HTML)
+    server, base = serve(args.plain, html)
     results = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
