@@ -15,7 +15,8 @@
   page): every page gets a ``<meta name="description">`` from its first paragraph;
   the colour mode defaults to the reader's system setting (an empty default
   made the theme log "Got invalid theme mode" on every page); formulas stay
-  out of the Tab order (MathJax's menu remains on right-click).
+  out of the Tab order (the book loads MathJax without its menu, which would put
+  them there; the setting keeps them out should the menu come back).
 - It defers the scripts in the page's head (all but Sphinx's
   ``documentation_options.js``, which inline scripts use at once), so none of
   them blocks the first paint, and drops sphinx-thebe's script and stylesheet
@@ -138,7 +139,7 @@ def theme_defaults(app, config) -> None:  # noqa: ANN001
     """MathJax options Jupyter Book's configuration cannot set without replacing its own."""
     mathjax = dict(config.mathjax3_config or {})
     menu = mathjax.setdefault("options", {}).setdefault("menuOptions", {}).setdefault("settings", {})
-    menu.setdefault("inTabOrder", False)  # formulas out of the Tab order: keyboard users reach the controls
+    menu.setdefault("inTabOrder", False)  # formulas out of the Tab order if ui/menu is loaded: keyboard users reach the controls
     config.mathjax3_config = mathjax
 
 
