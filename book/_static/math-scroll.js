@@ -1,4 +1,4 @@
-// Formulas are kept out of the Tab order (MathJax menu setting inTabOrder: false),
+// Formulas are kept out of the Tab order (MathJax is loaded without its menu, and its setting inTabOrder is false),
 // but a display formula wider than the column scrolls sideways, and a region that
 // scrolls must be reachable by keyboard (WCAG 2.1.1; axe: scrollable-region-focusable).
 // Once MathJax has typeset the page, and again when the window is resized, the

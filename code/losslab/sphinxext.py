@@ -15,7 +15,12 @@
   page): every page gets a ``<meta name="description">`` from its first paragraph;
   the colour mode defaults to the reader's system setting (an empty default
   made the theme log "Got invalid theme mode" on every page); formulas stay
-  out of the Tab order (MathJax's menu remains on right-click).
+  out of the Tab order (the book loads MathJax without its menu, which would put
+  them there; the setting keeps them out should the menu come back).
+- It defers the scripts in the page's head (all but Sphinx's
+  ``documentation_options.js``, which inline scripts use at once), so none of
+  them blocks the first paint, and drops sphinx-thebe's script and stylesheet
+  when no page has a Thebe launch button (the book has none).
 - It drops duplicate script tags: Jupyter Book registers sphinx-thebe's inline
   configuration script once per read pass, and a second copy redeclares its
   ``const`` variables, a JavaScript error on every page.
@@ -46,6 +51,38 @@ def dedupe_scripts(app, pagename, templatename, context, doctree) -> None:  # no
             seen.add(key)
             unique.append(js)
     scripts[:] = unique
+
+
+# Read by inline scripts as the page parses (DOCUMENTATION_OPTIONS.pagename = ...): stays blocking.
+_BLOCKING = ("documentation_options.js",)
+
+
+def _uses_thebe(app) -> bool:  # noqa: ANN001
+    buttons = (app.config.html_theme_options or {}).get("launch_buttons") or {}
+    return bool(buttons.get("thebe"))
+
+
+def defer_scripts(app, pagename, templatename, context, doctree) -> None:  # noqa: ANN001 (Sphinx event)
+    """Every script file in the head without ``async`` or ``defer`` gets ``defer`` (in order, after parsing)."""
+    from sphinx.builders.html._assets import _JavaScript  # noqa: PLC0415
+
+    thebe = _uses_thebe(app)
+    scripts = context.get("script_files") or []
+    kept = []
+    for js in scripts:
+        filename = str(getattr(js, "filename", js) or "")
+        attributes = dict(getattr(js, "attributes", {}) or {})
+        if not thebe and (filename.endswith("sphinx-thebe.js") or "THEBE_JS_URL" in attributes.get("body", "")):
+            continue
+        if (filename and isinstance(js, _JavaScript) and not filename.endswith(_BLOCKING)
+                and "async" not in attributes and "defer" not in attributes
+                and attributes.get("type", "text/javascript") in ("text/javascript", "module")):
+            js = _JavaScript(js.filename, priority=js.priority, **attributes, defer="defer")
+        kept.append(js)
+    scripts[:] = kept
+    if not thebe and context.get("css_files"):
+        context["css_files"][:] = [css for css in context["css_files"]
+                                   if not str(getattr(css, "filename", css) or "").endswith("sphinx-thebe.css")]
 
 
 def reader_launch_links(app, pagename, templatename, context, doctree) -> None:  # noqa: ANN001 (Sphinx event)
@@ -102,7 +139,7 @@ def theme_defaults(app, config) -> None:  # noqa: ANN001
     """MathJax options Jupyter Book's configuration cannot set without replacing its own."""
     mathjax = dict(config.mathjax3_config or {})
     menu = mathjax.setdefault("options", {}).setdefault("menuOptions", {}).setdefault("settings", {})
-    menu.setdefault("inTabOrder", False)  # formulas out of the Tab order: keyboard users reach the controls
+    menu.setdefault("inTabOrder", False)  # formulas out of the Tab order if ui/menu is loaded: keyboard users reach the controls
     config.mathjax3_config = mathjax
 
 
@@ -111,6 +148,7 @@ def setup(app):  # noqa: ANN001, ANN201  (Sphinx's extension entry point)
     app.set_html_assets_policy("always")
     app.add_config_value("losslab_reader_branch", "", "html")
     app.connect("html-page-context", dedupe_scripts, priority=100)  # before any handler that returns a template
+    app.connect("html-page-context", defer_scripts, priority=900)  # after every handler that adds a script
     app.connect("html-page-context", reader_launch_links, priority=502)  # after the theme adds the buttons (501)
     app.connect("config-inited", theme_defaults)
     app.connect("html-page-context", meta_description, priority=100)
