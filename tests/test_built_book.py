@@ -336,9 +336,13 @@ def _axe_violations(page, rules: list[str] | None = None, include: list[str] | N
 
 
 def _set_mode(page, mode: str) -> None:
-    page.evaluate("m => { localStorage.setItem('mode', m); localStorage.setItem('theme', m);"
+    """Switch the colour mode and let the colours settle (the theme animates them; axe must not catch one mid-change)."""
+    page.evaluate("m => { if (!document.getElementById('no-transitions')) { const s = document.createElement('style');"
+                  " s.id = 'no-transitions'; s.textContent = '*, *::before, *::after { transition: none !important; }';"
+                  " document.head.appendChild(s); }"
+                  " localStorage.setItem('mode', m); localStorage.setItem('theme', m);"
                   " document.documentElement.dataset.mode = m; document.documentElement.dataset.theme = m; }", mode)
-    page.wait_for_timeout(150)
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
 
 
 @pytest.mark.parametrize("path", bf.toc_files(), ids=lambda p: p.stem)
