@@ -1,5 +1,7 @@
 """Depth work for Chapters 1 and 2: the hinge loss and the Brier score (Chapter 1) against PyTorch and scikit-learn."""
 
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -99,3 +101,84 @@ def test_brier_bad_input():
         losses.brier_score(p, y + 10)
     with pytest.raises(ValueError, match="reduction"):
         losses.brier_score(p, y, reduction="avg")
+
+
+# --- Chapter 2: mode connectivity -------------------------------------------------------------
+
+from losslab import landscapes  # noqa: E402
+from losslab.backend import single_thread  # noqa: E402
+
+
+@functools.lru_cache(maxsize=1)
+def _trained_pair():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(120, 4, generator=g, dtype=torch.float64)
+    y = (x[:, 0] + x[:, 1] ** 2 > 0.5).long() + (x[:, 2] > 1).long()        # three classes
+    ends = []
+    for seed in (1, 2):
+        m = landscapes.MLP((4, 16, 3), activation="tanh", seed=seed, dtype=torch.float64)
+        with single_thread("cpu"):  # tiny tensors: one thread is much faster on a busy machine
+            landscapes.train_classifier(m, x, y, steps=300, lr=0.1, batch_size=120, seed=seed)
+        ends.append({k: v.detach().clone() for k, v in m.named_parameters()})
+    return m, x, y, ends[0], ends[1]
+
+
+def _two_nets():
+    m, x, y, a, b = _trained_pair()
+    return m, x, y, {k: v.clone() for k, v in a.items()}, {k: v.clone() for k, v in b.items()}
+
+
+def test_bezier_point_formula_and_ends():
+    m, x, y, a, b = _two_nets()
+    c = {k: torch.randn_like(v) for k, v in a.items()}
+    for k in a:
+        assert torch.equal(landscapes.bezier_point(a, c, b, 0.0)[k], a[k])
+        assert torch.equal(landscapes.bezier_point(a, c, b, 1.0)[k], b[k])
+        assert torch.allclose(landscapes.bezier_point(a, c, b, 0.5)[k], 0.25 * a[k] + 0.5 * c[k] + 0.25 * b[k])
+    mid = {k: (a[k] + b[k]) / 2 for k in a}                                    # control at the midpoint: the straight line
+    for t in (0.1, 0.37, 0.8):
+        line = {k: (1 - t) * a[k] + t * b[k] for k in a}
+        assert all(torch.allclose(landscapes.bezier_point(a, mid, b, t)[k], line[k], atol=1e-15) for k in a)
+
+
+def test_bezier_gradient_reaches_the_control_point():
+    m, x, y, a, b = _two_nets()
+    c = {k: v.clone().requires_grad_() for k, v in a.items()}
+    loss = torch.nn.functional.cross_entropy(torch.func.functional_call(m, landscapes.bezier_point(a, c, b, 0.5), (x,)), y)
+    grads = torch.autograd.grad(loss, list(c.values()))
+    assert all(torch.isfinite(g).all() for g in grads) and any(float(g.abs().max()) > 0 for g in grads)
+
+
+def test_fitted_curve_is_lower_than_the_line_and_repeatable():
+    m, x, y, a, b = _two_nets()
+    with single_thread("cpu"):
+        c = landscapes.fit_bezier_midpoint(m, x, y, a, b, steps=200, lr=0.02, batch_size=64, seed=0)
+    ts = [i / 10 for i in range(1, 10)]
+    curve = max(float(landscapes.loss_at(m, x, y, landscapes.bezier_point(a, c, b, t))) for t in ts)
+    line = max(float(landscapes.loss_at(m, x, y, {k: (1 - t) * a[k] + t * b[k] for k in a})) for t in ts)
+    assert curve < line
+    with single_thread("cpu"):
+        again = landscapes.fit_bezier_midpoint(m, x, y, a, b, steps=200, lr=0.02, batch_size=64, seed=0)
+    assert all(torch.equal(c[k], again[k]) for k in c)
+    assert all(not v.requires_grad for v in c.values())
+    assert all(torch.equal(v, p.detach()) for v, p in zip(landscapes._params(m, None).values(), m.parameters()))
+
+
+def test_bezier_bad_input():
+    m, x, y, a, b = _two_nets()
+    with pytest.raises(ValueError, match="t"):
+        landscapes.bezier_point(a, a, b, 1.5)
+    with pytest.raises(ValueError, match="b"):
+        landscapes.bezier_point(a, a, {k: v for k, v in list(b.items())[:-1]}, 0.5)
+    bad = dict(b)
+    bad[next(iter(bad))] = torch.zeros(2, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="b"):
+        landscapes.bezier_point(a, a, bad, 0.5)
+    with pytest.raises(ValueError, match="params|keys"):
+        landscapes.fit_bezier_midpoint(m, x, y, a, {k: v for k, v in list(b.items())[:-1]}, steps=1)
+    with pytest.raises((TypeError, ValueError), match="steps"):
+        landscapes.fit_bezier_midpoint(m, x, y, a, b, steps=0)
+    with pytest.raises((TypeError, ValueError), match="lr"):
+        landscapes.fit_bezier_midpoint(m, x, y, a, b, steps=1, lr=-1.0)
+    with pytest.raises(ValueError, match="y"):
+        landscapes.fit_bezier_midpoint(m, x, y[:-1], a, b, steps=1)
