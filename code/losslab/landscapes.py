@@ -42,6 +42,8 @@ from . import _checks
 from .backend import chunk_elements
 
 __all__ = [
+    "bezier_point",
+    "fit_bezier_midpoint",
     "TestFunction",
     "TEST_FUNCTIONS",
     "get",
@@ -977,6 +979,93 @@ def difference(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> 
     if set(a) != set(b):
         raise ValueError(f"b: expected the keys {sorted(a)}, got {sorted(b)}")
     return {k: a[k].detach() - b[k].detach() for k in a}
+
+
+# ---- mode connectivity ----------------------------------------------------------
+
+def _check_endpoints(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor], names=("a", "b")) -> None:
+    if not isinstance(a, Mapping) or not isinstance(b, Mapping):
+        raise TypeError(f"{names[0]}, {names[1]}: expected mappings from parameter names to tensors")
+    if set(a) != set(b):
+        raise ValueError(f"{names[1]}: expected the keys {sorted(a)}, got {sorted(b)}")
+    for k in a:
+        if not isinstance(b[k], torch.Tensor) or not isinstance(a[k], torch.Tensor) or a[k].shape != b[k].shape:
+            raise ValueError(f"{names[1]}[{k!r}]: expected a tensor of shape {tuple(getattr(a[k], 'shape', ()))}, "
+                             f"got {tuple(getattr(b[k], 'shape', ()))}")
+
+
+def bezier_point(a: Mapping[str, torch.Tensor], c: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor],
+                 t: float) -> dict[str, torch.Tensor]:
+    r"""The point at ``t`` on the quadratic Bezier curve from ``a`` through control point ``c`` to ``b``.
+
+    $$\phi(t) = (1 - t)^2\, a + 2t(1 - t)\, c + t^2\, b, \qquad t \in [0, 1],$$
+
+    parameter by parameter: $\phi(0) = a$, $\phi(1) = b$, and the curve bends
+    towards ``c`` (with ``c = (a + b) / 2`` it is the straight segment). Gradients
+    flow into ``c`` (and ``a``, ``b``) when they require grad. See Chapter 2
+    (mode connectivity, Garipov et al., 2018).
+    """
+    _check_endpoints(a, b)
+    _check_endpoints(a, c, ("a", "c"))
+    t = _checks.number("t", t, low=0.0, high=1.0)
+    return {k: (1 - t) ** 2 * a[k] + 2 * t * (1 - t) * c[k] + t ** 2 * b[k] for k in a}
+
+
+def fit_bezier_midpoint(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    a: Mapping[str, torch.Tensor],
+    b: Mapping[str, torch.Tensor],
+    *,
+    steps: int = 300,
+    lr: float = 0.01,
+    batch_size: int = 128,
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
+    r"""Train the control point of a quadratic Bezier curve between two minima so the whole curve has low loss.
+
+    Minimizes $\mathbb E_{t \sim U(0, 1)}\, \mathrm{CE}(\phi(t))$ over the control
+    point $c$ with Adam, one random $t$ and one random minibatch per step (the
+    endpoints stay fixed), starting from the midpoint $(a + b) / 2$, the
+    straight line (Garipov et al., 2018). See Chapter 2.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Supplies the architecture (its own parameters are not used or changed).
+    x : Tensor [N, D]
+    y : Tensor [N] int64
+    a, b : mapping of parameter name to Tensor
+        The two endpoints (e.g. two independently trained networks).
+    steps, batch_size : int
+    lr : float
+        Adam's learning rate.
+    seed : int
+        Seeds the draws of ``t`` and of the minibatches.
+
+    Returns
+    -------
+    dict of name to Tensor
+        The trained control point $c$ (detached).
+    """
+    x, y = _check_data(x, y)
+    a, b = _params(model, a), _params(model, b)
+    _check_model_data(model, x, y, a)
+    steps, batch_size = _checks.count("steps", steps), _checks.count("batch_size", batch_size)
+    lr = _check_positive("lr", lr)
+    g = torch.Generator().manual_seed(_checks.count("seed", seed, 0))
+    c = {k: ((a[k] + b[k]) / 2).clone().requires_grad_() for k in a}
+    opt = torch.optim.Adam(list(c.values()), lr=lr)
+    n = x.shape[0]
+    for _ in range(steps):
+        t = float(torch.rand((), generator=g, dtype=torch.float64))
+        idx = torch.randint(0, n, (min(batch_size, n),), generator=g).to(x.device)
+        loss = F.cross_entropy(torch.func.functional_call(model, bezier_point(a, c, b, t), (x[idx],)), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return {k: v.detach() for k, v in c.items()}
 
 
 def permute_hidden(model: MLP, layer: int, perm: torch.Tensor,

@@ -58,6 +58,8 @@ __all__ = [
     "mse_grad", "bce_with_logits_grad", "sigmoid_mse_grad", "cross_entropy_grad", "weighted_sum",
     "gaussian_nll_loss", "poisson_nll_loss", "multi_margin_loss", "soft_margin_loss", "multilabel_soft_margin_loss",
     "triplet_margin_with_distance_loss",
+    "hinge_loss",
+    "brier_score",
 ]
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -1224,6 +1226,38 @@ def soft_margin_loss(input: torch.Tensor, target: torch.Tensor, reduction: str =
     return _reduce(torch.nn.functional.softplus(-target * input), _reduction(reduction))
 
 
+def hinge_loss(input: torch.Tensor, target: torch.Tensor, margin: float = 1.0, reduction: str = "mean") -> torch.Tensor:
+    r"""Binary hinge loss on $\pm1$ labels (the linear SVM's loss): $\ell = \max(0,\ m - y z)$.
+
+    Zero once the margin $yz$ reaches $m$: such examples stop contributing any
+    gradient, and only those inside the margin (the support vectors) move the
+    boundary. Compare :func:`soft_margin_loss`, the logistic loss
+    $\log(1 + e^{-yz})$, which never reaches zero. See Chapter 1. PyTorch has
+    no binary hinge loss under this name; it equals ``C *
+    torch.nn.functional.multi_margin_loss`` on the two scores $(0, z)$ with
+    $C = 2$ classes (the tests check this).
+
+    Parameters
+    ----------
+    input : Tensor, any shape, floating
+        Scores (logits) $z$.
+    target : Tensor, shape of ``input``, values 1 or -1
+    margin : float
+        $m$ (1 in the SVM).
+    reduction : {"mean", "sum", "none"}
+
+    Example
+    -------
+    >>> hinge_loss(torch.tensor([2.0, 0.5, -1.0]), torch.tensor([1.0, 1.0, 1.0]), reduction="none")
+    tensor([0.0000, 0.5000, 2.0000])
+    """
+    input, target = _pair(input, target)
+    if not bool(((target == 1) | (target == -1)).all()):
+        raise ValueError("target: expected values 1 or -1 (for 0/1 labels pass 2 * y - 1)")
+    margin = _checks.number("margin", margin)
+    return _reduce((margin - target * input).clamp_min(0), _reduction(reduction))
+
+
 def multilabel_soft_margin_loss(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
                                 reduction: str = "mean") -> torch.Tensor:
     r"""Multi-label logistic loss: binary cross-entropy from logits averaged over the $C$ labels of each example.
@@ -1352,6 +1386,33 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins
     bins = reliability_bins(probs, labels, n_bins)
     gap = torch.nan_to_num((bins.accuracy - bins.confidence).abs(), nan=0.0)
     return (bins.count * gap).sum() / bins.count.sum()
+
+
+def brier_score(probs: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    r"""Brier score $\sum_c (p_c - [c = y])^2$ per example: the squared error of the probability vector.
+
+    A *proper* scoring rule, like the log loss $-\log p_y$: its expected value
+    under the true class probabilities $q$ is smallest at $p = q$. Unlike the log
+    loss it is bounded (at most 2, for a certain wrong answer), so a single
+    confident mistake cannot dominate it. See Chapter 1. For two classes it is
+    twice scikit-learn's ``brier_score_loss`` of the positive class, which
+    scores only $(p_1 - y)^2$.
+
+    Parameters
+    ----------
+    probs : Tensor, shape (N, C)
+        Predicted class probabilities (rows summing to 1).
+    labels : Tensor, shape (N,), integer
+    reduction : {"mean", "sum", "none"}
+
+    Example
+    -------
+    >>> brier_score(torch.tensor([[0.7, 0.3]]), torch.tensor([0]))
+    tensor(0.1800)
+    """
+    probs, labels = _probs_labels(probs, labels)
+    onehot = torch.nn.functional.one_hot(labels, probs.shape[1]).to(probs.dtype)  # (N, C)
+    return _reduce(((probs - onehot) ** 2).sum(1), _reduction(reduction))
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, *, bounds: tuple[float, float] = (0.05, 20.0),

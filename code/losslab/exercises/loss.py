@@ -285,3 +285,158 @@ def _(f, ref):
     for n_bins in (5, 15):
         out, expected = float(f(probs, labels, n_bins)), float(expected_calibration_error(probs, labels, n_bins))
         assert abs(out - expected) < 1e-9, f"with {n_bins} bins got {out:.6g}, expected {expected:.6g}"
+
+
+# --- Problems: proper scoring rules by experiment --------------------------------------------
+
+problem_proper = Exercise(
+    id="loss.problem-proper-scores",
+    title="Which prediction does a scoring rule reward?",
+    entry="best_prediction",
+    prompt="Write `best_prediction(q, score)`: an event happens with probability `q`; `score(p, y)` is the penalty "
+           "for predicting probability `p` (a float64 tensor) when the outcome is `y` (0 or 1). Compute the expected "
+           "score $q\\,S(p, 1) + (1 - q)\\,S(p, 0)$ on the grid `torch.linspace(0, 1, 1001)` and return the `p` "
+           "(a float) where it is smallest. Proper rules should give back `q`.",
+    stub='''
+import torch
+
+def best_prediction(q: float, score) -> float:
+    """The p on linspace(0, 1, 1001) minimizing q * score(p, 1) + (1 - q) * score(p, 0)."""
+    # YOUR CODE HERE
+    raise NotImplementedError()
+''',
+    solution='''
+import torch
+
+def best_prediction(q: float, score) -> float:
+    """The p on linspace(0, 1, 1001) minimizing q * score(p, 1) + (1 - q) * score(p, 0)."""
+    p = torch.linspace(0, 1, 1001, dtype=torch.float64)
+    expected = q * score(p, 1) + (1 - q) * score(p, 0)
+    return float(p[torch.argmin(expected)])
+''',
+    wrong=(
+        # the largest expected score, not the smallest
+        "import torch\ndef best_prediction(q, score):\n    p = torch.linspace(0, 1, 1001, dtype=torch.float64)\n"
+        "    return float(p[torch.argmax(q * score(p, 1) + (1 - q) * score(p, 0))])\n",
+        # the outcomes weighted the wrong way round
+        "import torch\ndef best_prediction(q, score):\n    p = torch.linspace(0, 1, 1001, dtype=torch.float64)\n"
+        "    return float(p[torch.argmin((1 - q) * score(p, 1) + q * score(p, 0))])\n",
+        # only the outcome 1 counted
+        "import torch\ndef best_prediction(q, score):\n    p = torch.linspace(0, 1, 1001, dtype=torch.float64)\n"
+        "    return float(p[torch.argmin(score(p, 1))])\n",
+    ),
+)
+
+
+def _log_score(p, y):
+    p = p.clamp(1e-12, 1 - 1e-12)
+    return -torch.log(p) if y == 1 else -torch.log(1 - p)
+
+
+def _brier_score(p, y):
+    return 2 * (p - y) ** 2
+
+
+def _absolute_score(p, y):
+    return (p - y).abs()
+
+
+@problem_proper.check("the log loss is proper: the best prediction is q",
+                      hint="Average the two outcomes' scores with weights q and 1 - q, then take the argmin over the grid.")
+def _(f, ref):
+    for q in (0.1, 0.35, 0.7):
+        got = f(q, _log_score)
+        assert abs(float(got) - q) < 1.5e-3, f"for q = {q} the log loss's best prediction is {q}; you returned {got}"
+
+
+@problem_proper.check("the Brier score is proper too", hint="The same expected score with the Brier penalty.")
+def _(f, ref):
+    for q in (0.2, 0.55, 0.9):
+        got = f(q, _brier_score)
+        assert abs(float(got) - q) < 1.5e-3, f"for q = {q} the Brier score's best prediction is {q}; you returned {got}"
+
+
+@problem_proper.check("the absolute error is improper: it rewards certainty",
+                      hint="The expected absolute error q (1 - p) + (1 - q) p is linear in p: its minimum is at an end.")
+def _(f, ref):
+    for q, want in ((0.7, 1.0), (0.3, 0.0)):
+        got = f(q, _absolute_score)
+        assert abs(float(got) - want) < 1e-9, f"for q = {q} the absolute error is smallest at p = {want}; you returned {got}"
+
+
+# --- Problems: the hinge loss stops, by experiment --------------------------------------------
+
+problem_hinge = Exercise(
+    id="loss.problem-hinge-support",
+    title="When does the hinge loss stop pulling?",
+    entry="hinge_descent",
+    prompt="Write `hinge_descent(x, y, steps, lr)`: train a linear classifier $z = xw + b$ on features `x` "
+           "(float64, `[N, D]`) and labels `y` in $\\{-1, +1\\}$ by full-batch gradient descent on the mean hinge "
+           "loss $\\frac1N\\sum_i\\max(0, 1 - y_i z_i)$, from $w = 0, b = 0$. Return a list with, for every step, "
+           "the number of examples whose margin $y_i z_i$ is below 1 at the start of that step (the ones with a "
+           "nonzero gradient). Use the gradient $-y_i x_i$ (and $-y_i$ for $b$) for those examples, 0 for the others.",
+    stub='''
+import torch
+
+def hinge_descent(x: torch.Tensor, y: torch.Tensor, steps: int, lr: float) -> list[int]:
+    """Full-batch GD on the mean hinge loss from w = 0, b = 0; per step, how many margins are below 1."""
+    # YOUR CODE HERE
+    raise NotImplementedError()
+''',
+    solution='''
+import torch
+
+def hinge_descent(x: torch.Tensor, y: torch.Tensor, steps: int, lr: float) -> list[int]:
+    """Full-batch GD on the mean hinge loss from w = 0, b = 0; per step, how many margins are below 1."""
+    n, d = x.shape
+    w, b = torch.zeros(d, dtype=x.dtype), torch.zeros((), dtype=x.dtype)
+    counts = []
+    for _ in range(steps):
+        active = (y * (x @ w + b) < 1).to(x.dtype)      # (N,) examples inside the margin
+        counts.append(int(active.sum()))
+        w = w - lr * (-(active * y) @ x / n)
+        b = b - lr * (-(active * y).sum() / n)
+    return counts
+''',
+    wrong=(
+        # the logistic loss instead: every example keeps a nonzero gradient
+        "import torch\ndef hinge_descent(x, y, steps, lr):\n    n, d = x.shape\n    w, b = torch.zeros(d, dtype=x.dtype), torch.zeros((), dtype=x.dtype)\n"
+        "    counts = []\n    for _ in range(steps):\n        m = y * (x @ w + b)\n        counts.append(n)\n"
+        "        g = -y * torch.sigmoid(-m)\n        w = w - lr * (g @ x / n)\n        b = b - lr * g.sum() / n\n    return counts\n",
+        # margin 0 instead of 1: stops as soon as every example is on the right side
+        "import torch\ndef hinge_descent(x, y, steps, lr):\n    n, d = x.shape\n    w, b = torch.zeros(d, dtype=x.dtype), torch.zeros((), dtype=x.dtype)\n"
+        "    counts = []\n    for _ in range(steps):\n        active = (y * (x @ w + b) <= 0).to(x.dtype)\n        counts.append(int(active.sum()))\n"
+        "        w = w + lr * (active * y) @ x / n\n        b = b + lr * (active * y).sum() / n\n    return counts\n",
+        # the gradient's sign flipped: the margins shrink
+        "import torch\ndef hinge_descent(x, y, steps, lr):\n    n, d = x.shape\n    w, b = torch.zeros(d, dtype=x.dtype), torch.zeros((), dtype=x.dtype)\n"
+        "    counts = []\n    for _ in range(steps):\n        active = (y * (x @ w + b) < 1).to(x.dtype)\n        counts.append(int(active.sum()))\n"
+        "        w = w - lr * (active * y) @ x / n\n        b = b - lr * (active * y).sum() / n\n    return counts\n",
+    ),
+)
+
+
+def _separable(seed: int = 0, n: int = 60):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=g).double() * 2 - 1
+    x = torch.randn(n, 2, generator=g, dtype=torch.float64) * 0.5 + 2.0 * y[:, None]  # two clusters around +-(2, 2)
+    return x, y
+
+
+@problem_hinge.check("every example pulls at the start, none at the end",
+                     hint="At w = 0, b = 0 every margin is 0 < 1; on separable data the hinge loss reaches exactly 0.")
+def _(f, ref):
+    x, y = _separable(0)
+    counts = list(f(x, y, 300, 0.1))
+    assert len(counts) == 300, f"expected one count per step (300), got {len(counts)}"
+    assert counts[0] == len(y), f"at w = 0 every margin is 0, below 1: expected {len(y)} at step 0, got {counts[0]}"
+    assert counts[-1] == 0, f"on separable data every margin reaches 1 and the hinge loss is exactly 0; your last count is {counts[-1]}"
+
+
+@problem_hinge.check("the counts match gradient descent on the hinge loss",
+                     hint="Only examples with margin below 1 contribute $-y_i x_i$; average over all N, then step against it.")
+def _(f, ref):
+    x, y = _separable(1, 80)
+    got, want = [int(v) for v in f(x, y, 60, 0.05)], ref(x, y, 60, 0.05)
+    assert len(got) == len(want), f"expected one count per step ({len(want)}), got {len(got)}"
+    step = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), None)
+    assert step is None, f"at step {step} you count {got[step]} examples inside the margin; gradient descent on the hinge loss has {want[step]}"
