@@ -48,9 +48,10 @@ built: $(STAMP)
 
 # Chapters run once, in the chapter tests (timed, offline); they fill the
 # build's execution cache, so `book` reuses their outputs. Two workers, one
-# per core: the chapter contract (one file) beside every other test file.
+# per core; a page's tests stay on one worker (xdist groups), so each
+# notebook executes once.
 test: $(STAMP) cache-check
-	$(BIN)/python -m pytest -m "not built" -n 2 --dist loadfile
+	$(BIN)/python -m pytest -m "not built" -n 2 --dist loadgroup
 	$(MAKE) --no-print-directory book
 	$(BIN)/python -m pytest -m built
 

@@ -19,6 +19,12 @@ NOTEBOOKS = bf.notebooks()
 CHAPTERS = bf.chapters()
 ids = [p.stem for p in NOTEBOOKS]
 
+
+def by_page(paths):
+    """One parameter per page, grouped by page: under xdist (`--dist loadgroup`) a page's tests share
+    one worker, so each notebook executes once, and different pages run on different workers."""
+    return [pytest.param(p, id=p.stem, marks=pytest.mark.xdist_group(p.stem)) for p in paths]
+
 MIN_EXPLORERS, MIN_QUESTIONS, MIN_EXERCISES = 2, 5, 2
 MIN_CLAIMS = 10  # executed checks of what the prose says about the page's results
 CLAIM_CALL = re.compile(r"\bclaim\(\s*[\"']([\w.-]+)[\"']")
@@ -47,14 +53,14 @@ def test_every_book_notebook_is_in_the_toc():
     assert not stray, f"notebooks in book/ missing from _toc.yml (they would not be built): {stray}"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+@pytest.mark.parametrize("path", by_page(NOTEBOOKS))
 def test_outputs_are_stripped_in_git(path):
     nb = bf.read(path)
     assert not bf.stored_outputs(nb), f"{path.name}: code cells {bf.stored_outputs(nb)} are stored with outputs; clear them"
     assert "widgets" not in nb.metadata, f"{path.name}: stored widget state in the notebook metadata; clear it"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+@pytest.mark.parametrize("path", by_page(NOTEBOOKS))
 def test_title_objectives_and_setup_cell_come_first(path):
     nb = bf.read(path)
     first = nb.cells[0]
@@ -71,7 +77,7 @@ def test_title_objectives_and_setup_cell_come_first(path):
     )
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+@pytest.mark.parametrize("path", by_page(NOTEBOOKS))
 def test_summary_and_references_close_the_page(path):
     nb = bf.read(path)
     heads = headings(nb)
@@ -109,7 +115,7 @@ def problems(nb) -> list[dict]:
     return found
 
 
-@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+@pytest.mark.parametrize("path", by_page(CHAPTERS))
 def test_problems_close_the_chapter_as_assignable_items(path):
     """At least six Problems after the Summary, derivations and experiments, each a bank item with its solution."""
     nb = bf.read(path)
@@ -138,7 +144,7 @@ def test_problems_close_the_chapter_as_assignable_items(path):
             exercise(item)  # raises if the id is unknown
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+@pytest.mark.parametrize("path", by_page(NOTEBOOKS))
 def test_exercise_stubs_are_the_bank_stubs(path):
     """The stub a reader sees is the one assignments hand out: one source."""
     nb = bf.read(path)
@@ -155,7 +161,7 @@ def claim_names(nb) -> list[str]:
     return [m.group(1) for c in nb.cells if c.cell_type == "code" for m in CLAIM_CALL.finditer(bf.source(c))]
 
 
-@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+@pytest.mark.parametrize("path", by_page(CHAPTERS))
 def test_the_prose_is_backed_by_claims(path):
     """Each chapter states what its prose says about its results as executed claims (losslab.claim)."""
     names = claim_names(bf.read(path))
@@ -176,7 +182,7 @@ def executed(path) -> bf.Execution:
 
 
 @pytest.mark.chapters
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+@pytest.mark.parametrize("path", by_page(NOTEBOOKS))
 def test_executes_offline_within_the_time_limit(path, request):
     run = executed(path)
     bf.TIMES[path.name] = run.seconds
@@ -190,7 +196,7 @@ def test_executes_offline_within_the_time_limit(path, request):
 
 
 @pytest.mark.chapters
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+@pytest.mark.parametrize("path", by_page(NOTEBOOKS))
 def test_no_errors_or_stray_warnings_in_outputs(path):
     run = executed(path)
     assert run.error is None, "did not execute"
@@ -210,7 +216,7 @@ def test_no_errors_or_stray_warnings_in_outputs(path):
 
 
 @pytest.mark.chapters
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+@pytest.mark.parametrize("path", by_page(NOTEBOOKS))
 def test_interactive_elements_render_and_exist(path):
     run = executed(path)
     assert run.error is None, "did not execute"
@@ -233,7 +239,7 @@ def test_interactive_elements_render_and_exist(path):
 
 
 @pytest.mark.chapters
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+@pytest.mark.parametrize("path", by_page(NOTEBOOKS))
 def test_the_build_will_find_this_execution_in_its_cache(path):
     """The build reuses the outputs stored here instead of executing the chapter again."""
     from jupyter_cache import get_cache
@@ -244,7 +250,7 @@ def test_the_build_will_find_this_execution_in_its_cache(path):
 
 
 @pytest.mark.chapters
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+@pytest.mark.parametrize("path", by_page(NOTEBOOKS))
 def test_the_reader_edition_has_no_myst_left(path):
     """Jupyter and Colab render the reader edition: every glued value and citation resolved, no role or directive left."""
     from losslab import reader
