@@ -6,11 +6,18 @@ same check for "runs in Jupyter". One page (the demo page,
 reader edition can write its glued numbers in; that edition is opened in a
 JupyterLab server started for the test, and Chromium
 
-1. runs every cell (Run > Run All Cells) and waits for the last one,
-   failing on any traceback;
+1. runs every cell (Run > Run All Cells; JupyterLab 4.6 asks which kernel
+   to start on the first run, and the test answers "Select" as a reader
+   does) and waits for the last one, failing on any traceback;
 2. moves the explorer's "weight w" slider with the keyboard, as a reader
    would, and waits for the figure to redraw;
 3. answers the first quiz question and waits for the "Correct." feedback.
+
+With ipywidgets 7 in the kernel (``.venv-jlab7``, the last 7.x) the package's
+requirement (ipywidgets 8) is not met: there the test checks that the setup
+cell says in one line how to upgrade and restart
+(``%pip install -q 'ipywidgets>=8,<9'``, :func:`losslab.book.widgets_advice`),
+and that the quiz, plain HTML and script, works; the explorer is not driven.
 
 Controls are found the way ipywidgets draws them in every version (a
 ``.widget-slider`` box whose ``.widget-label`` reads "weight w", then its
@@ -233,32 +240,35 @@ def _drive(page, base: str, token: str, n_code: int, widgets_major: int) -> None
     expect(notebook).to_be_visible()
     TIMINGS["open_s"] = time.perf_counter() - t0
 
-    # 1. Run > Run All Cells; JupyterLab 4.6 starts no kernel on opening and asks on the first run
-    # ("Select Kernel"): answer as a reader does, then run all again if the first request came too early
+    # 1. Run > Run All Cells. JupyterLab 4.6 starts no kernel on opening and asks on the first run
+    # ("Select Kernel"): answer as a reader does; once the kernel is up and idle, Run All Cells again
+    # (a first request made while the kernel starts can be lost or run only part of the page)
+    def run_all() -> None:
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+
     t0 = time.perf_counter()
     prompts = notebook.locator(".jp-CodeCell .jp-InputArea-prompt")
     dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
+    notebook.click(position={"x": 5, "y": 5})
+    run_all()
     deadline = time.monotonic() + 240
-    clicked_at = None
-    while True:
-        if clicked_at is None or (time.monotonic() - clicked_at > 20 and _kernel_connected(base, token)
-                                  and all(t.strip() == "[ ]:" for t in prompts.all_inner_texts())):
-            notebook.click(position={"x": 5, "y": 5})
-            page.get_by_role("menuitem", name="Run", exact=True).click()
-            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-            clicked_at = time.monotonic()
+    idle_polls = 0
+    while idle_polls < 4:  # connected and idle for 2 s
         if dialog.count():
             dialog.locator("button.jp-mod-accept").click(timeout=10_000)
-        if any(t.strip() != "[ ]:" for t in prompts.all_inner_texts()):
-            break
-        assert time.monotonic() < deadline, "no cell started within 240 s of Run All"
+        idle_polls = idle_polls + 1 if _kernel_connected(base, token) else 0
+        assert time.monotonic() < deadline, "the notebook's kernel did not start, connect and settle within 240 s"
         time.sleep(0.5)
     TIMINGS["kernel_start_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run_all()
+    time.sleep(1.5)  # let the kernel turn busy: the loop below waits for it to be idle again
     deadline = time.monotonic() + 300
     while True:
         texts = prompts.all_inner_texts()
         done = [t for t in texts if t.strip().strip("[]:").strip().isdigit()]
-        if len(texts) == n_code and len(done) == n_code:
+        if len(texts) == n_code and len(done) == n_code and _kernel_connected(base, token):
             break
         assert time.monotonic() < deadline, f"cells did not finish in 300 s: prompts {texts}"
         time.sleep(0.25)
@@ -268,6 +278,19 @@ def _drive(page, base: str, token: str, n_code: int, widgets_major: int) -> None
     assert "Traceback" not in text and "Error:" not in text.replace("ClaimError:", ""), text[-3000:]
     if widgets_major >= 8:
         assert "ipywidgets" not in text, "setup() advised about ipywidgets although the kernel has 8:\n" + text[:2000]
+    else:
+        # the package needs ipywidgets 8: with 7 the setup cell says, in one line, how to upgrade and restart
+        advice = [line for line in text.splitlines() if "ipywidgets" in line]
+        assert advice and "%pip install -q 'ipywidgets>=8,<9'" in advice[0] and "restart the kernel" in advice[0], text[:2000]
+        TIMINGS["advice"] = advice[0]
+
+    if widgets_major >= 8:
+        _move_the_explorer(page, notebook)
+    _answer_the_quiz(page, notebook)
+
+
+def _move_the_explorer(page, notebook) -> None:
+    from playwright.sync_api import expect
 
     # 2. the explorer: its "weight w" slider, moved with the keyboard; the picture must redraw
     slider_in = page.locator(".widget-slider", has=page.locator(".widget-label", has_text=SLIDER_LABEL))
@@ -289,6 +312,10 @@ def _drive(page, base: str, token: str, n_code: int, widgets_major: int) -> None
         time.sleep(0.1)
     TIMINGS["control_s"] = time.perf_counter() - t0
     TIMINGS["readout_after"] = readout.inner_text()
+
+
+def _answer_the_quiz(page, notebook) -> None:
+    from playwright.sync_api import expect
 
     # 3. the quiz: answer its first question right, and see the feedback
     question = notebook.locator(f"[data-qid='{QUESTION}']")
