@@ -217,7 +217,7 @@ def test_reader_edition_runs_in_jupyterlab(lab, reader_page):
             shot = ROOT / "_build" / f"jupyterlab-failure-ipywidgets{widgets_major}.png"
             shot.parent.mkdir(exist_ok=True)
             page.screenshot(path=str(shot), full_page=True)
-            print(f"\nscreenshot of the failure: {shot}\nblocked requests: {blocked}\nserver log:\n"
+            print(f"\nscreenshot of the failure: {shot}\ntimings so far: {TIMINGS}\nblocked requests: {blocked}\nserver log:\n"
                   + server_log.read_text()[-3000:])
             raise
         finally:
