@@ -197,18 +197,11 @@ def test_reader_edition_runs_in_jupyterlab(lab, reader_page):
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run"])
         page = chromium.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-        # nothing leaves this machine: only the local server is reachable
+        # nothing leaves this machine: requests elsewhere are recorded (and fail the test); not intercepted
+        # with page.route, which holds every request (and the kernel's websocket) on a Python round trip
         blocked: list[str] = []
-
-        def only_local(route):
-            url = route.request.url
-            if url.startswith((base, "data:", "blob:")):
-                route.continue_()
-            else:
-                blocked.append(url)
-                route.abort()
-
-        page.route("**/*", only_local)
+        page.on("request", lambda r: None if r.url.startswith((base, "data:", "blob:", "ws://127.0.0.1"))
+                else blocked.append(r.url))
         page.set_default_timeout(120_000)
         expect.set_options(timeout=120_000)
         try:
@@ -222,6 +215,7 @@ def test_reader_edition_runs_in_jupyterlab(lab, reader_page):
             raise
         finally:
             chromium.close()
+    assert not blocked, f"the page requested addresses outside the local server: {blocked[:5]}"
 
     TIMINGS["ipywidgets"] = ipywidgets.__version__
     out = ROOT / "_build" / f"jupyterlab-timings-ipywidgets{widgets_major}.json"
@@ -240,9 +234,8 @@ def _drive(page, base: str, token: str, n_code: int, widgets_major: int) -> None
     expect(notebook).to_be_visible()
     TIMINGS["open_s"] = time.perf_counter() - t0
 
-    # 1. Run > Run All Cells. JupyterLab 4.6 starts no kernel on opening and asks on the first run
-    # ("Select Kernel"): answer as a reader does; once the kernel is up and idle, Run All Cells again
-    # (a first request made while the kernel starts can be lost or run only part of the page)
+    # 1. Run > Run All Cells. JupyterLab 4.6 starts no kernel on opening a notebook: start one first,
+    # as a reader does, then run all cells once it is connected and idle
     def run_all() -> None:
         page.get_by_role("menuitem", name="Run", exact=True).click()
         page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
@@ -250,16 +243,18 @@ def _drive(page, base: str, token: str, n_code: int, widgets_major: int) -> None
     t0 = time.perf_counter()
     prompts = notebook.locator(".jp-CodeCell .jp-InputArea-prompt")
     dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
-    notebook.click(position={"x": 5, "y": 5})
-    run_all()
+    # start the kernel once, as a reader does when asked: the toolbar's kernel button, then "Select"
+    # (several overlapping starts leave the page talking to a kernel it has dropped)
+    expect(dialog).to_have_count(0)
+    page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)").locator(".jp-KernelName, .jp-Toolbar-kernelName").first.click()
+    dialog.locator("button.jp-mod-accept").click()
     deadline = time.monotonic() + 240
     idle_polls = 0
     while idle_polls < 4:  # connected and idle for 2 s
-        if dialog.count():
-            dialog.locator("button.jp-mod-accept").click(timeout=10_000)
         idle_polls = idle_polls + 1 if _kernel_connected(base, token) else 0
         assert time.monotonic() < deadline, "the notebook's kernel did not start, connect and settle within 240 s"
         time.sleep(0.5)
+    expect(page.locator(".jp-StatusBar-Widget", has_text="Idle").first).to_be_visible()
     TIMINGS["kernel_start_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     run_all()
