@@ -8,13 +8,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test unit chapters built env clean help cache-check
+.PHONY: book test unit chapters built env clean help cache-check jupyterlab-test
 
 help:
 	@echo "make book   build the book into _build/html"
 	@echo "make test   run all tests (unit, chapters, book build, built-HTML checks)"
 	@echo "make unit   unit tests of the package only (fast)"
 	@echo "make clean  remove _build (keeps .venv)"
+	@echo "make jupyterlab-test  the reader edition in JupyterLab + Chromium, with ipywidgets 8 and 7 (own venvs)"
 
 $(STAMP): requirements.txt requirements-kernels.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +55,25 @@ test: $(STAMP) cache-check
 	$(BIN)/python -m pytest -m "not built" -n 2 --dist loadgroup
 	$(MAKE) --no-print-directory book
 	$(BIN)/python -m pytest -m built
+
+# The reader edition in JupyterLab (tests/test_jupyterlab.py): not in `make test` (JupyterLab is not
+# pinned, and CI's time is spent). Two environments of its own, the pinned one plus JupyterLab: with the
+# pinned ipywidgets 8, and with the last ipywidgets 7 (what hosted services may ship). CPU torch first.
+JLAB_PIP := --quiet
+.venv-jlab/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv .venv-jlab
+	.venv-jlab/bin/python -m pip install $(JLAB_PIP) torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+	.venv-jlab/bin/python -m pip install $(JLAB_PIP) -r requirements.txt jupyterlab==4.6.6
+	@touch $@
+.venv-jlab7/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv .venv-jlab7
+	.venv-jlab7/bin/python -m pip install $(JLAB_PIP) torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+	.venv-jlab7/bin/python -m pip install $(JLAB_PIP) -r requirements.txt jupyterlab==4.6.6
+	.venv-jlab7/bin/python -m pip install $(JLAB_PIP) ipywidgets==7.8.5 "widgetsnbextension~=3.6.0" "jupyterlab_widgets~=1.1"
+	@touch $@
+jupyterlab-test: .venv-jlab/.installed .venv-jlab7/.installed
+	.venv-jlab/bin/python -m pytest -m jupyterlab -s tests/test_jupyterlab.py
+	.venv-jlab7/bin/python -m pytest -m jupyterlab -s tests/test_jupyterlab.py
 
 clean:
 	rm -rf _build

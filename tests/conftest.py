@@ -38,3 +38,14 @@ settings.register_profile("quick", max_examples=40, deadline=None, derandomize=T
 settings.register_profile("long", max_examples=1000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
+
+
+# The JupyterLab test (tests/test_jupyterlab.py) needs an environment of its own (`make jupyterlab-test`):
+# it runs only when the -m expression names it, so `make test`, `make unit` and plain `pytest` leave it out.
+def pytest_collection_modifyitems(config, items):
+    if "jupyterlab" in (config.getoption("markexpr") or ""):
+        return
+    kept = [item for item in items if item.get_closest_marker("jupyterlab") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("jupyterlab")])
+        items[:] = kept

@@ -1568,8 +1568,11 @@ def hvp(model: nn.Module, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor,
         params: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
     r"""Hessian-vector product :math:`\nabla^2 L(\theta)\, v` of the mean cross-entropy, without forming the Hessian.
 
-    Forward-over-reverse: the directional derivative (``torch.func.jvp``) of
-    the gradient (``torch.func.grad``), costing about two backward passes.
+    Reverse-over-reverse: the vector-Jacobian product (``torch.func.vjp``) of
+    the gradient (``torch.func.grad``), costing about two backward passes; the
+    Hessian is symmetric, so ``v^T H = (H v)^T``. (Not forward-over-reverse:
+    PyTorch's forward mode loads decompositions that call the deprecated
+    ``torch.jit.script`` and warn on newer versions.)
 
     Parameters
     ----------
@@ -1588,12 +1591,33 @@ def hvp(model: nn.Module, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor,
         raise TypeError(f"v: expected a floating-point tensor, got {v.dtype}")
     if not isinstance(v, torch.Tensor) or v.shape[-1:] != theta.shape or v.ndim > 2:
         raise ValueError(f"v: expected a tensor [{theta.numel()}] or [B, {theta.numel()}], got {tuple(getattr(v, 'shape', ()))}")
-    g = torch.func.grad(loss)
+    product = _hessian_vector_products(loss, theta)
+    u = v.to(theta.dtype)
+    return product(u[None])[0] if v.ndim == 1 else product(u)
 
-    def one(u: torch.Tensor) -> torch.Tensor:
-        return torch.func.jvp(g, (theta,), (u.to(theta.dtype),))[1]
 
-    return one(v) if v.ndim == 1 else torch.func.vmap(one)(v)
+def _hessian_vector_products(loss, theta: torch.Tensor):
+    """``block [B, P] -> block @ H`` (= ``H @ v`` for each row: H is symmetric), reverse-over-reverse.
+
+    One backward pass builds the gradient's graph; each product is one more
+    backward through it (``vjp``), batched with ``vmap``. No forward-mode AD:
+    it would import PyTorch's jvp decompositions, which call the deprecated
+    ``torch.jit.script``.
+    """
+    _, pullback = torch.func.vjp(torch.func.grad(loss), theta)
+
+    def products(block: torch.Tensor) -> torch.Tensor:
+        if block.shape[0] == 1:  # one vector: no vmap (its tracing costs more than the product)
+            return pullback(block[0])[0][None]
+        return torch.func.vmap(lambda u: pullback(u)[0])(block)
+
+    return products
+
+
+def _full_hessian(loss, theta: torch.Tensor) -> torch.Tensor:
+    """``[P, P]`` Hessian by reverse-over-reverse (``jacrev`` of ``grad``), symmetrized; no forward-mode AD."""
+    h = torch.func.jacrev(torch.func.grad(loss))(theta)
+    return 0.5 * (h + h.T)
 
 
 def hessian_matrix(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -1605,7 +1629,7 @@ def hessian_matrix(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     loss, theta = _flat_loss(model, x, y, p)
     if theta.numel() > 5000:
         raise ValueError(f"model: {theta.numel()} parameters is too many for a full Hessian (at most 5000); use hvp")
-    return torch.func.hessian(loss)(theta)
+    return _full_hessian(loss, theta)
 
 
 def top_hessian_eigenvalues(
@@ -1657,13 +1681,8 @@ def top_hessian_eigenvalues(
     if k > P:
         raise ValueError(f"k: expected at most the number of parameters, {P}, got {k}")
     if P <= max(iters * k, 64):  # small: the exact answer costs no more than the iteration
-        return torch.linalg.eigvalsh(torch.func.hessian(loss)(theta)).flip(0)[:k]
-    g = torch.func.grad(loss)
-
-    def H(block: torch.Tensor) -> torch.Tensor:  # (b, P) -> (b, P)
-        if block.shape[0] == 1:  # one vector: no vmap (its tracing costs more than the product)
-            return torch.func.jvp(g, (theta,), (block[0],))[1][None]
-        return torch.func.vmap(lambda u: torch.func.jvp(g, (theta,), (u,))[1])(block)
+        return torch.linalg.eigvalsh(_full_hessian(loss, theta)).flip(0)[:k]
+    H = _hessian_vector_products(loss, theta)  # (b, P) -> (b, P)
 
     gen = torch.Generator().manual_seed(seed)
     start = torch.randn(k, P, generator=gen, dtype=theta.dtype).to(theta.device)

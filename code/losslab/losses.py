@@ -553,9 +553,15 @@ def focal_loss(input: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, al
     gamma = _positive("gamma", gamma, allow_zero=True)
     alpha = None if alpha is None else _checks.number("alpha", alpha, low=0.0, high=1.0)
     ce = binary_cross_entropy_with_logits(input, target, reduction="none")  # validates input and target
-    p = torch.sigmoid(input)
-    p_t = p * target + (1 - p) * (1 - target)
-    loss = ce * (1 - p_t) ** gamma
+    # (1 - p_t)^gamma in log space, from logits: 1 - p_t = y sigma(-z) + (1 - y) sigma(z). The direct
+    # (1 - sigmoid(z) y - ...)**gamma rounds 1 - p_t to 0 for a confident right answer (|z| > 37 in
+    # float64), and for 0 < gamma < 1 the power's derivative there is inf * 0 = NaN.
+    if gamma == 0:
+        loss = ce
+    else:
+        log_miss = torch.logaddexp(torch.log(target) + torch.nn.functional.logsigmoid(-input),
+                                   torch.log1p(-target) + torch.nn.functional.logsigmoid(input))  # log(1 - p_t)
+        loss = ce * torch.exp(gamma * log_miss)
     if alpha is not None:
         loss = (alpha * target + (1 - alpha) * (1 - target)) * loss
     return _reduce(loss, _reduction(reduction))
@@ -923,12 +929,21 @@ def kl_div(input: torch.Tensor, target: torch.Tensor, reduction: str = "mean", l
     if log_target:
         _log_probabilities("target", target, "kl_div with log_target=True")
     reduction = _reduction(reduction, ("mean", "batchmean", "sum", "none"))
+    # 0 log 0 = 0: where p = 0 the term is 0, with gradient 0 in both arguments, also when log q = -inf.
+    # (xlogy and exp(-inf) * (-inf - x) give NaN there: a NaN gradient for a target with a zero, and a
+    # NaN loss for q = 0. Where p = 0 the exact derivative in p is -inf, in log p it is 0.)
     if log_target:
-        loss = torch.exp(target) * (target - input)
+        present = target > float("-inf")
+        t_safe = torch.where(present, target, torch.zeros_like(target))
+        x_safe = torch.where(present, input, torch.zeros_like(input))
+        loss = torch.where(present, torch.exp(t_safe) * (t_safe - x_safe), torch.zeros_like(input))
     else:
         if bool((target < 0).any()):
             raise ValueError("target: expected non-negative probabilities (pass log_target=True for log-probabilities)")
-        loss = torch.special.xlogy(target, target) - target * input
+        present = target > 0
+        t_safe = torch.where(present, target, torch.ones_like(target))
+        x_safe = torch.where(present, input, torch.zeros_like(input))
+        loss = torch.where(present, t_safe * (torch.log(t_safe) - x_safe), torch.zeros_like(input))
     if reduction == "batchmean":
         return loss.sum() / (input.shape[0] if input.dim() > 0 else 1)
     return _reduce(loss, reduction)
