@@ -380,34 +380,40 @@ def _(f, ref):
 
 # --- Problem (experiment): the sharpness by power iteration on double-backward Hessian-vector products ---
 
-_EIG_HEAD = "import torch\n\ndef top_eigenvalue(f, x, iters=50, seed=0):\n"
+_EIG_HEAD = ("import torch\n\ndef top_eigenvalue(A, x, iters=50, seed=0):\n"
+             "    def f(v):\n        return 0.5 * v @ A @ v + 0.25 * (v ** 4).sum()\n")
 top_eig = Exercise(
     id="backprop.problem-top-eigenvalue",
     title="Sharpness from Hessian-vector products",
     entry="top_eigenvalue",
-    prompt="Write `top_eigenvalue(f, x, iters, seed)`: the largest eigenvalue (in absolute value) of the Hessian of "
-           "`f` at `x`, by power iteration on Hessian-vector products computed with double backward. Do not form the Hessian.",
+    prompt="Write `top_eigenvalue(A, x, iters, seed)`: the largest eigenvalue (in absolute value) of the Hessian of "
+           "$f(v) = \\tfrac12 v^\\top A v + \\tfrac14 \\sum_i v_i^4$ at `x`, by power iteration on Hessian-vector products "
+           "computed with double backward. Do not form the Hessian.",
     stub='''
 import torch
 
-def top_eigenvalue(f, x, iters=50, seed=0):
-    """Largest-magnitude Hessian eigenvalue of the scalar function f at x (n,), by power iteration on H v.
+def top_eigenvalue(A, x, iters=50, seed=0):
+    """Largest-magnitude eigenvalue of the Hessian of f at x (n,), by power iteration on H v (A symmetric (n, n)).
 
     Compute H v by double backward: grad with create_graph=True, then the gradient of (grad . v).
     Start from a random vector drawn with torch.Generator().manual_seed(seed). Return a float (the Rayleigh quotient).
     """
+    def f(v):
+        return 0.5 * v @ A @ v + 0.25 * (v ** 4).sum()
     # YOUR CODE HERE
     raise NotImplementedError()
 ''',
     solution='''
 import torch
 
-def top_eigenvalue(f, x, iters=50, seed=0):
-    """Largest-magnitude Hessian eigenvalue of the scalar function f at x (n,), by power iteration on H v.
+def top_eigenvalue(A, x, iters=50, seed=0):
+    """Largest-magnitude eigenvalue of the Hessian of f at x (n,), by power iteration on H v (A symmetric (n, n)).
 
     Compute H v by double backward: grad with create_graph=True, then the gradient of (grad . v).
     Start from a random vector drawn with torch.Generator().manual_seed(seed). Return a float (the Rayleigh quotient).
     """
+    def f(v):
+        return 0.5 * v @ A @ v + 0.25 * (v ** 4).sum()
     x = x.detach().requires_grad_()
     (g,) = torch.autograd.grad(f(x), x, create_graph=True)          # the gradient, itself differentiable
     u = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=x.dtype)
@@ -433,27 +439,26 @@ def top_eigenvalue(f, x, iters=50, seed=0):
 )
 
 
-def _quartic(A):
-    return lambda v: 0.5 * v @ A @ v + 0.25 * (v ** 4).sum()
+def _quartic_hessian(A, x):
+    """The Hessian of f(v) = v^T A v / 2 + sum(v^4) / 4, written out: A + 3 diag(x^2)."""
+    return A + torch.diag(3 * x ** 2)
 
 
-@top_eig.check("finds the top eigenvalue of a quadratic", hint="Iterate $u \\leftarrow Hu/\\|Hu\\|$ and return $u^\\top H u / u^\\top u$.")
+@top_eig.check("finds the top eigenvalue at a point where f is quadratic", hint="Iterate $u \\leftarrow Hu/\\|Hu\\|$ and return $u^\\top H u / u^\\top u$.")
 def _(f, ref):
     A = torch.diag(torch.tensor([5.0, 2.0, 1.0, 0.5], dtype=torch.float64))
-    got = f(lambda v: 0.5 * v @ A @ v, torch.zeros(4, dtype=torch.float64), 60, 0)
+    got = f(A, torch.zeros(4, dtype=torch.float64), 60, 0)  # at x = 0 the quartic term has no curvature: H = A
     assert isinstance(got, float) and abs(got - 5.0) < 1e-6, f"for H = diag(5, 2, 1, 0.5) expected 5, got {got}"
 
 
-@top_eig.check("agrees with the full Hessian of a non-quadratic function", hint="Build the graph of the gradient once (`create_graph=True`) and reuse it with `retain_graph=True`.")
+@top_eig.check("agrees with the full Hessian away from the origin", hint="Build the graph of the gradient once (`create_graph=True`) and reuse it with `retain_graph=True`.")
 def _(f, ref):
     g = torch.Generator().manual_seed(3)
     M = torch.randn(6, 6, generator=g, dtype=torch.float64)
     A = M @ M.T / 6
-    fn = _quartic(A)
     x = torch.randn(6, generator=g, dtype=torch.float64)
-    H = torch.autograd.functional.hessian(fn, x)
-    want = float(torch.linalg.eigvalsh(H).abs().max())
-    got = f(fn, x, 200, 1)
+    want = float(torch.linalg.eigvalsh(_quartic_hessian(A, x)).abs().max())
+    got = f(A, x, 200, 1)
     assert isinstance(got, float) and abs(got - want) < 1e-6 * want, f"expected {want:.6f}, got {got}"
 
 
