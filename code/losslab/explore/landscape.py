@@ -347,7 +347,7 @@ def network_slice_explorer(scans: Mapping[tuple[str, str], np.ndarray] | None = 
             "model": Choice(models, default=models[0], label="network"),
             "normalization": Choice(["filter", "none"], default="filter",
                                     labels=["filter-normalized", "raw Gaussian"], label="directions"),
-            "scale": Slider(0.5, span, default=1.0, static=[1.0], label="scale (live only)"),
+            "scale": Slider(0.5, span, default=1.0, static=[1.0], label="scale (live only)", fill=False),
         },
         title="Slices of a trained network's loss on the digits",
         alt="Contour plot of the log training loss of the {model} network over a plane through its trained "
