@@ -254,8 +254,10 @@ class Explorer:
         One per parameter of ``render``.
     title : str
         Shown above the figure.
-    alt : str
-        Alt text, a format string over the parameters (``"... {lr:.2g}"``).
+    alt : str or callable
+        Alt text: a format string over the parameters (``"... {lr:.2g}"``; a
+        choice of strings reads as its label), or a function of the settings
+        returning the text, for an alt text that states what the frame shows.
     dpi : float
         Resolution of rendered frames.
     max_frames : int
@@ -280,8 +282,8 @@ class Explorer:
         for key, control in controls.items():
             if not isinstance(control, (Slider, Choice, Toggle)):
                 raise TypeError(f"controls[{key!r}]: expected Slider, Choice or Toggle, got {type(control).__name__}")
-        if not alt or not isinstance(alt, str):
-            raise ValueError("alt: every explorer needs alt text describing the figure")
+        if not alt or not (isinstance(alt, str) or callable(alt)):
+            raise ValueError("alt: every explorer needs alt text describing the figure (a template or a function of the settings)")
         self.name = name
         self._render = render
         self.controls = dict(controls)
@@ -320,6 +322,8 @@ class Explorer:
     def alt(self, **params: Any) -> str:
         """The alt text of one setting; a choice reads as its label (``"saddle (six-hump camel)"``, not ``six_hump_camel``)."""
         values = self.params(**params)
+        if callable(self.alt_template):
+            return str(self.alt_template(**values))
         words = {k: (self.controls[k].format(v) if isinstance(self.controls[k], Choice) and isinstance(v, str) else v)
                  for k, v in values.items()}
         try:
