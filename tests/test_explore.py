@@ -55,7 +55,7 @@ def test_static_html_holds_the_data_of_every_grid_point_with_alt_text():
              if a_values[int(k.split(",")[0])] != 0}  # slope 0 flipped is slope 0
     assert len(set(drawn.values())) == len(drawn) == ex.n_frames - 4  # every other frame draws something different
     i2 = a_values.index(2.0)
-    assert data["alts"][f"{i2},1,1"] == "line of slope 2.0 (dashed, flip True)"
+    assert data["alts"][f"{i2},1,1"] == "line of slope 2.0 (dashed, flip on)"
     line = [data["traces"][i] for i in data["frames"][f"{i2},1,1"][2]][0]
     assert line["y"] == [0, -2] and line["line"]["dash"] == "dash"  # the numbers, not a picture
     i1 = a_values.index(1.0)

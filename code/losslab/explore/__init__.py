@@ -324,7 +324,8 @@ class Explorer:
         values = self.params(**params)
         if callable(self.alt_template):
             return str(self.alt_template(**values))
-        words = {k: (self.controls[k].format(v) if isinstance(self.controls[k], Choice) and isinstance(v, str) else v)
+        words = {k: (self.controls[k].format(v) if (isinstance(self.controls[k], Choice) and isinstance(v, str))
+                     or isinstance(self.controls[k], Toggle) else v)
                  for k, v in values.items()}
         try:
             return self.alt_template.format(**words)
