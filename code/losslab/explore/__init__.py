@@ -352,11 +352,7 @@ class Explorer:
 
     def describe(self, **overrides: Any) -> dict:
         """The figure description (Plotly traces and layout, numpy arrays) of one setting."""
-        fig = self.render(**overrides)
-        try:
-            return _figure.describe(fig)
-        finally:
-            fig.clear()
+        return _figure.describe(self.render(**overrides))  # the figure is not registered anywhere: dropped here
 
     # -- static ---------------------------------------------------------------
     def static_controls(self) -> list[str]:

@@ -118,8 +118,8 @@ def _num(a: Any) -> np.ndarray:
 def _paths_xy(paths, transform, ax) -> tuple[np.ndarray, np.ndarray]:
     """Vertices of ``paths`` (drawn with ``transform``) in ``ax``'s data coordinates, subpaths split by NaN."""
     xs, ys = [], []
-    to_data = ax.transData.inverted()
-    direct = transform == ax.transData
+    direct = transform is ax.transData or transform == ax.transData
+    to_data = None if direct else ax.transData.inverted()
     for path in paths:
         for poly in path.to_polygons(closed_only=False):
             if len(poly) == 0:
@@ -321,10 +321,11 @@ class _Builder:
         filled = bool(cs.filled)
         cols = cs.get_facecolor() if filled else cs.get_edgecolor()
         alpha = cs.get_alpha()
+        transform = cs.get_transform()
         for k, path in enumerate(paths):
             if len(path.vertices) == 0:
                 continue
-            x, y = _paths_xy([path], cs.get_transform(), ax)
+            x, y = _paths_xy([path], transform, ax)
             col = _colour(tuple(cols[k % len(cols)]), alpha) if len(cols) else "#888888"
             level = cs.levels[k] if k < len(cs.levels) else None
             trace: dict[str, Any] = {"type": "scatter", "x": x, "y": y, "mode": "lines", "hoverinfo": "skip",
