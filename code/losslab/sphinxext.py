@@ -16,9 +16,6 @@
   the colour mode defaults to the reader's system setting (an empty default
   made the theme log "Got invalid theme mode" on every page); formulas stay
   out of the Tab order (MathJax's menu remains on right-click).
-- It vendors plotly.js (from the installed ``plotly`` package, no CDN) into
-  the book's ``_static`` once; explorers load it when the first one scrolls
-  into view (:mod:`losslab.explore`).
 - It drops duplicate script tags: Jupyter Book registers sphinx-thebe's inline
   configuration script once per read pass, and a second copy redeclares its
   ``const`` variables, a JavaScript error on every page.
@@ -109,21 +106,6 @@ def theme_defaults(app, config) -> None:  # noqa: ANN001
     config.mathjax3_config = mathjax
 
 
-def vendor_plotly(app, exception) -> None:  # noqa: ANN001 (Sphinx event)
-    """Copy plotly.min.js from the plotly package into the built book's ``_static``."""
-    if exception is not None or app.builder.format != "html":
-        return
-    import shutil  # noqa: PLC0415
-    from importlib import resources  # noqa: PLC0415
-    from pathlib import Path  # noqa: PLC0415
-
-    source = resources.files("plotly") / "package_data" / "plotly.min.js"
-    target = Path(app.outdir) / "_static" / "plotly.min.js"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with resources.as_file(source) as path:
-        shutil.copyfile(path, target)
-
-
 def setup(app):  # noqa: ANN001, ANN201  (Sphinx's extension entry point)
     os.environ[STATIC_ENV] = "1"
     app.set_html_assets_policy("always")
@@ -133,5 +115,4 @@ def setup(app):  # noqa: ANN001, ANN201  (Sphinx's extension entry point)
     app.connect("config-inited", theme_defaults)
     app.connect("html-page-context", meta_description, priority=100)
     app.connect("html-page-context", default_colour_mode, priority=100)
-    app.connect("build-finished", vendor_plotly)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

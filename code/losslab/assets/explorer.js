@@ -1,6 +1,6 @@
 // Static explorer: the build computed the figure *data* at every combination of
 // the controls' positions; the controls pick a frame and plotly.js (vendored in
-// the book's _static, loaded once, when the first explorer scrolls into view)
+// the book's _static: plotly.js's cartesian partial bundle, loaded once, when the first explorer scrolls into view)
 // draws it, with hover values. Traces shared by several frames are stored once.
 // On a narrow screen the panels of a multi-panel figure stack vertically.
 // The settings live in the page address as ?<explorer>.<control>=<value> (for
@@ -10,7 +10,7 @@
 // per explorer.
 window.losslabExplorer = window.losslabExplorer || (function () {
   var MIN_PANEL = 300;    // CSS px: narrower panels stack
-  var STACK_PANEL = 260;  // CSS px: height of one stacked panel
+  var STACK_PANEL = 300;  // CSS px: height of one stacked panel
   var pending = [], loading = false;
 
   function plotlyUrl() {
@@ -19,7 +19,7 @@ window.losslabExplorer = window.losslabExplorer || (function () {
       var s = document.querySelector('script[src*="_static/"]');
       root = s ? s.getAttribute('src').split('_static/')[0] : '';
     }
-    return root + '_static/plotly.min.js';
+    return root + '_static/plotly-cartesian.min.js';
   }
   function withPlotly(fn) {
     if (window.Plotly) { fn(); return; }

@@ -10,9 +10,10 @@ controls. The same ``render`` feeds three places:
   ships *numbers*, not pictures: the figure description
   (:func:`losslab.explore.figure.describe`, a Plotly figure read off the
   matplotlib figure) at every point of the grid of control values, traces
-  shared between frames stored once; plotly.js, vendored into the book's
-  ``_static`` by :mod:`losslab.sphinxext` (no CDN), loads when the first
-  explorer scrolls into view and draws whichever frame the controls select,
+  shared between frames stored once; plotly.js (its cartesian partial
+  bundle, ``book/_static/plotly-cartesian.min.js``, the same plotly.js
+  version as the ``plotly`` package's FigureWidget; no CDN) loads when the
+  first explorer scrolls into view and draws whichever frame the controls select,
   with hover values, text in CSS pixels and panels stacked on a narrow
   screen; at most :data:`MAX_STATIC_BYTES` per explorer;
 - **tests and benchmarks**: :meth:`Explorer.render` and :meth:`Explorer.frame`
