@@ -92,8 +92,9 @@ window.losslabExplorer = window.losslabExplorer || (function () {
     } else {
       plotPx = base.height;
     }
-    layout.height = Math.round(plotPx + legendPx + 24);
-    layout.margin = { l: 8, r: 8, t: 24, b: legendPx + 8 };
+    var titlePx = layout.title ? 8 + 18 * (layout.title.text.split('<br>').length) : 0;
+    layout.height = Math.round(plotPx + legendPx + 24 + titlePx);
+    layout.margin = { l: 8, r: 8, t: 24 + titlePx, b: legendPx + 8 };
     if (layout.legend) { layout.legend.yref = 'container'; layout.legend.yanchor = 'top'; layout.legend.y = (legendPx + 4) / layout.height; }
     layout.autosize = true;
     return layout;

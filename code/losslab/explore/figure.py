@@ -52,7 +52,7 @@ _GREEK = {
     "geq": "≥", "le": "≤", "ge": "≥", "neq": "≠", "to": "→", "rightarrow": "→", "pm": "±", "star": "*",
     "ast": "*", "ell": "ℓ", "sqrt": "√", "sum": "Σ", "log": "log", "exp": "exp", "min": "min", "max": "max",
     "mid": "|", "lVert": "‖", "rVert": "‖", "Vert": "‖", "|": "‖", "odot": "⊙", "hat": "", "bar": "",
-    "tilde": "", "mathrm": "", "mathbf": "", "mathit": "", "text": "", "operatorname": "", "left": "", "right": "",
+    "tilde": "", "mathcal": "", "mathbb": "", "boldsymbol": "", "displaystyle": "", "mathrm": "", "mathbf": "", "mathit": "", "text": "", "operatorname": "", "left": "", "right": "",
 }
 
 
@@ -177,9 +177,15 @@ class _Builder:
         }
         layout.update(self.layout)
         title = self.fig._suptitle.get_text() if getattr(self.fig, "_suptitle", None) is not None else ""
-        out = {"data": self.traces, "layout": layout, "panels": self.panels, "width_in": float(w_in)}
         if title:
-            out["suptitle"] = plain_text(title)
+            layout["title"] = {"text": plain_text(title), "font": {"size": FONT_PX + 1}, "x": 0.5, "xanchor": "center",
+                               "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 4}}
+        if "3-D axes" in self.skipped and len(self.panels) == 1:  # the panel left alone takes the width
+            p = self.panels[0]
+            self.layout["xaxis" + p["x"][1:]]["domain"] = p["domain"][0] = [0.0, 1.0]
+            if p["title"] >= 0:
+                self.annotations[p["title"]]["x"] = 0.5
+        out = {"data": self.traces, "layout": layout, "panels": self.panels, "width_in": float(w_in)}
         if self.skipped:
             out["skipped"] = sorted(set(self.skipped))
         return out
@@ -212,10 +218,20 @@ class _Builder:
                 axis["exponentformat"] = "power"
                 if lo > 0 and hi > 0:
                     axis["range"] = [math.log10(lo), math.log10(hi)]
+                # Plotly labels the 2s and 5s between decades at 3/4 of the tick font: on a log axis
+                # spanning several decades, label decades only; on a short one, a font whose 3/4 is >= 10 px
+                if lo > 0 and hi > 0 and abs(math.log10(hi / lo)) < 2:
+                    axis["tickfont"] = {"size": 14}
+                else:
+                    axis["dtick"] = 1 if not (lo > 0 and hi > 0) or abs(math.log10(hi / lo)) < 12 else 2
             elif math.isfinite(lo) and math.isfinite(hi):
                 axis["range"] = [lo, hi]
             fmt = mpl_axis.get_major_formatter()
-            if type(fmt).__name__ == "FixedFormatter":
+            mapping = getattr(fmt, "_units", None)
+            if type(fmt).__name__ == "StrCategoryFormatter" and mapping:
+                axis["tickvals"] = [float(v) for v in mapping.values()]
+                axis["ticktext"] = [plain_text(k) for k in mapping]
+            elif type(fmt).__name__ == "FixedFormatter":
                 vals = list(mpl_axis.get_majorticklocs())
                 texts = [plain_text(t) for t in fmt.seq][: len(vals)]
                 axis["tickvals"] = [float(v) for v in vals[: len(texts)]]
