@@ -136,6 +136,7 @@ window.losslabExplorer = window.losslabExplorer || (function () {
         window.Plotly.react(box, JSON.parse(JSON.stringify(s.f.data)), s.layout,
           { displayModeBar: false, responsive: true, scrollZoom: false });
         box.dataset.drawn = k;
+        box.dataset.width = String(width);  // tests wait for a redraw at a new width
       });
     }
     function show() {

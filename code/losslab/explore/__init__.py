@@ -419,10 +419,12 @@ class Explorer:
             if len(statics[j]) < 2:  # a control that cannot move here is not shown (the address still may name it)
                 rows.append(f'<input type="hidden" value="0" {data}>')
             elif isinstance(c, Slider):
+                complete = c.integer and len(statics[j]) == int(math.floor(c.max)) - int(math.ceil(c.min)) + 1
                 rows.append(
                     f'<label class="lle-ctl"><span class="lle-name">{label}</span>'
                     f'<input type="range" min="0" max="{len(statics[j]) - 1}" step="1" value="{start[j]}" {data} '
-                    f'aria-label="{label}" aria-valuetext="{e(labels[start[j]])}">'
+                    + ('data-complete="1" ' if complete else '')
+                    + f'aria-label="{label}" aria-valuetext="{e(labels[start[j]])}">'
                     f'<output class="lle-val">{e(labels[start[j]])}</output></label>'
                 )
             elif isinstance(c, Choice):

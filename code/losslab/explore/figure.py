@@ -56,15 +56,31 @@ _GREEK = {
 }
 
 
+_SUP = dict(zip("0123456789+-=()niTtkx*", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁼⁽⁾ⁿⁱᵀᵗᵏˣ*"))
+_SUB = dict(zip("0123456789+-=()aeoxhklmnpstij", "₀₁₂₃₄₅₆₇₈₉₊₋₌₍₎ₐₑₒₓₕₖₗₘₙₚₛₜᵢⱼ"))
+
+
+def _script(text: str, table: dict, mark: str) -> str:
+    """Super- or subscript in full-size characters (Plotly draws <sup>/<sub> at 70%: below 10 px)."""
+    text = text.replace("−", "-")
+    if text and all(ch in table for ch in text):
+        return "".join(table[ch] for ch in text)
+    return mark + (text if len(text) == 1 or (text[0] == "(" and text[-1] == ")") else f"({text})")
+
+
 def _math(s: str) -> str:
     s = re.sub(r"\\([A-Za-z]+|\|)", lambda m: _GREEK.get(m.group(1), m.group(1)), s)
     s = s.replace("\\,", " ").replace("\\;", " ").replace("\\!", "").replace("\\ ", " ")
     for _ in range(3):  # nested braces, innermost first
-        s = re.sub(r"\^\{([^{}]*)\}", r"<sup>\1</sup>", s)
-        s = re.sub(r"_\{([^{}]*)\}", r"<sub>\1</sub>", s)
-    s = re.sub(r"\^(\S)", r"<sup>\1</sup>", s)
-    s = re.sub(r"_(\S)", r"<sub>\1</sub>", s)
-    return s.replace("{", "").replace("}", "")
+        s = re.sub(r"\^\{([^{}]*)\}", lambda m: _script(m.group(1), _SUP, "\x01"), s)  # \x01, \x02: ^ and _ written out
+        s = re.sub(r"_\{([^{}]*)\}", lambda m: _script(m.group(1), _SUB, "\x02"), s)
+    s = re.sub(r"\^(\S)", lambda m: _script(m.group(1), _SUP, "^"), s)
+    s = re.sub(r"_(\S)", lambda m: _script(m.group(1), _SUB, "_"), s)
+    return s.replace("{", "").replace("}", "").replace("\x01", "^").replace("\x02", "_")
+
+
+def _decade(k: int) -> str:
+    return {0: "1", 1: "10"}.get(k, "10" + "".join(_SUP[ch] for ch in str(k)))
 
 
 def plain_text(s: Any) -> str:
@@ -218,12 +234,16 @@ class _Builder:
                 axis["exponentformat"] = "power"
                 if lo > 0 and hi > 0:
                     axis["range"] = [math.log10(lo), math.log10(hi)]
-                # Plotly labels the 2s and 5s between decades at 3/4 of the tick font: on a log axis
-                # spanning several decades, label decades only; on a short one, a font whose 3/4 is >= 10 px
-                if lo > 0 and hi > 0 and abs(math.log10(hi / lo)) < 2:
-                    axis["tickfont"] = {"size": 14}
+                # Plotly writes 10^k with a 70% superscript and the 2s and 5s between decades at 75%
+                # (below 10 px): decades get full-size labels (10⁻⁴); a short axis plain numbers, larger
+                if lo > 0 and hi > 0 and abs(math.log10(hi / lo)) >= 1.5:
+                    a, b = sorted((math.log10(lo), math.log10(hi)))
+                    ks = list(range(math.ceil(a - 1e-9), math.floor(b + 1e-9) + 1))
+                    stride = max(1, math.ceil(len(ks) / 8))
+                    ks = ks[::stride]
+                    axis.update({"tickvals": [10.0**k for k in ks], "ticktext": [_decade(k) for k in ks]})
                 else:
-                    axis["dtick"] = 1 if not (lo > 0 and hi > 0) or abs(math.log10(hi / lo)) < 12 else 2
+                    axis.update({"tickfont": {"size": 14}, "exponentformat": "e"})
             elif math.isfinite(lo) and math.isfinite(hi):
                 axis["range"] = [lo, hi]
             fmt = mpl_axis.get_major_formatter()
