@@ -67,8 +67,9 @@ _MEASURE = """(minPanel) => Array.from(document.querySelectorAll('.lle')).map(ex
 })""" % MIN_TEXT_PX
 
 
-_REDRAWN = """() => Array.from(document.querySelectorAll('.lle .lle-frame'))
-    .every(b => b.dataset.width === String(b.clientWidth))"""
+_WIDTHS = """() => Array.from(document.querySelectorAll('.lle .lle-frame')).map(b => b.dataset.width)"""
+_REDRAWN = """(before) => Array.from(document.querySelectorAll('.lle .lle-frame'))
+    .every((b, i) => b.dataset.width !== before[i])"""
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +85,9 @@ def visits(browser):  # noqa: F811
             opened[path] = visit
         visit = opened[path]
         if visit.page.viewport_size != {"width": size[0], "height": size[1]}:
+            before = visit.page.evaluate(_WIDTHS)
             visit.page.set_viewport_size({"width": size[0], "height": size[1]})
-            visit.page.wait_for_function(_REDRAWN, timeout=15000)
+            visit.page.wait_for_function(_REDRAWN, arg=before, timeout=15000)  # redrawn at the new width
         return visit
 
     yield get

@@ -71,7 +71,9 @@ window.losslabExplorer = window.losslabExplorer || (function () {
     var layout = JSON.parse(JSON.stringify(base));
     var rows = legendRows(data, width);
     var legendPx = rows ? 16 + 20 * rows : 0;
-    var stack = panels.length > 1 && width / columns(panels) < MIN_PANEL;
+    // stack when a panel would be narrower than MIN_PANEL (side by side, or a lone column beside room for a legend)
+    var stack = panels.length > 1 && (width / columns(panels) < MIN_PANEL ||
+      panels.some(function (p) { return (p.domain[0][1] - p.domain[0][0]) * width < MIN_PANEL; }));
     var plotPx;
     if (stack) {
       var order = panels.slice().sort(function (a, b) {
