@@ -52,8 +52,8 @@ def test_pages_carry_static_interactives_not_blank_widgets(path):
     if path in bf.chapters() or path.stem == "how_this_book_works":  # appendices need neither
         assert 'class="llq tex2jax_process"' in html, "no quiz rendered"
         assert 'class="lle"' in html, "no explorer rendered"
-    for img in re.findall(r'<img class="lle-frame"[^>]*>', html):
-        assert re.search(r'alt="[^"]{10,}"', img), f"explorer frame without alt text: {img[:120]}"
+    for frame in re.findall(r'<div class="lle-frame"[^>]*>', html):
+        assert re.search(r'role="img" aria-label="[^"]{10,}"', frame), f"explorer frame without alt text: {frame[:120]}"
     assert "Traceback" not in html
 
 
@@ -297,20 +297,20 @@ def test_every_quiz_gives_feedback_and_every_explorer_responds(browser, opened, 
     for i in range(explorers.count()):
         ex = explorers.nth(i)
         name = ex.get_attribute("data-name")
-        img = ex.locator("img.lle-frame")
-        before_src, before_alt = img.get_attribute("src"), img.get_attribute("alt")
+        img = ex.locator(".lle-frame")
+        before_src, before_alt = img.get_attribute("data-key"), img.get_attribute("aria-label")
         _move(*_movable_control(ex))
-        assert img.get_attribute("src") != before_src, f"explorer {name}: the figure did not change"
-        assert img.get_attribute("alt") != before_alt, f"explorer {name}: the alt text did not follow the figure"
+        assert img.get_attribute("data-key") != before_src, f"explorer {name}: the figure did not change"
+        assert img.get_attribute("aria-label") != before_alt, f"explorer {name}: the alt text did not follow the figure"
         assert f"{name}." in unquote(page.url), f"explorer {name}: the page address does not record its settings"
-        shown[name] = img.get_attribute("src")
+        shown[name] = img.get_attribute("data-key")
     assert not visit.errors, f"JavaScript errors: {visit.errors}"
 
     # The address reproduces the view: reopen it and find the same frame in every explorer.
     again = Visit(browser, page.url.split("/", 3)[3])
     try:
         for name, src in shown.items():
-            same = again.page.locator(f'.lle[data-name="{name}"] img.lle-frame').get_attribute("src")
+            same = again.page.locator(f'.lle[data-name="{name}"] .lle-frame').get_attribute("data-key")
             assert same == src, f"explorer {name}: opening the recorded address shows another frame"
     finally:
         again.close()

@@ -1,10 +1,37 @@
-// Static explorer: every frame was rendered at build time; the controls only
-// pick which one to show. The settings live in the page address as
-// ?<explorer>.<control>=<value> (for example ?demo.sigmoid-neuron.w=2), read
-// when the page opens and rewritten as controls move, so a link reproduces a
-// view. Query parameters, not the #fragment, so section links keep working.
-// Defined once per page, mounted once per explorer.
+// Static explorer: the build computed the figure *data* at every combination of
+// the controls' positions; the controls pick a frame and plotly.js (vendored in
+// the book's _static: plotly.js's cartesian partial bundle, loaded once, when the first explorer scrolls into view)
+// draws it, with hover values. Traces shared by several frames are stored once.
+// On a narrow screen the panels of a multi-panel figure stack vertically.
+// The settings live in the page address as ?<explorer>.<control>=<value> (for
+// example ?demo.sigmoid-neuron.w=2), read when the page opens and rewritten as
+// controls move, so a link reproduces a view. Query parameters, not the
+// #fragment, so section links keep working. Defined once per page, mounted once
+// per explorer.
 window.losslabExplorer = window.losslabExplorer || (function () {
+  var MIN_PANEL = 300;    // CSS px: narrower panels stack
+  var STACK_PANEL = 300;  // CSS px: height of one stacked panel
+  var pending = [], loading = false;
+
+  function plotlyUrl() {
+    var root = document.documentElement.getAttribute('data-content_root');
+    if (root === null) {
+      var s = document.querySelector('script[src*="_static/"]');
+      root = s ? s.getAttribute('src').split('_static/')[0] : '';
+    }
+    return root + '_static/plotly-cartesian.min.js';
+  }
+  function withPlotly(fn) {
+    if (window.Plotly) { fn(); return; }
+    pending.push(fn);
+    if (loading) return;
+    loading = true;
+    var tag = document.createElement('script');
+    tag.src = plotlyUrl();
+    tag.async = true;
+    tag.onload = function () { var q = pending; pending = []; q.forEach(function (f) { f(); }); };
+    document.head.appendChild(tag);
+  }
   function labelsOf(el) { return JSON.parse(el.dataset.labels); }
   function getIndex(el) {
     if (el.type === 'checkbox') return el.checked ? 1 : 0;
@@ -26,31 +53,114 @@ window.losslabExplorer = window.losslabExplorer || (function () {
     });
     return best;
   }
+  function columns(panels) {
+    var xs = [];
+    panels.forEach(function (p) {
+      if (!xs.some(function (x) { return Math.abs(x - p.domain[0][0]) < 0.02; })) xs.push(p.domain[0][0]);
+    });
+    return Math.max(1, xs.length);
+  }
+  function legendRows(data, width) {
+    var chars = 0;
+    data.forEach(function (t) { if (t.showlegend && t.name) chars += t.name.length + 6; });
+    return chars ? Math.ceil(chars * 7 / Math.max(width, 200)) : 0;
+  }
+  // The layout for a frame at the frame's current width: panels side by side as computed,
+  // or stacked when a column would be narrower than MIN_PANEL.
+  function layoutFor(data, base, panels, width) {
+    var layout = JSON.parse(JSON.stringify(base));
+    var rows = legendRows(data, width);
+    var legendPx = rows ? 16 + 20 * rows : 0;
+    // stack when a panel would be narrower than MIN_PANEL (side by side, or a lone column beside room for a legend)
+    var stack = panels.length > 1 && (width / columns(panels) < MIN_PANEL ||
+      panels.some(function (p) { return (p.domain[0][1] - p.domain[0][0]) * width < MIN_PANEL; }));
+    var plotPx;
+    if (stack) {
+      var order = panels.slice().sort(function (a, b) {
+        return (b.domain[1][1] - a.domain[1][1]) || (a.domain[0][0] - b.domain[0][0]);
+      });
+      var n = order.length, gap = 70;  // px between stacked panels: tick labels, axis title, panel title
+      plotPx = n * STACK_PANEL + (n - 1) * gap;
+      order.forEach(function (p, i) {
+        var top = 1 - i * (STACK_PANEL + gap) / plotPx, bottom = top - STACK_PANEL / plotPx;
+        var xa = 'xaxis' + p.x.slice(1), ya = 'yaxis' + p.y.slice(1);
+        layout[xa].domain = [0, 1];
+        layout[ya].domain = [Math.max(0, bottom), Math.min(1, top)];
+        if (p.title >= 0) {
+          var ann = layout.annotations[p.title];
+          ann.x = 0.5; ann.y = Math.min(1, top);
+        }
+      });
+    } else {
+      plotPx = base.height;
+    }
+    var titlePx = layout.title ? 8 + 18 * (layout.title.text.split('<br>').length) : 0;
+    layout.height = Math.round(plotPx + legendPx + 24 + titlePx);
+    layout.margin = { l: 8, r: 8, t: 24 + titlePx, b: legendPx + 8 };
+    if (layout.legend) { layout.legend.yref = 'container'; layout.legend.yanchor = 'top'; layout.legend.y = (legendPx + 4) / layout.height; }
+    layout.autosize = true;
+    return layout;
+  }
   function mount(id) {
     var root = document.getElementById(id);
     if (!root || root.dataset.mounted) return;
     root.dataset.mounted = '1';
     var name = root.dataset.name;
     var data = JSON.parse(root.querySelector('script.lle-data').textContent);
-    var img = root.querySelector('img.lle-frame');
+    var box = root.querySelector('.lle-frame');
     var inputs = Array.prototype.slice.call(root.querySelectorAll('[data-j]'));
-    function show() {
+    var visible = false, drawnKey = null, drawnWidth = 0;
+
+    function key() {
       var idx = [];
       inputs.forEach(function (el) { idx[parseInt(el.dataset.j, 10)] = getIndex(el); });
-      var key = idx.join(',');
-      if (data.frames[key]) {
-        img.src = 'data:image/png;base64,' + data.frames[key];
-        img.alt = data.alts[key];
+      return idx.join(',');
+    }
+    function frame(k) {
+      var f = data.frames[k];
+      var traces = f[2].map(function (i) { return data.traces[i]; });
+      return { data: traces, layout: data.layouts[f[0]], panels: data.panels[f[1]] };
+    }
+    function size() {
+      // Fix the box's height before anything is drawn, so nothing below it moves.
+      var f = frame(key());
+      var lay = layoutFor(f.data, f.layout, f.panels, box.clientWidth || 600);
+      box.style.height = lay.height + 'px';
+      return { f: f, layout: lay };
+    }
+    function draw() {
+      var k = key();
+      var s = size();
+      var width = box.clientWidth;
+      if (!visible || (k === drawnKey && width === drawnWidth)) return;
+      withPlotly(function () {
+        drawnKey = k; drawnWidth = width;
+        window.Plotly.react(box, JSON.parse(JSON.stringify(s.f.data)), s.layout,
+          { displayModeBar: false, responsive: true, scrollZoom: false });
+        box.dataset.drawn = k;
+        box.dataset.width = String(width);  // tests wait for a redraw at a new width
+      });
+    }
+    function show() {
+      var k = key();
+      if (data.frames[k]) {
+        box.dataset.key = k;
+        box.setAttribute('aria-label', data.alts[k]);
       }
       inputs.forEach(function (el) {
-        var out = el.type === 'range' && el.parentNode.querySelector('output');
-        if (out) out.textContent = labelsOf(el)[getIndex(el)];
+        if (el.type !== 'range') return;
+        var text = labelsOf(el)[getIndex(el)];
+        var out = el.parentNode.querySelector('output');
+        if (out) out.textContent = text;
+        el.setAttribute('aria-valuetext', text);
       });
+      draw();
     }
     function writeAddress() {
       if (!window.history || !history.replaceState) return;
       var params = new URLSearchParams(window.location.search);
       inputs.forEach(function (el) {
+        if (el.type === 'hidden') return;
         params.set(name + '.' + el.dataset.name, labelsOf(el)[getIndex(el)]);
       });
       var url = window.location.pathname + '?' + params.toString() + window.location.hash;
@@ -59,7 +169,7 @@ window.losslabExplorer = window.losslabExplorer || (function () {
     var params = new URLSearchParams(window.location.search);
     inputs.forEach(function (el) {
       var wanted = params.get(name + '.' + el.dataset.name);
-      if (wanted !== null) {
+      if (wanted !== null && el.type !== 'hidden') {
         var i = find(labelsOf(el), wanted);
         if (i >= 0) setIndex(el, i);
       }
@@ -69,6 +179,13 @@ window.losslabExplorer = window.losslabExplorer || (function () {
       el.addEventListener('input', show);
       el.addEventListener('change', function () { show(); writeAddress(); });
     });
+    window.addEventListener('resize', function () { draw(); });
+    if ('IntersectionObserver' in window) {
+      var io = new IntersectionObserver(function (entries) {
+        if (entries.some(function (e) { return e.isIntersecting; })) { visible = true; io.disconnect(); draw(); }
+      }, { rootMargin: '300px 0px' });
+      io.observe(box);
+    } else { visible = true; draw(); }
   }
   return { mount: mount };
 })();

@@ -4,12 +4,18 @@ An explorer is a pure ``render(**params) -> Figure`` plus a description of its
 controls. The same ``render`` feeds three places:
 
 - **live** (Jupyter, Colab): :meth:`Explorer.widget` is a thin ipywidgets
-  shell (sliders, dropdowns, checkboxes and an image) that re-renders in
-  place on every change;
+  shell (sliders, dropdowns, checkboxes) around a Plotly ``FigureWidget``
+  whose traces update in place on every change (no PNG is drawn);
 - **static** (the built book, no kernel): :meth:`Explorer.static_html`
-  pre-renders one frame per point of a small grid of control values and
-  switches between them with plain HTML controls and a few lines of script;
-  self-contained, no CDN, no server, at most :data:`MAX_STATIC_BYTES`;
+  ships *numbers*, not pictures: the figure description
+  (:func:`losslab.explore.figure.describe`, a Plotly figure read off the
+  matplotlib figure) at every point of the grid of control values, traces
+  shared between frames stored once; plotly.js (its cartesian partial
+  bundle, ``book/_static/plotly-cartesian.min.js``, the same plotly.js
+  version as the ``plotly`` package's FigureWidget; no CDN) loads when the
+  first explorer scrolls into view and draws whichever frame the controls select,
+  with hover values, text in CSS pixels and panels stacked on a narrow
+  screen; at most :data:`MAX_STATIC_BYTES` per explorer;
 - **tests and benchmarks**: :meth:`Explorer.render` and :meth:`Explorer.frame`
   call it directly, without a browser.
 
@@ -50,11 +56,14 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .. import plots
+from . import figure as _figure
 
 __all__ = ["Slider", "Choice", "Toggle", "Explorer", "MAX_STATIC_BYTES", "registered", "REGISTRY"]
 
 #: Budget for one explorer's static HTML (all frames together).
 MAX_STATIC_BYTES = 1_500_000
+#: Positions of a numeric slider in the static book when the grid allows it (issue 19: at least 9).
+MIN_POSITIONS = 9
 
 
 # --- controls -------------------------------------------------------------------
@@ -76,10 +85,15 @@ class Slider:
     integer : bool
         Integer values only.
     static : sequence of float, optional
-        Values pre-rendered for the static book; default 5 values evenly
-        (or log-evenly) spaced over the range, with the default among them.
+        Values the static book must offer (the settings the text asks the
+        reader to try); the default is always among them.
     label : str, optional
         Text beside the control; default the parameter name.
+    fill : bool
+        Fill the static positions up to :data:`MIN_POSITIONS` with evenly
+        (log-evenly) spaced values (default). ``False`` keeps exactly
+        ``static`` and the default: a slider left with one position is not
+        shown in the static book.
     """
 
     min: float
@@ -90,6 +104,7 @@ class Slider:
     integer: bool = False
     static: Sequence[float] | None = None
     label: str | None = None
+    fill: bool = True
 
     def __post_init__(self) -> None:
         for name in ("min", "max", "default"):
@@ -113,15 +128,29 @@ class Slider:
                 raise ValueError(f"Slider static: values {bad} lie outside [{self.min}, {self.max}]")
 
     def static_values(self) -> list[float]:
-        if self.static is not None:
-            vals = sorted(set(float(v) for v in self.static) | {float(self.default)})
-        else:
-            if self.log:
-                grid = np.geomspace(self.min, self.max, 5)
-            else:
-                grid = np.linspace(self.min, self.max, 5)
-            grid[np.argmin(np.abs(grid - self.default))] = self.default
-            vals = sorted(set(float(v) for v in grid))
+        """The positions in the static book: the ``static`` values (settings the text names) and the
+        default, filled up to :data:`MIN_POSITIONS` with evenly (log-evenly) spaced values over the range
+        unless ``static`` is given with ``fill=False`` (an integer slider has at most its integers)."""
+        named = set(float(v) for v in (self.static or ())) | {float(self.default)}
+        vals = sorted(named)
+        if self.fill:
+            want = MIN_POSITIONS
+            if self.integer:
+                want = min(want, int(math.floor(self.max)) - int(math.ceil(self.min)) + 1)
+            n = want
+            while len(vals) < want and n < 10 * want:
+                grid = np.geomspace(self.min, self.max, n) if self.log else np.linspace(self.min, self.max, n)
+                if self.integer:
+                    grid = np.round(grid)
+                # a grid value closer than a third of a grid step to a named one is replaced by it
+                step = (math.log(self.max / self.min) if self.log else (self.max - self.min)) / max(n - 1, 1)
+                keep = set(named)
+                for g in grid:
+                    d = [abs((math.log(g / v) if self.log else g - v)) for v in named if (not self.log or v > 0)]
+                    if not d or min(d) > step / 3:
+                        keep.add(float(g))
+                vals = sorted(keep)
+                n += 1
         if self.integer:
             vals = sorted(set(int(round(v)) for v in vals))
         return vals
@@ -226,8 +255,10 @@ class Explorer:
         One per parameter of ``render``.
     title : str
         Shown above the figure.
-    alt : str
-        Alt text, a format string over the parameters (``"... {lr:.2g}"``).
+    alt : str or callable
+        Alt text: a format string over the parameters (``"... {lr:.2g}"``; a
+        choice of strings reads as its label), or a function of the settings
+        returning the text, for an alt text that states what the frame shows.
     dpi : float
         Resolution of rendered frames.
     max_frames : int
@@ -243,7 +274,7 @@ class Explorer:
         title: str,
         alt: str,
         dpi: float = 80,
-        max_frames: int = 60,
+        max_frames: int = 200,
     ) -> None:
         if not callable(render):
             raise TypeError(f"render: expected a callable, got {type(render).__name__}")
@@ -252,8 +283,8 @@ class Explorer:
         for key, control in controls.items():
             if not isinstance(control, (Slider, Choice, Toggle)):
                 raise TypeError(f"controls[{key!r}]: expected Slider, Choice or Toggle, got {type(control).__name__}")
-        if not alt or not isinstance(alt, str):
-            raise ValueError("alt: every explorer needs alt text describing the figure")
+        if not alt or not (isinstance(alt, str) or callable(alt)):
+            raise ValueError("alt: every explorer needs alt text describing the figure (a template or a function of the settings)")
         self.name = name
         self._render = render
         self.controls = dict(controls)
@@ -265,7 +296,7 @@ class Explorer:
             sizes = {k: len(c.static_values()) for k, c in self.controls.items()}
             raise ValueError(
                 f"controls: the static grid has {n} frames ({sizes}), more than max_frames={max_frames}; "
-                "give sliders fewer `static` values"
+                "give sliders fewer `static` values (or fill=False)"
             )
         self.alt(**self.defaults)  # fail now, not in the browser, if the template names an unknown parameter
 
@@ -290,8 +321,15 @@ class Explorer:
         return {k: self.controls[k].validate(k, v) for k, v in values.items()}
 
     def alt(self, **params: Any) -> str:
+        """The alt text of one setting; a choice reads as its label (``"saddle (six-hump camel)"``, not ``six_hump_camel``)."""
+        values = self.params(**params)
+        if callable(self.alt_template):
+            return str(self.alt_template(**values))
+        words = {k: (self.controls[k].format(v) if (isinstance(self.controls[k], Choice) and isinstance(v, str))
+                     or isinstance(self.controls[k], Toggle) else v)
+                 for k, v in values.items()}
         try:
-            return self.alt_template.format(**self.params(**params))
+            return self.alt_template.format(**words)
         except (KeyError, IndexError) as err:
             raise ValueError(f"alt: template {self.alt_template!r} names unknown parameter {err}") from None
 
@@ -313,48 +351,80 @@ class Explorer:
         values = [self.controls[k].static_values() for k in names]
         return [dict(zip(names, combo)) for combo in itertools.product(*values)]
 
-    # -- static ---------------------------------------------------------------
-    def static_html(self, *, max_bytes: int = MAX_STATIC_BYTES) -> str:
-        """Self-contained HTML: pre-rendered frames switched by plain HTML controls.
+    def describe(self, **overrides: Any) -> dict:
+        """The figure description (Plotly traces and layout, numpy arrays) of one setting."""
+        return _figure.describe(self.render(**overrides))  # the figure is not registered anywhere: dropped here
 
-        Raises
-        ------
-        ValueError
-            If the frames together exceed ``max_bytes``.
-        """
+    # -- static ---------------------------------------------------------------
+    def static_controls(self) -> list[str]:
+        """The controls the static book shows: those with more than one position."""
+        return [k for k, c in self.controls.items() if len(c.static_values()) > 1]
+
+    def static_payload(self) -> tuple[dict, str]:
+        """Every frame of the static grid as shared traces and layouts: ``({"traces", "layouts", "frames",
+        "alts", "panels"}, start key)``; a frame key is the control indices joined by commas."""
         names = list(self.controls)
         statics = [self.controls[k].static_values() for k in names]
-        frames: dict[str, str] = {}
+        trace_ids: dict[str, int] = {}
+        layout_ids: dict[str, int] = {}
+        panels_ids: dict[str, int] = {}
+        frames: dict[str, list] = {}
         alts: dict[str, str] = {}
-        total = 0
         for idx in itertools.product(*(range(len(v)) for v in statics)):
             params = {k: statics[j][i] for j, (k, i) in enumerate(zip(names, idx))}
-            png = self.frame(compress=True, **params)
-            total += len(png) * 4 // 3
-            if total > max_bytes:
-                raise ValueError(
-                    f"{self.name}: static frames exceed {max_bytes / 1e6:.1f} MB after {len(frames) + 1} of "
-                    f"{self.n_frames} frames; use fewer static values, a smaller figure or a lower dpi"
-                )
+            d = self.describe(**params)
+            t = [trace_ids.setdefault(_figure.dumps(tr), len(trace_ids)) for tr in d["data"]]
+            lay = layout_ids.setdefault(_figure.dumps(d["layout"]), len(layout_ids))
+            pan = panels_ids.setdefault(_figure.dumps(d["panels"]), len(panels_ids))
             key = ",".join(map(str, idx))
-            frames[key] = base64.b64encode(png).decode("ascii")
+            frames[key] = [lay, pan, t]
             alts[key] = self.alt(**params)
         start = []
         for k, vals in zip(names, statics):
             init = _initial(self.controls[k])
             start.append(int(np.argmin([_distance(v, init) for v in vals])))
-        start_key = ",".join(map(str, start))
+        payload = {"traces": list(trace_ids), "layouts": list(layout_ids), "panels": list(panels_ids),
+                   "frames": frames, "alts": alts}
+        return payload, ",".join(map(str, start))
+
+    def static_html(self, *, max_bytes: int = MAX_STATIC_BYTES) -> str:
+        """Self-contained HTML: the figure data of every grid point, drawn by plotly.js, switched by plain HTML controls.
+
+        Raises
+        ------
+        ValueError
+            If the data together exceed ``max_bytes``.
+        """
+        names = list(self.controls)
+        statics = [self.controls[k].static_values() for k in names]
+        payload, start_key = self.static_payload()
+        body = ('{"traces":[' + ",".join(payload["traces"]) + '],"layouts":[' + ",".join(payload["layouts"])
+                + '],"panels":[' + ",".join(payload["panels"]) + '],"frames":' + json.dumps(payload["frames"], separators=(",", ":"))
+                + ',"alts":' + json.dumps(payload["alts"], separators=(",", ":"), ensure_ascii=False).replace("</", "<\\/") + "}")
+        if len(body.encode("utf-8")) > max_bytes:
+            raise ValueError(
+                f"{self.name}: static data of {self.n_frames} frames take {len(body.encode()) / 1e6:.2f} MB, more than "
+                f"{max_bytes / 1e6:.1f} MB; use fewer static values or fewer points per trace"
+            )
+        start = [int(i) for i in start_key.split(",")]
+        first = payload["frames"][start_key]
+        height = json.loads(payload["layouts"][first[0]]).get("height", 360)
         uid = "lle-" + uuid.uuid4().hex[:12]
         e = html.escape
         rows = []
         for j, (k, c) in enumerate(zip(names, self.controls.values())):
             label = e(c.label or k)
             labels = [c.format(v) for v in statics[j]]
-            data = f'data-j="{j}" data-name="{e(k)}" data-labels="{e(json.dumps(labels))}" aria-label="{label}"'
-            if isinstance(c, Slider):
+            data = f'data-j="{j}" data-name="{e(k)}" data-labels="{e(json.dumps(labels))}"'
+            if len(statics[j]) < 2:  # a control that cannot move here is not shown (the address still may name it)
+                rows.append(f'<input type="hidden" value="0" {data}>')
+            elif isinstance(c, Slider):
+                complete = c.integer and len(statics[j]) == int(math.floor(c.max)) - int(math.ceil(c.min)) + 1
                 rows.append(
                     f'<label class="lle-ctl"><span class="lle-name">{label}</span>'
-                    f'<input type="range" min="0" max="{len(statics[j]) - 1}" step="1" value="{start[j]}" {data}>'
+                    f'<input type="range" min="0" max="{len(statics[j]) - 1}" step="1" value="{start[j]}" {data} '
+                    + ('data-complete="1" ' if complete else '')
+                    + f'aria-label="{label}" aria-valuetext="{e(labels[start[j]])}">'
                     f'<output class="lle-val">{e(labels[start[j]])}</output></label>'
                 )
             elif isinstance(c, Choice):
@@ -362,32 +432,31 @@ class Explorer:
                     f'<option value="{i}"{" selected" if i == start[j] else ""}>{e(text)}</option>'
                     for i, text in enumerate(labels)
                 )
-                rows.append(f'<label class="lle-ctl"><span class="lle-name">{label}</span><select {data}>{opts}</select></label>')
+                rows.append(f'<label class="lle-ctl"><span class="lle-name">{label}</span><select {data} aria-label="{label}">{opts}</select></label>')
             else:
                 checked = " checked" if start[j] == 1 else ""
-                rows.append(f'<label class="lle-ctl"><input type="checkbox" {data}{checked}> <span class="lle-name">{label}</span></label>')
-        payload = json.dumps({"frames": frames, "alts": alts})
+                rows.append(f'<label class="lle-ctl"><input type="checkbox" {data} aria-label="{label}"{checked}> <span class="lle-name">{label}</span></label>')
+        shown = self.static_controls()
+        counts = " x ".join(str(len(self.controls[k].static_values())) for k in shown) or "1"
         return (
             f'<div class="lle" id="{uid}" data-losslab="explorer" data-name="{e(self.name)}">'
             f"<style>{_asset('explorer.css')}</style>"
             f'<div class="lle-title">{e(self.title)}</div>'
             f'<div class="lle-controls">{"".join(rows)}</div>'
-            f'<img class="lle-frame" src="data:image/png;base64,{frames[start_key]}" alt="{e(alts[start_key])}">'
-            f'<div class="lle-note">Pre-rendered at {self.n_frames} settings; run this chapter in Jupyter or Colab for continuous controls. '
+            f'<div class="lle-frame" role="img" aria-label="{e(payload["alts"][start_key])}" data-key="{start_key}" '
+            f'data-height="{int(height)}" style="height:{int(height)}px"></div>'
+            f'<div class="lle-note">Computed at every combination of {counts} settings ({self.n_frames} in all); hover for values, '
+            "or run this chapter in Jupyter or Colab for continuous controls. "
             "The page address records the settings, so a link to it opens this exact view.</div>"
-            f'<script type="application/json" class="lle-data">{payload}</script>'
+            f'<script type="application/json" class="lle-data">{body}</script>'
             f"<script>{_asset('explorer.js')}\nwindow.losslabExplorer.mount({json.dumps(uid)});</script>"
             "</div>"
         )
 
     # -- live -----------------------------------------------------------------
-    def widget(self):
-        """The live ipywidgets shell: controls above an image updated in place."""
+    def _controls_widgets(self, continuous: bool):
         import ipywidgets as w  # noqa: PLC0415
 
-        # Sliders report on release (continuous_update=False): a frame takes
-        # 0.1-0.4 s to draw, and redrawing every position passed while
-        # dragging would queue up frames that lag behind the hand.
         ctrls: dict[str, Any] = {}
         for k, c in self.controls.items():
             desc = c.label or k
@@ -396,33 +465,44 @@ class Explorer:
                 if c.log:
                     ctrls[k] = w.FloatLogSlider(value=c.default, base=10, min=math.log10(c.min), max=math.log10(c.max),
                                                 step=(math.log10(c.max) - math.log10(c.min)) / 100, description=desc, style=style,
-                                                readout_format=".3g", continuous_update=False)
+                                                readout_format=".3g", continuous_update=continuous)
                 elif c.integer:
                     ctrls[k] = w.IntSlider(value=int(c.default), min=int(c.min), max=int(c.max), step=int(c.step or 1),
-                                           description=desc, style=style, continuous_update=False)
+                                           description=desc, style=style, continuous_update=continuous)
                 else:
                     ctrls[k] = w.FloatSlider(value=c.default, min=c.min, max=c.max, step=c.step or (c.max - c.min) / 100,
-                                             description=desc, style=style, readout_format=".3g", continuous_update=False)
+                                             description=desc, style=style, readout_format=".3g", continuous_update=continuous)
             elif isinstance(c, Choice):
                 options = [(c.format(v), v) for v in c.options]
                 ctrls[k] = w.Dropdown(options=options, value=c.initial, description=desc, style=style)
             else:
                 ctrls[k] = w.Checkbox(value=c.default, description=desc, style=style, indent=False)
-        image = w.Image(format="png", value=self.frame(), layout=w.Layout(max_width="100%"))
+        return ctrls
+
+    def widget(self):
+        """The live ipywidgets shell: controls above a Plotly ``FigureWidget`` whose traces update in place."""
+        import ipywidgets as w  # noqa: PLC0415
+
+        # Sliders update while dragged when one update is fast (see time_update), else on release.
+        t0 = time.perf_counter()
+        first = self.describe()
+        continuous = time.perf_counter() - t0 < 0.1
+        ctrls = self._controls_widgets(continuous)
+        fig = _figure_widget(first)
         error = w.HTML()
 
         def update(_change: Any = None) -> None:
             try:
-                image.value = self.frame(**{k: ctl.value for k, ctl in ctrls.items()})
+                _apply(fig, self.describe(**{k: ctl.value for k, ctl in ctrls.items()}))
                 error.value = ""
             except Exception as err:  # show the problem where the reader is looking
                 error.value = f'<span style="color:#8a3a00">{html.escape(type(err).__name__)}: {html.escape(str(err))}</span>'
 
         for ctl in ctrls.values():
             ctl.observe(update, names="value")
-        box = w.VBox([w.HTML(f"<strong>{html.escape(self.title)}</strong>"), w.HBox(list(ctrls.values()), layout=w.Layout(flex_flow="row wrap")), image, error])
-        box.controls = ctrls  # for tests: set a control, then read image.value
-        box.image = image
+        box = w.VBox([w.HTML(f"<strong>{html.escape(self.title)}</strong>"), w.HBox(list(ctrls.values()), layout=w.Layout(flex_flow="row wrap")), fig, error])
+        box.controls = ctrls  # for tests: set a control, then read figure.data
+        box.figure = fig
         return box
 
     def show(self) -> None:
@@ -438,13 +518,63 @@ class Explorer:
             display(self.widget(), metadata=meta)
 
     def time_render(self, repeats: int = 3) -> float:
-        """Median seconds for one live update (render + PNG) at the default settings."""
+        """Median seconds for one PNG frame (render + rasterize) at the default settings: the old live update."""
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
             self.frame()
             times.append(time.perf_counter() - t0)
         return float(np.median(times))
+
+    def time_update(self, repeats: int = 3, settings: Sequence[Mapping[str, Any]] | None = None) -> float:
+        """Median seconds for one live update: render, describe, and update a ``FigureWidget``'s traces in place.
+
+        ``settings`` (default: the static grid's settings, at most ``repeats`` of them, spread over it) are
+        visited in turn, so each update changes the figure as a reader's would.
+        """
+        grid = list(settings) if settings is not None else self.grid()
+        if settings is None and len(grid) > repeats:
+            grid = [grid[round(i * (len(grid) - 1) / max(repeats - 1, 1))] for i in range(repeats)]
+        fig = _figure_widget(self.describe())
+        times = []
+        for params in grid:
+            t0 = time.perf_counter()
+            _apply(fig, self.describe(**params))
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times))
+
+
+def _plotly_ready(desc: dict) -> tuple[list, dict]:
+    data = [{k: v for k, v in t.items()} for t in desc["data"]]
+    layout = dict(desc["layout"])
+    layout.pop("height", None)
+    layout["height"] = desc["layout"].get("height", 360)
+    return data, layout
+
+
+def _figure_widget(desc: dict):
+    """A Plotly FigureWidget drawing ``desc`` (a plain Figure where anywidget is missing)."""
+    import plotly.graph_objects as go  # noqa: PLC0415
+
+    data, layout = _plotly_ready(desc)
+    try:
+        return go.FigureWidget(data=data, layout=layout)
+    except (ImportError, ValueError):
+        return go.Figure(data=data, layout=layout)
+
+
+def _apply(fig, desc: dict) -> None:
+    """Update ``fig``'s traces and layout in place to draw ``desc`` (the trace list is replaced only if its shape changed)."""
+    data, layout = _plotly_ready(desc)
+    with fig.batch_update():
+        same = len(fig.data) == len(data) and all(t.type == d.get("type", "scatter") for t, d in zip(fig.data, data))
+        if same:
+            for t, d in zip(fig.data, data):
+                t.update(d, overwrite=True)
+        else:
+            fig.data = []
+            fig.add_traces(data)
+        fig.layout.update(layout, overwrite=True)
 
 
 def _distance(value: Any, target: Any) -> float:

@@ -4,14 +4,16 @@
   nodes with matplotlib alone (no Graphviz binary): one box per node with its
   value and, once known, its gradient.
 - :func:`step_explorer`: a backward pass one rule at a time.
-- :func:`cost_explorer`: what a full gradient costs by finite differences,
-  forward mode and reverse mode, measured on the reader's machine.
+- :func:`cost_explorer`: the reader sets a network's depth and width and sees
+  what a full gradient costs by backprop and by finite differences, measured
+  on the reader's machine (:func:`depth_width_costs`).
 - :func:`gradcheck_explorer`: the relative error of central differences
   against the step size, in float64 and float32, on a smooth function and at a kink.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -22,10 +24,12 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from matplotlib.path import Path as MplPath
 
 from .. import plots
-from ..autograd import GradientCosts, GraphLayout, Value, backward_trace, gradient_costs, graph_layout, numerical_gradient
+from ..autograd import (GradientCosts, GraphLayout, Value, backward_trace, graph_layout, init_mlp, mlp_forward, mlp_loss_and_grads,
+                        mse, numerical_gradient)
+from ..backend import single_thread
 from . import Choice, Explorer, Slider, registered
 
-__all__ = ["draw_graph", "edge_routes", "bezier", "example_expression", "step_explorer", "cost_explorer", "gradcheck_explorer",
+__all__ = ["draw_graph", "edge_routes", "bezier", "example_expression", "step_explorer", "cost_explorer", "depth_width_costs", "gradcheck_explorer",
            "gradcheck_sweep", "gradcheck_sweeps"]
 
 _DONE, _NEW, _RULE, _EDGE = "#e8f1fa", "#fbd9bf", "#0072B2", "#8895a7"
@@ -238,55 +242,137 @@ def step_explorer() -> Explorer:
 
 # --- explorer 2: what a gradient costs ---------------------------------------------
 
-_METHODS = (("finite_diff_s", "finite differences (2P forward passes)", 1),
-            ("forward_mode_s", "forward mode (P JVP passes)", 3),
-            ("reverse_s", "reverse mode (1 forward + 1 backward)", 0),
-            ("forward_s", "one forward pass", 7))
+#: The gradient-cost explorer's grid: 1 to 9 hidden layers (a slider of 9 positions), four widths (a choice).
+COST_DEPTHS = tuple(range(1, 10))
+COST_WIDTHS = (4, 16, 64, 256)
 
 
-def render_costs(costs: GradientCosts, size: int, forward_mode: bool) -> Figure:
-    """Time of a full gradient against the number of parameters, and at ``size`` in forward passes."""
-    n = np.array(costs.n_params, dtype=float)
-    k = costs.n_params.index(size)
-    fig, (ax, bx) = plots.figure(1, 2, size=(8.6, 3.5), layout="fixed")
-    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.15, top=0.86, wspace=0.42)
-    shown = [m for m in _METHODS if forward_mode or m[0] != "forward_mode_s"]
-    for key, label, c in shown:
-        t = np.array(getattr(costs, key)) * 1e3
-        ax.loglog(n, t, "o-", color=plots.PALETTE[c], label=label, ms=4)
-        ax.plot(n[k], t[k], "o", color=plots.PALETTE[c], ms=9, mfc="none", mew=1.5)
-    ax.axvline(n[k], color="0.7", lw=0.8, ls=":")
+@dataclass(frozen=True)
+class DepthWidthCosts:
+    """Measured seconds per full gradient of ``[n_in] + [width] * depth + [1]`` tanh MLPs (arrays [depth, width]).
+
+    Each time is the fastest of several runs (a busy machine only ever adds time);
+    ``finite_diff_s`` is central differences: the fastest of ``coords`` coordinates' two
+    forward passes, times the number of parameters ``n_params``.
+    """
+
+    depths: tuple
+    widths: tuple
+    n_params: np.ndarray
+    forward_s: np.ndarray
+    reverse_s: np.ndarray
+    finite_diff_s: np.ndarray
+
+
+@lru_cache(maxsize=2)
+def depth_width_costs(depths: tuple = COST_DEPTHS, widths: tuple = COST_WIDTHS, *, n_in: int = 8, batch: int = 64,
+                      repeats: int = 5, coords: int = 6, seed: int = 0) -> DepthWidthCosts:
+    """Time one forward pass, reverse mode (forward + backward) and central differences for every depth and width.
+
+    On the CPU, with one thread (as :func:`losslab.autograd.gradient_costs`). Each time is the
+    fastest of its runs, so that a moment of load elsewhere on the machine does not enter the
+    ratios (cost in forward passes), which are what the explorer shows.
+    """
+    for name, vals in (("depths", depths), ("widths", widths)):
+        if not vals or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in vals):
+            raise ValueError(f"{name}: expected positive ints, got {vals!r}")
+    import time  # noqa: PLC0415
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, n_in, generator=g, dtype=torch.float64)  # (B, n_in)
+    t = torch.randn(batch, 1, generator=g, dtype=torch.float64)  # (B, 1)
+    shape = (len(depths), len(widths))
+    n_params = np.zeros(shape, dtype=np.int64)
+    fwd, rev, fd = (np.zeros(shape) for _ in range(3))
+
+    def timed(fn, n):
+        ts = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        return min(ts)
+
+    with single_thread("cpu"):
+        for i, d in enumerate(depths):
+            for j, w in enumerate(widths):
+                net = init_mlp([n_in] + [w] * d + [1], seed=seed + i * len(widths) + j)
+                theta = net.flat()  # (P,)
+                probe = net.with_flat(theta)  # parameters are views into theta
+
+                def fd_coordinate(k):  # two forward passes per parameter
+                    old = theta[k].item()
+                    theta[k] = old + 1e-5
+                    fp = mse(mlp_forward(probe, x)[0], t)[0].item()
+                    theta[k] = old - 1e-5
+                    fm = mse(mlp_forward(probe, x)[0], t)[0].item()
+                    theta[k] = old
+                    return (fp - fm) / 2e-5
+
+                timed(lambda: mlp_loss_and_grads(net, x, t), 2)  # warm-up
+                n_params[i, j] = net.n_params
+                fwd[i, j] = timed(lambda: mse(mlp_forward(net, x)[0], t)[0].item(), repeats)
+                rev[i, j] = timed(lambda: mlp_loss_and_grads(net, x, t)[1][0].sum().item(), repeats)
+                step = max(1, net.n_params // coords)
+                fd[i, j] = min(timed(lambda: fd_coordinate(k), 1) for k in range(0, net.n_params, step)[:coords]) * net.n_params
+    return DepthWidthCosts(tuple(depths), tuple(widths), n_params, fwd, rev, fd)
+
+
+def render_costs(costs: DepthWidthCosts, depth: int, width: int) -> Figure:
+    """Milliseconds per gradient against the parameter count at ``depth``, and the costs at (depth, width) in forward passes."""
+    i, j = costs.depths.index(depth), costs.widths.index(width)
+    n = costs.n_params[i].astype(float)
+    fig, (ax, bx) = plots.figure(1, 2, size=(8.6, 3.6), layout="fixed")
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.15, top=0.84, wspace=0.42)
+    for key, label, c in (("finite_diff_s", "finite differences (2P forward passes)", 1),
+                          ("reverse_s", "reverse mode (forward + backward)", 0), ("forward_s", "one forward pass", 7)):
+        ms = getattr(costs, key)[i] * 1e3
+        ax.loglog(n, ms, "o-", color=plots.PALETTE[c], label=label, ms=4)
+        ax.plot([n[j]], [ms[j]], "o", color=plots.PALETTE[c], ms=10, mfc="none", mew=1.5)
     ax.set(xlabel="number of parameters P", ylabel="milliseconds per gradient",
-           ylim=(min(costs.forward_s) * 1e3 / 3, max(costs.finite_diff_s) * 1e3 * 3))
+           ylim=(float(costs.forward_s.min()) * 1e3 / 3, float(costs.finite_diff_s.max()) * 1e3 * 3))
+    ax.set_title(f"{depth} hidden layer{'s' if depth > 1 else ''}, widths {costs.widths[0]} to {costs.widths[-1]}", fontsize=10)
     ax.legend(loc="upper left", fontsize=7.5)
-    fwd = costs.forward_s[k]
-    bars = [(label.split(" (")[0], getattr(costs, key)[k] / fwd, plots.PALETTE[c]) for key, label, c in shown if key != "forward_s"]
-    bx.barh([b[0] for b in bars][::-1], [b[1] for b in bars][::-1], color=[b[2] for b in bars][::-1])
-    bx.set_xscale("log")
-    bx.set_xlim(0.5, max(costs.finite_diff_s[j] / costs.forward_s[j] for j in range(len(n))) * 4)
-    for i, (_, r, _) in enumerate(bars[::-1]):
-        bx.text(r * 1.15, i, f"{r:,.1f}x" if r < 100 else f"{r:,.0f}x", va="center", fontsize=8)
-    bx.set_xlabel("cost in forward passes (measured)")
-    bx.tick_params(axis="y", labelsize=8)
-    bx.grid(axis="y", visible=False)
-    fig.suptitle(f"P = {size:,} parameters: reverse mode costs {costs.reverse_s[k] / fwd:.1f} forward passes, "
-                 f"finite differences {costs.finite_diff_s[k] / fwd:,.0f}", fontsize=10)
+    f = costs.forward_s[i, j]
+    ratios = [("backprop", costs.reverse_s[i, j] / f, plots.PALETTE[0]), ("finite differences", costs.finite_diff_s[i, j] / f, plots.PALETTE[1])]
+    bx.bar([r[0] for r in ratios], [r[1] for r in ratios], color=[r[2] for r in ratios], width=0.6)
+    bx.set_yscale("log")
+    bx.set_ylim(0.5, float((costs.finite_diff_s / costs.forward_s).max()) * 4)
+    for k, (_, r, _) in enumerate(ratios):
+        bx.text(k, r * 1.2, f"{r:,.1f}" if r < 100 else f"{r:,.0f}", ha="center", va="bottom", fontsize=9)
+    bx.set_ylabel("cost in forward passes (measured)")
+    bx.set_title(f"width {width}: P = {int(costs.n_params[i, j]):,}", fontsize=10)
+    bx.grid(axis="x", visible=False)
     return fig
+
+
+def _cost_alt(costs: DepthWidthCosts, depth: int, width: int) -> str:
+    i, j = costs.depths.index(depth), costs.widths.index(width)
+    f = costs.forward_s[i, j]
+    return (f"For a tanh network with {depth} hidden layer{'s' if depth > 1 else ''} of width {width} "
+            f"({int(costs.n_params[i, j]):,} parameters), a full gradient by backprop took {costs.reverse_s[i, j] / f:.1f} "
+            f"forward passes ({costs.reverse_s[i, j] * 1e3:.2g} ms) and by finite differences {costs.finite_diff_s[i, j] / f:,.0f} "
+            f"({costs.finite_diff_s[i, j] * 1e3:,.3g} ms); beside it, milliseconds per gradient against the parameter count "
+            f"for all widths at this depth on log-log axes")
 
 
 @registered
 def cost_explorer(costs: GradientCosts | None = None) -> Explorer:
-    """Explorer over measured gradient costs; measures them (about a second) unless ``costs`` is given."""
-    if costs is None:
-        costs = gradient_costs()
-    sizes = list(costs.n_params)
+    """The reader sets depth and width and sees the measured cost of a gradient by backprop and by finite differences.
+
+    Measures :func:`depth_width_costs` (a second or two, once per session). ``costs``, the chapter's
+    one-hidden-layer measurements, is accepted for the chapter's call and not needed.
+    """
+    dw = depth_width_costs()
     return Explorer(
         "backprop.gradient-cost",
-        lambda size: render_costs(costs, size, True),
-        controls={"size": Choice(sizes, default=sizes[-1], labels=[f"{s:,}" for s in sizes], label="parameters P")},
-        title="What a full gradient costs: finite differences and forward mode grow with P, reverse mode does not",
-        alt="Log-log plot of milliseconds per gradient against the number of parameters for finite differences, "
-            "forward mode and reverse mode, and bars of their cost in forward passes at P = {size}",
+        lambda depth, width: render_costs(dw, depth, width),
+        controls={
+            "depth": Slider(1, len(COST_DEPTHS), default=2, integer=True, step=1, label="hidden layers"),
+            "width": Choice(list(COST_WIDTHS), default=64, labels=[str(w) for w in COST_WIDTHS], label="width"),  # 9 x 4 frames
+        },
+        title="What a full gradient costs: set the network's depth and width",
+        alt=lambda depth, width: _cost_alt(dw, depth, width),
     )
 
 

@@ -30,10 +30,14 @@ def sigmoid_explorer() -> Explorer:
         "demo.sigmoid-neuron",
         render_sigmoid,
         controls={
-            "w": Slider(0.25, 4.0, default=1.0, log=True, static=[0.5, 1.0, 2.0, 4.0], label="weight w"),
-            "b": Slider(-4.0, 4.0, default=0.0, static=[-2.0, 0.0, 2.0], label="bias b"),
+            # 9 x 9 static positions, each with its steepest point -b/w inside the plotted x range [-6, 6]
+            "w": Slider(0.25, 4.0, default=1.0, log=True, static=[0.5, 0.625, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0],
+                        label="weight w", fill=False),
+            "b": Slider(-4.0, 4.0, default=0.0, static=[-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0], label="bias b", fill=False),
             "show_slope": Toggle(default=True, label="show slope"),
         },
         title="A sigmoid neuron: the weight sets the steepness, the bias the position",
-        alt="Sigmoid of w x + b for w = {w:.3g} and b = {b:.3g}, slope shown: {show_slope}",
+        alt=lambda w, b, show_slope: (
+            f"Sigmoid of w x + b for w = {w:.3g} and b = {b:.3g}: an S-curve from 0 to 1 crossing 0.5 at x = {-b / w + 0.0:.3g}, "
+            f"where it is steepest, with slope {w / 4:.3g}" + ("; the slope curve is drawn below it" if show_slope else "")),
     )

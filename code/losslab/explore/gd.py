@@ -195,10 +195,10 @@ def race_explorer() -> Explorer:
         render_race,
         controls={
             "function": Choice(list(RACE), default="rosenbrock", labels=[RACE_LABELS[k] for k in RACE], label="function"),
-            "lr_scale": Slider(0.1, 10.0, default=1.0, log=True, static=list(LR_SCALES), label="learning rates x"),
-            "momentum": Slider(0.0, 0.99, default=0.9, static=[0.9], label="momentum"),
-            "steps": Slider(10, RACE_STEPS, default=RACE_STEPS, integer=True, static=[RACE_STEPS], label="steps"),
-            "start": Slider(0, 2, default=0, integer=True, step=1, static=[0], label="start"),
+            "lr_scale": Slider(0.1, 10.0, default=1.0, log=True, static=list(LR_SCALES), label="learning rates x", fill=False),
+            "momentum": Slider(0.0, 0.99, default=0.9, static=[0.9], label="momentum", fill=False),
+            "steps": Slider(10, RACE_STEPS, default=RACE_STEPS, integer=True, static=[RACE_STEPS], label="steps", fill=False),
+            "start": Slider(0, 2, default=0, integer=True, step=1, static=[0], label="start", fill=False),
         },
         title="An optimizer race: the same start, five update rules",
         alt=("Contour plot of the {function} function with the paths of gradient descent, heavy-ball and Nesterov "
@@ -329,9 +329,9 @@ def momentum_explorer() -> Explorer:
         render_momentum,
         controls={
             # the static frames include Polyak's best setting for kappa = 100 (lr 3.31/L, beta 0.669)
-            "lr_L": Slider(0.05, 4.0, default=1.0, static=[1.0, best_lr_L], label="learning rate x L"),
-            "beta": Slider(0.0, 0.99, default=0.9, static=[0.0, best_beta, 0.9], label="momentum beta"),
-            "kappa": Slider(2.0, 200.0, default=MOMENTUM_KAPPA, log=True, static=[MOMENTUM_KAPPA], label="condition number kappa"),
+            "lr_L": Slider(0.05, 4.0, default=1.0, static=[1.0, best_lr_L], label="learning rate x L", fill=False),
+            "beta": Slider(0.0, 0.99, default=0.9, static=[0.0, best_beta, 0.9], label="momentum beta", fill=False),
+            "kappa": Slider(2.0, 200.0, default=MOMENTUM_KAPPA, log=True, static=[MOMENTUM_KAPPA], label="condition number kappa", fill=False),
         },
         title="Momentum on an ill-conditioned quadratic",
         alt=("Paths of gradient descent and heavy-ball momentum with beta {beta:.3g} on a quadratic with condition "

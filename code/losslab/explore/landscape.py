@@ -212,7 +212,7 @@ def test_function_explorer() -> Explorer:
             "point": Choice(list(POINTS), default="another critical point", label="point"),
         },
         title="Test functions: gradient, Hessian eigenvalues and the type of a point",
-        alt="Contour plot and 3-D surface of the {function} test function at {point}: the gradient arrow, "
+        alt="Contour plot of the {function} test function at {point}: the gradient arrow, "
             "its length proportional to the gradient's and absent where the gradient is zero, and the two "
             "Hessian eigenvector directions, solid where the function curves up, dashed where it curves down, "
             "dotted where it is flat; the legend and title give the eigenvalues and the point's type",
@@ -347,7 +347,7 @@ def network_slice_explorer(scans: Mapping[tuple[str, str], np.ndarray] | None = 
             "model": Choice(models, default=models[0], label="network"),
             "normalization": Choice(["filter", "none"], default="filter",
                                     labels=["filter-normalized", "raw Gaussian"], label="directions"),
-            "scale": Slider(0.5, span, default=1.0, static=[1.0], label="scale (live only)"),
+            "scale": Slider(0.5, span, default=1.0, static=[1.0], label="scale (live only)", fill=False),
         },
         title="Slices of a trained network's loss on the digits",
         alt="Contour plot of the log training loss of the {model} network over a plane through its trained "

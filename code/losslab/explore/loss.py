@@ -93,8 +93,8 @@ def outlier_explorer() -> Explorer:
         "loss.outliers",
         render_outliers,
         controls={
-            "outlier": Slider(0.0, 20.0, default=8.0, static=[0.0, 8.0, 16.0], label="outlier shift"),
-            "delta": Slider(0.1, 5.0, default=1.0, log=True, static=[0.3, 1.0, 3.0], label="Huber delta"),
+            "outlier": Slider(0.0, 20.0, default=8.0, static=[0.0, 8.0, 16.0], label="outlier shift", fill=False),
+            "delta": Slider(0.1, 5.0, default=1.0, log=True, static=[0.3, 1.0, 3.0], label="Huber delta", fill=False),
         },
         title="Regression with outliers: MSE follows them, MAE ignores them, Huber is in between",
         alt="Left, 40 points with the 5 rightmost shifted up by {outlier:.3g} and lines fitted under MSE, MAE and "
@@ -196,8 +196,8 @@ def softmax_explorer() -> Explorer:
         "loss.softmax",
         render_softmax,
         controls={
-            "true_logit": Slider(-4.0, 6.0, default=1.0, static=[-2.0, 1.0, 4.0], label="true-class logit"),
-            "temperature": Slider(0.25, 4.0, default=1.0, log=True, static=[0.5, 1.0, 2.0], label="temperature τ"),
+            "true_logit": Slider(-4.0, 6.0, default=1.0, static=[-2.0, 1.0, 4.0], label="true-class logit", fill=False),
+            "temperature": Slider(0.25, 4.0, default=1.0, log=True, static=[0.5, 1.0, 2.0], label="temperature τ", fill=False),
         },
         title="Softmax cross-entropy: only the probability of the true class enters the loss",
         alt="Bars of five logits and their softmax probabilities at temperature {temperature:.3g} with the true "

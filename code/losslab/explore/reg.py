@@ -86,8 +86,8 @@ def polynomial_explorer() -> Explorer:
         "reg.polynomial-capacity",
         render_polynomial,
         controls={
-            "degree": Slider(1, MAX_DEGREE, default=9, integer=True, step=1, static=[1, 3, 9, 15], label="degree"),
-            "strength": Slider(1e-6, 10.0, default=1e-6, log=True, static=[1e-6, 1e-2, 10.0], label="L2 strength λ"),
+            "degree": Slider(1, MAX_DEGREE, default=9, integer=True, step=1, static=[1, 3, 9, 15], label="degree", fill=False),
+            "strength": Slider(1e-6, 10.0, default=1e-6, log=True, static=[1e-6, 1e-2, 10.0], label="L2 strength λ", fill=False),
         },
         title="Capacity and L2: polynomial degree and ridge strength",
         alt=("Ridge fit of degree {degree} with L2 strength {strength:.0e} to 20 noisy points, beside training "

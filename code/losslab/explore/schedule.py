@@ -78,8 +78,8 @@ def designer_explorer() -> Explorer:
         render_designer,
         controls={
             "schedule": Choice(DESIGNS, default="warmup + cosine", label="schedule"),  # every frame also draws the constants
-            "peak_lr": Slider(0.1, 1.8, default=1.5, static=[0.5, 1.5], label="peak rate"),  # 6 x 2 static frames
-            "warmup_frac": Slider(0.01, 0.5, default=0.1, static=[0.1], label="warmup fraction"),
+            "peak_lr": Slider(0.1, 1.8, default=1.5, static=[0.5, 1.5], label="peak rate", fill=False),  # 6 x 2 static frames
+            "warmup_frac": Slider(0.01, 0.5, default=0.1, static=[0.1], label="warmup fraction", fill=False),
         },
         title="Schedule designer: the rate and the loss it buys on a noisy quadratic",
         alt="Left: the {schedule} learning rate over 300 steps peaking at {peak_lr:.2g} with warmup fraction {warmup_frac:.2g}. "
@@ -123,9 +123,9 @@ def range_test_explorer() -> Explorer:
         "schedule.range-test",
         render_range_test,
         controls={
-            "smoothing": Slider(0.0, 0.99, default=0.98, static=[0.0, 0.98], label="smoothing"),
-            "max_lr": Slider(0.5, 100.0, default=10.0, log=True, static=[1.0, 10.0], label="upper bound"),
-            "min_lr": Slider(1e-6, 1e-2, default=1e-4, log=True, static=[1e-4], label="lower bound"),
+            "smoothing": Slider(0.0, 0.99, default=0.98, static=[0.0, 0.98], label="smoothing", fill=False),
+            "max_lr": Slider(0.5, 100.0, default=10.0, log=True, static=[1.0, 10.0], label="upper bound", fill=False),
+            "min_lr": Slider(1e-6, 1e-2, default=1e-4, log=True, static=[1e-4], label="lower bound", fill=False),
         },
         title="LR range test on digits MLPs: what moves the suggested rate",
         alt="Training loss against a geometrically growing learning rate from {min_lr:.0e} to {max_lr:.2g}, raw and smoothed with "

@@ -191,8 +191,8 @@ def rate_explorer() -> Explorer:
         render_rate,
         controls={
             "kappa": Choice(list(KAPPAS), default=100.0, labels=[f"{k:g}" for k in KAPPAS], label="condition number κ"),
-            "lr_L": Slider(0.05, 3.9, default=1.0, static=[1.0], label="learning rate × L"),
-            "beta": Slider(0.0, 0.99, default=0.0, static=[0.0, 0.9], label="momentum β"),
+            "lr_L": Slider(0.05, 3.9, default=1.0, static=[1.0], label="learning rate × L", fill=False),
+            "beta": Slider(0.0, 0.99, default=0.0, static=[0.0, 0.9], label="momentum β", fill=False),
         },
         title="Convergence rate on a quadratic: condition number, rate and momentum",
         alt=("Distance to the minimum per step on a log scale for gradient descent with learning rate {lr_L:.2g}/L and "

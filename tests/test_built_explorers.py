@@ -1,0 +1,175 @@
+"""The built book's explorers as instruments (issue 19), in headless Chromium.
+
+Per chapter page, every explorer:
+
+- ships its figure data, drawn by the vendored plotly.js (no PNG frames, no CDN);
+- at a 390 px phone width, has no text smaller than 10 CSS px (controls, labels
+  and the figure's own SVG text), no panel narrower than 200 px (panels stack),
+  and nothing wider than the page;
+- at a 1366 px laptop width, overflows nothing;
+- moves every control through every position: each position selects a frame
+  that exists, is drawn, and carries its own alt text (different from the
+  previous position's);
+- offers at least :data:`MIN_POSITIONS` positions on every numeric slider it
+  shows, except the explorers listed in :data:`FEWER_POSITIONS` (issue 19 work
+  not done yet: their data are still computed by costly runs per frame).
+
+A page is opened once per width and every explorer on it is measured there.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import bookfiles as bf
+from test_built_book import HTML, Visit, browser, page_of, rel_url  # noqa: F401  (browser is a fixture)
+
+pytestmark = pytest.mark.built
+
+MIN_POSITIONS = 9
+MIN_TEXT_PX = 10
+MIN_PANEL_PX = 200
+PHONE, LAPTOP = (390, 844), (1366, 900)
+
+#: Explorers whose static grid still has sliders with fewer than 9 positions (each run is costly per frame).
+FEWER_POSITIONS = {
+    "gd.race", "gd.momentum", "loss.outliers", "loss.softmax", "reg.polynomial-capacity",
+    "schedule.designer", "schedule.range-test", "train.convergence-rate",
+}
+
+PAGES = [p for p in bf.notebooks() if 'class="lle"' in (page_of(p).read_text(encoding="utf-8") if page_of(p).exists() else "")]
+
+_DRAW_ALL = """async () => {
+  const boxes = Array.from(document.querySelectorAll('.lle .lle-frame'));
+  for (const box of boxes) {
+    box.scrollIntoView();
+    const t0 = performance.now();
+    while (box.dataset.drawn !== box.dataset.key && performance.now() - t0 < 15000) await new Promise(r => setTimeout(r, 25));
+  }
+  window.scrollTo(0, 0);
+  return boxes.filter(b => b.dataset.drawn !== b.dataset.key).map(b => b.closest('.lle').dataset.name);
+}"""
+
+_MEASURE = """(minPanel) => Array.from(document.querySelectorAll('.lle')).map(ex => {
+  const visible = el => el.getClientRects().length && getComputedStyle(el).visibility !== 'hidden';
+  const texts = Array.from(ex.querySelectorAll('*')).filter(el =>
+      visible(el) && Array.from(el.childNodes).some(n => n.nodeType === 3 && n.textContent.trim()));
+  const small = texts.map(el => [el.textContent.trim().slice(0, 30), parseFloat(getComputedStyle(el).fontSize)])
+      .filter(([, px]) => px < %d);
+  const page = document.documentElement.clientWidth;
+  const r = ex.getBoundingClientRect();
+  const panels = Array.from(ex.querySelectorAll('.nsewdrag')).map(d => d.getBoundingClientRect().width);
+  return {name: ex.dataset.name, small: small.slice(0, 5), overflow: ex.scrollWidth - ex.clientWidth,
+          outside: Math.max(0, r.right - page, -r.left), narrow: panels.filter(w => w < minPanel),
+          svgText: ex.querySelectorAll('svg text').length};
+})""" % MIN_TEXT_PX
+
+
+_WIDTHS = """() => Array.from(document.querySelectorAll('.lle .lle-frame')).map(b => b.dataset.width)"""
+_REDRAWN = """(before) => Array.from(document.querySelectorAll('.lle .lle-frame'))
+    .every((b, i) => b.dataset.width !== before[i])"""
+
+
+@pytest.fixture(scope="module")
+def visits(browser):  # noqa: F811
+    """Each page opened once, every explorer drawn; ``get(path, size)`` resizes it and waits for the redraw."""
+    opened: dict = {}
+
+    def get(path, size):
+        if path not in opened:
+            visit = Visit(browser, rel_url(path), *size)
+            undrawn = visit.page.evaluate(_DRAW_ALL)
+            assert not undrawn, f"explorers never drawn: {undrawn}"
+            opened[path] = visit
+        visit = opened[path]
+        if visit.page.viewport_size != {"width": size[0], "height": size[1]}:
+            before = visit.page.evaluate(_WIDTHS)
+            visit.page.set_viewport_size({"width": size[0], "height": size[1]})
+            visit.page.wait_for_function(_REDRAWN, arg=before, timeout=15000)  # redrawn at the new width
+        return visit
+
+    yield get
+    for v in opened.values():
+        v.close()
+
+
+@pytest.mark.parametrize("path", PAGES, ids=lambda p: p.stem)
+def test_explorers_are_legible_on_a_phone_and_fit_a_laptop(visits, path):
+    for size in (PHONE, LAPTOP):
+        visit = visits(path, size)
+        assert not visit.errors, f"JavaScript errors: {visit.errors}"
+        assert not visit.outside, f"requests leaving the local server: {visit.outside}"
+        for m in visit.page.evaluate(_MEASURE, MIN_PANEL_PX):
+            where = f"{m['name']} at {size[0]} px"
+            assert m["svgText"] > 0, f"{where}: no figure text drawn"
+            assert not m["small"], f"{where}: text smaller than {MIN_TEXT_PX} px: {m['small']}"
+            assert m["overflow"] <= 1 and m["outside"] <= 1, f"{where}: overflows by {m['overflow']} / {m['outside']} px"
+            if size == PHONE:
+                assert not m["narrow"], f"{where}: panels narrower than {MIN_PANEL_PX} px: {m['narrow']}"
+
+
+_SWEEP = """async (minPositions) => {
+  const out = [];
+  const wait = async (box) => { const t0 = performance.now();
+    while (box.dataset.drawn !== box.dataset.key && performance.now() - t0 < 10000) await new Promise(r => setTimeout(r, 10)); };
+  for (const ex of document.querySelectorAll('.lle')) {
+    const box = ex.querySelector('.lle-frame');
+    const data = JSON.parse(ex.querySelector('script.lle-data').textContent);
+    const res = {name: ex.dataset.name, problems: [], sliders: [], moves: 0};
+    box.scrollIntoView();
+    for (const el of ex.querySelectorAll('[data-j]')) {
+      if (el.type === 'hidden') continue;
+      const n = el.type === 'checkbox' ? 2 : el.tagName === 'SELECT' ? el.options.length : parseInt(el.max, 10) + 1;
+      if (el.type === 'range' && !el.dataset.complete) res.sliders.push([el.dataset.name, n]);  // complete: every value it has
+      if (n < 2) res.problems.push(`${el.dataset.name}: a control shown with one position`);
+      let before = box.getAttribute('aria-label');
+      const start = el.type === 'checkbox' ? (el.checked ? 1 : 0) : parseInt(el.value, 10);
+      for (let k = 1; k <= n; k++) {
+        const i = (start + k) % n;
+        if (el.type === 'checkbox') el.checked = i === 1; else el.value = String(i);
+        el.dispatchEvent(new Event('input', {bubbles: true}));
+        el.dispatchEvent(new Event('change', {bubbles: true}));
+        await wait(box);
+        res.moves++;
+        const key = box.dataset.key, alt = box.getAttribute('aria-label');
+        if (!data.frames[key]) res.problems.push(`${el.dataset.name}=${i}: no frame ${key}`);
+        if (box.dataset.drawn !== key) res.problems.push(`${el.dataset.name}=${i}: frame ${key} not drawn`);
+        if (alt !== data.alts[key] || alt.length < 20) res.problems.push(`${el.dataset.name}=${i}: alt text missing`);
+        if (alt === before && n > 1) res.problems.push(`${el.dataset.name}=${i}: alt text did not change`);
+        if (/[a-z]+_[a-z_]+/.test(alt)) res.problems.push(`${el.dataset.name}=${i}: raw identifier in alt text: ${alt.match(/[a-z]+_[a-z_]+/)[0]}`);
+        before = alt;
+      }
+    }
+    out.push(res);
+  }
+  return out;
+}"""
+
+
+@pytest.mark.parametrize("path", PAGES, ids=lambda p: p.stem)
+def test_every_control_moves_through_every_position(visits, path):
+    visit = visits(path, LAPTOP)
+    results = visit.page.evaluate(_SWEEP, MIN_POSITIONS)
+    assert results, "no explorer on the page"
+    for r in results:
+        assert r["moves"] > 0, f"{r['name']}: no control to move"
+        assert not r["problems"], f"{r['name']}: {r['problems'][:6]}"
+        few = [s for s in r["sliders"] if s[1] < MIN_POSITIONS]
+        if r["name"] not in FEWER_POSITIONS:
+            assert not few, f"{r['name']}: sliders with fewer than {MIN_POSITIONS} positions: {few}"
+    assert not visit.errors, f"JavaScript errors: {visit.errors}"
+
+
+def test_plotly_is_vendored_once_and_pages_stay_under_4_mb():
+    plotly = HTML / "_static" / "plotly-cartesian.min.js"
+    assert plotly.exists() and plotly.stat().st_size > 500_000, "plotly.js is not vendored into _static"
+    heavy = {}
+    for path in bf.notebooks():
+        html = page_of(path).read_text(encoding="utf-8")
+        assert "cdn.plot.ly" not in html and "<script src=\"https://" not in html
+        if len(html.encode("utf-8")) > 4_000_000:
+            heavy[path.stem] = len(html.encode("utf-8"))
+    assert not heavy, f"pages over 4 MB (HTML with its explorer data): {heavy}"
+    assert json.dumps(heavy) == "{}"
