@@ -45,7 +45,7 @@ chapters: $(STAMP)
 	$(BIN)/python -m pytest -m chapters
 
 built: $(STAMP)
-	$(BIN)/python -m pytest -m built
+	$(BIN)/python -m pytest -m built -n 2 --dist loadgroup
 
 # Chapters run once, in the chapter tests (timed, offline); they fill the
 # build's execution cache, so `book` reuses their outputs. Two workers, one
@@ -54,7 +54,7 @@ built: $(STAMP)
 test: $(STAMP) cache-check
 	$(BIN)/python -m pytest -m "not built" -n 2 --dist loadgroup
 	$(MAKE) --no-print-directory book
-	$(BIN)/python -m pytest -m built
+	$(BIN)/python -m pytest -m built -n 2 --dist loadgroup
 
 # The reader edition in JupyterLab (tests/test_jupyterlab.py): not in `make test` (JupyterLab is not
 # pinned, and CI's time is spent). Two environments of its own, the pinned one plus JupyterLab: with the

@@ -184,3 +184,11 @@ def stored_outputs(nb) -> list[int]:
 
 def dumps_outputs(nb) -> str:
     return json.dumps([c.get("outputs", []) for c in nb.cells])
+
+
+def by_page(paths):
+    """One test parameter per page, grouped by page: under xdist (``--dist loadgroup``) a page's tests
+    share one worker, so a notebook executes (or a built page opens) once, and pages spread over workers."""
+    import pytest  # noqa: PLC0415
+
+    return [pytest.param(p, id=p.stem, marks=pytest.mark.xdist_group(p.stem)) for p in paths]

@@ -20,10 +20,7 @@ CHAPTERS = bf.chapters()
 ids = [p.stem for p in NOTEBOOKS]
 
 
-def by_page(paths):
-    """One parameter per page, grouped by page: under xdist (`--dist loadgroup`) a page's tests share
-    one worker, so each notebook executes once, and different pages run on different workers."""
-    return [pytest.param(p, id=p.stem, marks=pytest.mark.xdist_group(p.stem)) for p in paths]
+by_page = bf.by_page
 
 MIN_EXPLORERS, MIN_QUESTIONS, MIN_EXERCISES = 2, 5, 2
 MIN_CLAIMS = 10  # executed checks of what the prose says about the page's results

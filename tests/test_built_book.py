@@ -40,12 +40,12 @@ def built():
         pytest.fail("no built book under _build/html: run `make book` first")
 
 
-@pytest.mark.parametrize("path", bf.toc_files(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", bf.by_page(bf.toc_files()))
 def test_every_page_is_built(path):
     assert page_of(path).exists()
 
 
-@pytest.mark.parametrize("path", bf.notebooks(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", bf.by_page(bf.notebooks()))
 def test_pages_carry_static_interactives_not_blank_widgets(path):
     html = page_of(path).read_text(encoding="utf-8")
     assert "application/vnd.jupyter.widget-view+json" not in html
@@ -57,7 +57,7 @@ def test_pages_carry_static_interactives_not_blank_widgets(path):
     assert "Traceback" not in html
 
 
-@pytest.mark.parametrize("path", bf.notebooks(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", bf.by_page(bf.notebooks()))
 def test_launch_buttons_point_at_this_notebook(path):
     html = page_of(path).read_text(encoding="utf-8")
     url, branch = read_repository(bf.ROOT / "_config.yml")
@@ -187,7 +187,7 @@ def opened(browser):
 LAPTOP, PHONE = (1366, 900), (390, 844)
 
 
-@pytest.mark.parametrize("path", bf.toc_files(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", bf.by_page(bf.toc_files()))
 def test_page_loads_offline_without_errors_and_every_image_has_alt_text(opened, path):
     visit = opened(path)
     assert not visit.errors, f"JavaScript errors: {visit.errors}"
@@ -201,7 +201,7 @@ def test_page_loads_offline_without_errors_and_every_image_has_alt_text(opened, 
         assert visit.page.locator("mjx-container").count() > 0, "MathJax did not typeset the page"
 
 
-@pytest.mark.parametrize("path", bf.notebooks(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", bf.by_page(bf.notebooks()))
 def test_screenshots_at_laptop_and_phone_width(opened, path):
     """Before anything is clicked, so the screenshots show what a reader first sees."""
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -276,7 +276,7 @@ def _move(control, kind: str) -> None:
         control.select_option(other)
 
 
-@pytest.mark.parametrize("path", bf.notebooks(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", bf.by_page(bf.notebooks()))
 def test_every_quiz_gives_feedback_and_every_explorer_responds(browser, opened, path):
     visit = opened(path)
     page = visit.page
@@ -345,7 +345,7 @@ def _set_mode(page, mode: str) -> None:
     page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
 
 
-@pytest.mark.parametrize("path", bf.toc_files(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", bf.by_page(bf.toc_files()))
 def test_no_wcag_violations_in_light_and_dark_mode(opened, path):
     """axe-core's WCAG 2.1 A and AA rules, on the page as a reader leaves it (quizzes answered), in both colour modes."""
     page = opened(path).page
@@ -373,7 +373,7 @@ _FOCUSABLE = """() => Array.from(document.querySelectorAll(
           && getComputedStyle(el).visibility !== 'hidden' && !el.closest('.cell_input'))"""
 
 
-@pytest.mark.parametrize("path", bf.notebooks(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", bf.by_page(bf.notebooks()))
 def test_keyboard_reaches_each_explorer_and_quiz_feedback_is_announced(opened, path):
     page = opened(path).page
     # Formulas are out of the Tab order, except a display formula too wide for the column, which

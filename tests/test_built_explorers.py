@@ -95,7 +95,7 @@ def visits(browser):  # noqa: F811
         v.close()
 
 
-@pytest.mark.parametrize("path", PAGES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", bf.by_page(PAGES))
 def test_explorers_are_legible_on_a_phone_and_fit_a_laptop(visits, path):
     for size in (PHONE, LAPTOP):
         visit = visits(path, size)
@@ -148,7 +148,7 @@ _SWEEP = """async (minPositions) => {
 }"""
 
 
-@pytest.mark.parametrize("path", PAGES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", bf.by_page(PAGES))
 def test_every_control_moves_through_every_position(visits, path):
     visit = visits(path, LAPTOP)
     results = visit.page.evaluate(_SWEEP, MIN_POSITIONS)

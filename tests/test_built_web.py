@@ -52,7 +52,7 @@ def test_every_icon_the_pages_use_is_in_the_book_icon_fonts():
         assert not missing, f"book-icons-{name}.woff lacks glyphs the pages use: {missing} (run tools/icons.py)"
 
 
-@pytest.mark.parametrize("path", bf.toc_files(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", bf.by_page(bf.toc_files()))
 def test_pages_load_light_assets_and_defer_their_scripts(path):
     html = page_of(path).read_text(encoding="utf-8")
     assert "fontawesome.js" not in html, "the theme's full Font Awesome script is back"
