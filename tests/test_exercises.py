@@ -179,3 +179,21 @@ def test_relu_reference_agrees_with_torch_on_nan_and_inf_and_the_nan_hiding_vers
     report = ex.run(nan_to_zero)
     failed = [o for o in report.outcomes if o.status == "fail"]
     assert len(failed) == 1 and "NaN" in failed[0].name and "relu(nan) gave 0.0" in failed[0].message
+
+
+@pytest.mark.parametrize("eid", sorted(ALL))
+def test_every_check_sends_the_sandbox_plain_data(eid):
+    """Graded work runs in a sandbox that takes tensors, numbers and strings, not functions: every check's inputs must travel."""
+    from losslab import _wire
+
+    ex, ref, refused = ALL[eid], ALL[eid].reference(), []
+
+    def through_the_wire(*args, **kwargs):
+        try:
+            _wire.dumps({"args": _wire.encode(args, []), "kwargs": _wire.encode(kwargs, [])})
+        except _wire.WireError as err:
+            refused.append(str(err))
+        return ref(*args, **kwargs)
+
+    ex.run(through_the_wire)
+    assert not refused, f"{eid}: a check passes the student's function something the grader cannot send: {refused[0]}"

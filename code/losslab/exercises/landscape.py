@@ -211,102 +211,117 @@ def _(f, ref):
 
 # --- Problems: the barrier on a straight line, by experiment ----------------------------------
 
+_BARRIER_HEAD = ("import torch\n\ndef barrier_height(a, b, center, height, n=21):\n"
+                 "    def loss(theta):\n"
+                 "        return 0.5 * (theta ** 2).sum() + height * torch.exp(-((theta - center) ** 2).sum() / 0.01)\n")
 problem_barrier = Exercise(
     id="landscape.problem-linear-barrier",
     title="Measure the barrier on a straight line",
     entry="barrier_height",
     prompt=(
-        "Write `barrier_height(loss, a, b, n=21)`: evaluate `loss` (a function of one float64 parameter vector) at "
-        "the `n` points $(1 - t)\\,a + t\\,b$ for `t` in `torch.linspace(0, 1, n)`, and return (a float) the "
-        "largest of these values minus the larger of the two end values, `loss(a)` and `loss(b)`. It is 0 "
-        "when the line has no barrier (as for a convex loss) and positive when the loss rises between the ends."
+        "Write `barrier_height(a, b, center, height, n=21)` for the loss of the stub, a bowl "
+        "$\\tfrac12\\|\\theta\\|^2$ with a bump of the given height at `center`: evaluate it at the `n` points "
+        "$(1 - t)\\,a + t\\,b$ for `t` in `torch.linspace(0, 1, n)`, and return (a float) the largest of these "
+        "values minus the larger of the two end values. It is 0 when the line has no barrier (as for the bowl "
+        "alone, a convex loss) and positive when the loss rises between the ends."
     ),
     stub='''
 import torch
 
-def barrier_height(loss, a: torch.Tensor, b: torch.Tensor, n: int = 21) -> float:
+def barrier_height(a: torch.Tensor, b: torch.Tensor, center: torch.Tensor, height: float, n: int = 21) -> float:
     """max over t of loss((1 - t) a + t b), minus max(loss(a), loss(b)); t on linspace(0, 1, n)."""
+    def loss(theta):  # a bowl with a narrow bump of `height` at `center`
+        return 0.5 * (theta ** 2).sum() + height * torch.exp(-((theta - center) ** 2).sum() / 0.01)
     # YOUR CODE HERE
     raise NotImplementedError()
 ''',
     solution='''
 import torch
 
-def barrier_height(loss, a: torch.Tensor, b: torch.Tensor, n: int = 21) -> float:
+def barrier_height(a: torch.Tensor, b: torch.Tensor, center: torch.Tensor, height: float, n: int = 21) -> float:
     """max over t of loss((1 - t) a + t b), minus max(loss(a), loss(b)); t on linspace(0, 1, n)."""
+    def loss(theta):  # a bowl with a narrow bump of `height` at `center`
+        return 0.5 * (theta ** 2).sum() + height * torch.exp(-((theta - center) ** 2).sum() / 0.01)
     values = [float(loss((1 - t) * a + t * b)) for t in torch.linspace(0, 1, n, dtype=a.dtype)]
     return max(values) - max(values[0], values[-1])
 ''',
     wrong=(
         # the midpoint only: misses a barrier that is not in the middle
-        "def barrier_height(loss, a, b, n=21):\n    return float(loss((a + b) / 2)) - max(float(loss(a)), float(loss(b)))\n",
+        _BARRIER_HEAD + "    return float(loss((a + b) / 2)) - max(float(loss(a)), float(loss(b)))\n",
         # the mean along the line instead of the largest value
-        "import torch\ndef barrier_height(loss, a, b, n=21):\n"
-        "    v = [float(loss((1 - t) * a + t * b)) for t in torch.linspace(0, 1, n, dtype=a.dtype)]\n"
+        _BARRIER_HEAD + "    v = [float(loss((1 - t) * a + t * b)) for t in torch.linspace(0, 1, n, dtype=a.dtype)]\n"
         "    return sum(v) / len(v) - max(v[0], v[-1])\n",
         # the ends not subtracted
-        "import torch\ndef barrier_height(loss, a, b, n=21):\n"
-        "    return max(float(loss((1 - t) * a + t * b)) for t in torch.linspace(0, 1, n, dtype=a.dtype))\n",
+        _BARRIER_HEAD + "    return max(float(loss((1 - t) * a + t * b)) for t in torch.linspace(0, 1, n, dtype=a.dtype))\n",
     ),
 )
 
 
-def _double_well(theta):
-    return ((theta ** 2).sum() - 1) ** 2
+def _bump_loss(theta, center, height):
+    return 0.5 * (theta ** 2).sum() + height * torch.exp(-((theta - center) ** 2).sum() / 0.01)
 
 
 @problem_barrier.check("no barrier on a convex loss", hint="For a convex loss the largest value on the segment is at an end.")
 def _(f, ref):
     a = torch.tensor([1.0, -2.0], dtype=torch.float64)
     b = torch.tensor([-3.0, 0.5], dtype=torch.float64)
-    got = float(f(lambda th: (th ** 2).sum(), a, b))
-    assert abs(got) < 1e-12, f"for the convex loss |theta|^2 the barrier is 0; you returned {got}"
+    got = float(f(a, b, torch.zeros(2, dtype=torch.float64), 0.0))
+    assert abs(got) < 1e-12, f"with no bump the loss is the bowl |theta|^2 / 2, convex: the barrier is 0; you returned {got}"
 
 
-@problem_barrier.check("the double well's barrier", hint="Between the minima (1, 0) and (-1, 0) of (|theta|^2 - 1)^2 the line passes the origin, loss 1.")
+@problem_barrier.check("a bump between two points of equal loss", hint="Between (1, 0) and (-1, 0) the line passes the bump at the origin.")
 def _(f, ref):
     a = torch.tensor([1.0, 0.0], dtype=torch.float64)
-    got = float(f(_double_well, a, -a))
-    assert abs(got - 1.0) < 1e-12, f"the barrier between (1, 0) and (-1, 0) is 1 (at the origin); you returned {got}"
+    got = float(f(a, -a, torch.zeros(2, dtype=torch.float64), 1.0))
+    want = 1.0 - 0.5 - float(torch.exp(torch.tensor(-100.0, dtype=torch.float64)))  # bump height minus the ends' bowl value
+    assert abs(got - want) < 1e-12, f"the ends have loss 1/2, the origin 1: the barrier is {want:.6f}; you returned {got}"
 
 
 @problem_barrier.check("a barrier away from the middle", hint="Take the largest value over all n points, not only t = 1/2.")
 def _(f, ref):
     a = torch.tensor([0.0], dtype=torch.float64)
     b = torch.tensor([1.0], dtype=torch.float64)
-    bump = lambda th: torch.exp(-((th - 0.2) ** 2).sum() / 0.005)        # a narrow bump at t = 0.2
-    got, want = float(f(bump, a, b)), ref(bump, a, b)
+    center = torch.tensor([0.2], dtype=torch.float64)
+    got = float(f(a, b, center, 3.0))
+    want = max(float(_bump_loss(a + t * (b - a), center, 3.0)) for t in torch.linspace(0, 1, 21, dtype=torch.float64)) - max(
+        float(_bump_loss(a, center, 3.0)), float(_bump_loss(b, center, 3.0)))
     assert abs(got - want) < 1e-9, f"the loss peaks at t = 0.2 with a barrier of {want:.4f}; you returned {got:.4f}"
 
 
 # --- Problems: sharpness by power iteration, by experiment ------------------------------------
 
+_POWER_HEAD = ("import torch\n\ndef top_eigenvalue(H, iters=200, seed=0):\n"
+               "    def hvp(v):\n        return H @ v\n")
 problem_power = Exercise(
     id="landscape.problem-power-iteration",
     title="Measure the sharpness with Hessian-vector products",
     entry="top_eigenvalue",
     prompt=(
-        "Write `top_eigenvalue(hvp, dim, iters=200, seed=0)`: power iteration with only a Hessian-vector product "
-        "`hvp(v)` (a function returning $Hv$ for a float64 vector `v` of length `dim`). Start from a random "
-        "vector (`torch.randn` with a `torch.Generator` seeded with `seed`), repeat `v = hvp(v)` normalized to "
-        "length 1, and return the Rayleigh quotient $v^\\top H v$ of the last `v` as a float. For a positive "
-        "semi-definite Hessian it converges to the largest eigenvalue, the sharpness."
+        "Write `top_eigenvalue(H, iters=200, seed=0)` using only the Hessian-vector product `hvp(v)` of the stub "
+        "(for a network it would come from autograd; here it multiplies by a given symmetric matrix $H$): start from "
+        "a random vector (`torch.randn` with a `torch.Generator` seeded with `seed`, float64, normalized), repeat "
+        "`v = hvp(v)` normalized to length 1 `iters` times, and return the Rayleigh quotient $v^\\top H v$ of the last "
+        "`v` as a float. For a positive semi-definite Hessian it converges to the largest eigenvalue, the sharpness."
     ),
     stub='''
 import torch
 
-def top_eigenvalue(hvp, dim: int, iters: int = 200, seed: int = 0) -> float:
-    """Largest eigenvalue of a PSD Hessian by power iteration on hvp(v) = H v."""
+def top_eigenvalue(H: torch.Tensor, iters: int = 200, seed: int = 0) -> float:
+    """Largest eigenvalue of a PSD Hessian by power iteration on hvp(v) = H v (use hvp only)."""
+    def hvp(v):
+        return H @ v
     # YOUR CODE HERE
     raise NotImplementedError()
 ''',
     solution='''
 import torch
 
-def top_eigenvalue(hvp, dim: int, iters: int = 200, seed: int = 0) -> float:
-    """Largest eigenvalue of a PSD Hessian by power iteration on hvp(v) = H v."""
+def top_eigenvalue(H: torch.Tensor, iters: int = 200, seed: int = 0) -> float:
+    """Largest eigenvalue of a PSD Hessian by power iteration on hvp(v) = H v (use hvp only)."""
+    def hvp(v):
+        return H @ v
     g = torch.Generator().manual_seed(seed)
-    v = torch.randn(dim, generator=g, dtype=torch.float64)
+    v = torch.randn(H.shape[0], generator=g, dtype=torch.float64)
     v = v / v.norm()
     for _ in range(iters):
         w = hvp(v)
@@ -315,14 +330,15 @@ def top_eigenvalue(hvp, dim: int, iters: int = 200, seed: int = 0) -> float:
 ''',
     wrong=(
         # no normalization: the vector's length grows like h_max^iters and overflows
-        "import torch\ndef top_eigenvalue(hvp, dim, iters=200, seed=0):\n    g = torch.Generator().manual_seed(seed)\n"
-        "    v = torch.randn(dim, generator=g, dtype=torch.float64)\n    for _ in range(iters):\n        v = hvp(v)\n    return float(v @ hvp(v))\n",
+        _POWER_HEAD + "    g = torch.Generator().manual_seed(seed)\n"
+        "    v = torch.randn(H.shape[0], generator=g, dtype=torch.float64)\n    for _ in range(iters):\n        v = hvp(v)\n"
+        "    return float(v @ hvp(v))\n",
         # a single product: the Rayleigh quotient of a random vector is an average of eigenvalues
-        "import torch\ndef top_eigenvalue(hvp, dim, iters=200, seed=0):\n    g = torch.Generator().manual_seed(seed)\n"
-        "    v = torch.randn(dim, generator=g, dtype=torch.float64)\n    v = v / v.norm()\n    return float(v @ hvp(v))\n",
+        _POWER_HEAD + "    g = torch.Generator().manual_seed(seed)\n"
+        "    v = torch.randn(H.shape[0], generator=g, dtype=torch.float64)\n    v = v / v.norm()\n    return float(v @ hvp(v))\n",
         # the trace estimate (Hutchinson) instead of the top eigenvalue
-        "import torch\ndef top_eigenvalue(hvp, dim, iters=200, seed=0):\n    g = torch.Generator().manual_seed(seed)\n"
-        "    v = torch.randn(dim, generator=g, dtype=torch.float64)\n    return float(v @ hvp(v))\n",
+        _POWER_HEAD + "    g = torch.Generator().manual_seed(seed)\n"
+        "    v = torch.randn(H.shape[0], generator=g, dtype=torch.float64)\n    return float(v @ hvp(v))\n",
     ),
 )
 
@@ -339,31 +355,32 @@ def _psd(eigs, seed=0):
 def _(f, ref):
     for eigs in ((5.0, 1.0, 0.5, 0.1), (40.0, 20.0, 3.0, 0.0, 0.0, 1.0)):
         h = _psd(eigs, seed=len(eigs))
-        got = float(f(lambda v: h @ v, h.shape[0]))
+        got = float(f(h))
         assert abs(got - max(eigs)) < 1e-3 * max(eigs), f"eigenvalues {eigs}: expected {max(eigs)}, you returned {got}"
 
 
 @problem_power.check("stays finite when the top eigenvalue is large", hint="Without normalizing, v grows like h_max^iters.")
 def _(f, ref):
     h = _psd((1e4, 10.0, 1.0), seed=7)
-    got = float(f(lambda v: h @ v, 3, iters=200))
+    got = float(f(h, iters=200))
     assert torch.isfinite(torch.tensor(got)) and abs(got - 1e4) < 10.0, f"expected 1e4, you returned {got}"
 
 
-@problem_power.check("the sharpness of a network's loss",
-                     hint="The same function works with any Hessian-vector product, here autograd's on a small network's loss.")
+@problem_power.check("a few iterations give what a few power steps give",
+                     hint="Start from the seeded, normalized random vector and apply exactly `iters` normalized products.")
+def _(f, ref):
+    h = _psd((3.0, 2.5, 1.0, 0.2), seed=11)  # close top eigenvalues: a few steps are far from converged
+    for iters, seed in ((1, 0), (3, 5)):
+        got, want = float(f(h, iters=iters, seed=seed)), ref(h, iters=iters, seed=seed)
+        assert abs(got - want) < 1e-10, f"after {iters} steps from seed {seed} power iteration gives {want:.6f}; you returned {got:.6f}"
+
+
+@problem_power.check("the sharpness of a least-squares loss",
+                     hint="The Hessian of the mean squared error of x @ w against y is 2/N X^T X.")
 def _(f, ref):
     g = torch.Generator().manual_seed(3)
     x = torch.randn(40, 3, generator=g, dtype=torch.float64)
-    y = torch.randn(40, generator=g, dtype=torch.float64)
-    w0 = torch.randn(3, generator=g, dtype=torch.float64) * 0.1
-
-    def loss(w):  # least squares: Hessian 2/N X^T X, positive definite
-        return ((x @ w - y) ** 2).mean()
-
-    def hvp(v):
-        return torch.autograd.functional.hvp(loss, w0, v)[1]
-
-    want = float(torch.linalg.eigvalsh(2 / 40 * x.T @ x)[-1])
-    got = float(f(hvp, 3))
+    H = 2 / 40 * x.T @ x
+    want = float(torch.linalg.eigvalsh(H)[-1])
+    got = float(f(H))
     assert abs(got - want) < 1e-4 * want, f"the top eigenvalue of this loss's Hessian is {want:.5f}; you returned {got:.5f}"

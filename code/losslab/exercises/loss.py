@@ -289,70 +289,80 @@ def _(f, ref):
 
 # --- Problems: proper scoring rules by experiment --------------------------------------------
 
+_SCORE_HEAD = ('import torch\n\ndef best_prediction(q, rule):\n'
+               '    def score(p, y):\n'
+               '        if rule == "log":\n'
+               '            p = p.clamp(1e-12, 1 - 1e-12)\n'
+               '            return -torch.log(p) if y == 1 else -torch.log(1 - p)\n'
+               '        if rule == "brier":\n'
+               '            return 2 * (p - y) ** 2\n'
+               '        return (p - y).abs()\n')
 problem_proper = Exercise(
     id="loss.problem-proper-scores",
     title="Which prediction does a scoring rule reward?",
     entry="best_prediction",
-    prompt="Write `best_prediction(q, score)`: an event happens with probability `q`; `score(p, y)` is the penalty "
-           "for predicting probability `p` (a float64 tensor) when the outcome is `y` (0 or 1). Compute the expected "
-           "score $q\\,S(p, 1) + (1 - q)\\,S(p, 0)$ on the grid `torch.linspace(0, 1, 1001)` and return the `p` "
-           "(a float) where it is smallest. Proper rules should give back `q`.",
+    prompt="Write `best_prediction(q, rule)`: an event happens with probability `q`; `score(p, y)` in the stub is the "
+           "penalty of the scoring rule `rule` (`\"log\"`, `\"brier\"` or `\"absolute\"`) for predicting probability `p` "
+           "(a float64 tensor) when the outcome is `y` (0 or 1). Compute the expected score "
+           "$q\\,S(p, 1) + (1 - q)\\,S(p, 0)$ on the grid `torch.linspace(0, 1, 1001)` and return the `p` (a float) "
+           "where it is smallest. Proper rules should give back `q`.",
     stub='''
 import torch
 
-def best_prediction(q: float, score) -> float:
+def best_prediction(q: float, rule: str) -> float:
     """The p on linspace(0, 1, 1001) minimizing q * score(p, 1) + (1 - q) * score(p, 0)."""
+    def score(p, y):  # the rule's penalty for predicting p when the outcome is y
+        if rule == "log":
+            p = p.clamp(1e-12, 1 - 1e-12)
+            return -torch.log(p) if y == 1 else -torch.log(1 - p)
+        if rule == "brier":
+            return 2 * (p - y) ** 2
+        return (p - y).abs()
     # YOUR CODE HERE
     raise NotImplementedError()
 ''',
     solution='''
 import torch
 
-def best_prediction(q: float, score) -> float:
+def best_prediction(q: float, rule: str) -> float:
     """The p on linspace(0, 1, 1001) minimizing q * score(p, 1) + (1 - q) * score(p, 0)."""
+    def score(p, y):  # the rule's penalty for predicting p when the outcome is y
+        if rule == "log":
+            p = p.clamp(1e-12, 1 - 1e-12)
+            return -torch.log(p) if y == 1 else -torch.log(1 - p)
+        if rule == "brier":
+            return 2 * (p - y) ** 2
+        return (p - y).abs()
     p = torch.linspace(0, 1, 1001, dtype=torch.float64)
     expected = q * score(p, 1) + (1 - q) * score(p, 0)
     return float(p[torch.argmin(expected)])
 ''',
     wrong=(
         # the largest expected score, not the smallest
-        "import torch\ndef best_prediction(q, score):\n    p = torch.linspace(0, 1, 1001, dtype=torch.float64)\n"
+        _SCORE_HEAD + "    p = torch.linspace(0, 1, 1001, dtype=torch.float64)\n"
         "    return float(p[torch.argmax(q * score(p, 1) + (1 - q) * score(p, 0))])\n",
         # the outcomes weighted the wrong way round
-        "import torch\ndef best_prediction(q, score):\n    p = torch.linspace(0, 1, 1001, dtype=torch.float64)\n"
+        _SCORE_HEAD + "    p = torch.linspace(0, 1, 1001, dtype=torch.float64)\n"
         "    return float(p[torch.argmin((1 - q) * score(p, 1) + q * score(p, 0))])\n",
         # only the outcome 1 counted
-        "import torch\ndef best_prediction(q, score):\n    p = torch.linspace(0, 1, 1001, dtype=torch.float64)\n"
+        _SCORE_HEAD + "    p = torch.linspace(0, 1, 1001, dtype=torch.float64)\n"
         "    return float(p[torch.argmin(score(p, 1))])\n",
     ),
 )
-
-
-def _log_score(p, y):
-    p = p.clamp(1e-12, 1 - 1e-12)
-    return -torch.log(p) if y == 1 else -torch.log(1 - p)
-
-
-def _brier_score(p, y):
-    return 2 * (p - y) ** 2
-
-
-def _absolute_score(p, y):
-    return (p - y).abs()
 
 
 @problem_proper.check("the log loss is proper: the best prediction is q",
                       hint="Average the two outcomes' scores with weights q and 1 - q, then take the argmin over the grid.")
 def _(f, ref):
     for q in (0.1, 0.35, 0.7):
-        got = f(q, _log_score)
+        got = f(q, "log")
         assert abs(float(got) - q) < 1.5e-3, f"for q = {q} the log loss's best prediction is {q}; you returned {got}"
 
 
 @problem_proper.check("the Brier score is proper too", hint="The same expected score with the Brier penalty.")
 def _(f, ref):
     for q in (0.2, 0.55, 0.9):
-        got = f(q, _brier_score)
+        got = f(q, "brier")
         assert abs(float(got) - q) < 1.5e-3, f"for q = {q} the Brier score's best prediction is {q}; you returned {got}"
 
 
@@ -360,7 +370,7 @@ def _(f, ref):
                       hint="The expected absolute error q (1 - p) + (1 - q) p is linear in p: its minimum is at an end.")
 def _(f, ref):
     for q, want in ((0.7, 1.0), (0.3, 0.0)):
-        got = f(q, _absolute_score)
+        got = f(q, "absolute")
         assert abs(float(got) - want) < 1e-9, f"for q = {q} the absolute error is smallest at p = {want}; you returned {got}"
 
 
