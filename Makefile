@@ -45,16 +45,16 @@ chapters: $(STAMP)
 	$(BIN)/python -m pytest -m chapters
 
 built: $(STAMP)
-	$(BIN)/python -m pytest -m built -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -m built -n 2 --dist loadfile
 
 # Chapters run once, in the chapter tests (timed, offline); they fill the
 # build's execution cache, so `book` reuses their outputs. Two workers, one
-# per core; a page's tests stay on one worker (xdist groups), so each
-# notebook executes once.
+# per core, a test file per worker: the chapter contract (each notebook
+# executed once) beside the other files; the built-book tests likewise.
 test: $(STAMP) cache-check
-	$(BIN)/python -m pytest -m "not built" -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -m "not built" -n 2 --dist loadfile
 	$(MAKE) --no-print-directory book
-	$(BIN)/python -m pytest -m built -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -m built -n 2 --dist loadfile
 
 # The reader edition in JupyterLab (tests/test_jupyterlab.py): not in `make test` (JupyterLab is not
 # pinned, and CI's time is spent). Two environments of its own, the pinned one plus JupyterLab: with the

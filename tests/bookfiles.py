@@ -187,8 +187,7 @@ def dumps_outputs(nb) -> str:
 
 
 def by_page(paths):
-    """One test parameter per page, grouped by page: under xdist (``--dist loadgroup``) a page's tests
-    share one worker, so a notebook executes (or a built page opens) once, and pages spread over workers."""
+    """One test parameter per page, named by the page."""
     import pytest  # noqa: PLC0415
 
-    return [pytest.param(p, id=p.stem, marks=pytest.mark.xdist_group(p.stem)) for p in paths]
+    return [pytest.param(p, id=p.stem) for p in paths]

@@ -211,7 +211,11 @@ def test_screenshots_at_laptop_and_phone_width(opened, path):
             page.set_viewport_size({"width": width, "height": height})
             page.wait_for_timeout(150)  # let the theme's responsive layout settle
             out = SHOTS / f"{path.stem}-{label}.jpg"
-            page.screenshot(path=str(out), full_page=True, type="jpeg", quality=50)
+            # the top of the page, at most 6,000 px (a JPEG holds at most 65,535 px, and a long chapter
+            # at phone width is taller than that: the file then comes out empty)
+            tall = min(page.evaluate("() => document.documentElement.scrollHeight"), 6_000)
+            page.screenshot(path=str(out), full_page=True, type="jpeg", quality=50,
+                            clip={"x": 0, "y": 0, "width": width, "height": tall})
             assert out.stat().st_size > 10_000
             overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 1, f"{label}: the page scrolls sideways by {overflow}px"

@@ -91,10 +91,10 @@ def test_printed_page_wraps_code_and_shows_quiz_answers_and_the_explorers_curren
 
         # The reader moves an explorer, then prints.
         explorer = page.locator(".lle").first
-        frame = explorer.locator("img").first
-        before = frame.get_attribute("src")
+        frame = explorer.locator(".lle-frame").first  # the drawn frame, keyed by its settings
+        before = frame.get_attribute("data-key")
         _move(*_movable_control(explorer))
-        assert frame.get_attribute("src") != before
+        assert frame.get_attribute("data-key") != before
         settings = explorer.locator("select, input").evaluate_all("els => els.map(e => e.value)")
         page.emulate_media(media="print")
         page.set_viewport_size({"width": 700, "height": 900})  # about an A4 page's text width
@@ -116,7 +116,7 @@ def test_printed_page_wraps_code_and_shows_quiz_answers_and_the_explorers_curren
         assert page.locator(".llq-right:visible, .llq-wrong:visible").count() == 0
 
         # Explorers: the frame the reader chose prints whole, in the page, kept with its settings.
-        assert frame.is_visible() and frame.get_attribute("src") != before
+        assert frame.is_visible() and frame.get_attribute("data-key") != before
         box = frame.bounding_box()
         assert box["width"] > 100 and box["x"] + box["width"] <= 700 + 1
         assert explorer.locator("select, input").evaluate_all("els => els.map(e => e.value)") == settings
