@@ -398,3 +398,69 @@ def remedies_explorer() -> Explorer:
              "{residual}; normalization: {norm}; gradient norm clipped at 1: {clip}) against the same network without "
              "remedies, and the gradient norm at each step on a log scale"),
     )
+
+
+# --- explorer 3: update-to-data ratios during training ---------------------------------------
+
+#: The learning rates of the update-ratio explorer: nine, log-spaced from gentle to too large.
+UPDATE_LRS = (0.02, 0.035, 0.05, 0.08, 0.12, 0.2, 0.35, 0.6, 0.9)
+UPDATE_STEPS = 120
+
+
+@lru_cache(maxsize=1)
+def update_ratio_runs() -> nets.ReluDiagnostics:
+    """One 4-hidden-layer ReLU network per learning rate of :data:`UPDATE_LRS`, trained together on the digits (cached)."""
+    train, _, _ = data.digits(seed=0, device=device())
+    with backend.single_thread():
+        return nets.relu_diagnostics(train.x, train.y, lrs=UPDATE_LRS, seeds=(0,), steps=UPDATE_STEPS)
+
+
+def update_ratio_summary(lr: float) -> dict[str, float]:
+    """What the explorer's frame for ``lr`` shows: the final loss, the ratio range over layers, the peak dead fraction."""
+    d = update_ratio_runs()
+    j = UPDATE_LRS.index(lr)
+    ratio = d.update_ratio[j].numpy()  # (steps, layers)
+    med = np.nanmedian(ratio, axis=0)
+    return {"loss": float(np.nanmean(d.loss[j, -20:].numpy())), "ratio_lo": float(np.nanmin(med)),
+            "ratio_hi": float(np.nanmax(med)), "dead_peak": float(np.nanmax(d.dead[j].numpy()))}
+
+
+def render_update_ratio(lr: float) -> Figure:
+    """Karpathy's diagnostic: each weight matrix's log10 update-to-data ratio at every step, and the loss."""
+    d = update_ratio_runs()
+    j = UPDATE_LRS.index(lr)
+    ratio = d.update_ratio[j].numpy()  # (steps, layers)
+    steps = np.arange(1, ratio.shape[0] + 1)
+    fig, axes = plots.figure(1, 2, size=(9.0, 3.4), layout="fixed")
+    fig.subplots_adjust(left=0.08, right=0.98, wspace=0.3)
+    for l in range(ratio.shape[1]):
+        name = "read-out" if l == ratio.shape[1] - 1 else f"layer {l + 1}"
+        axes[0].plot(steps, ratio[:, l], color=plots.PALETTE[l % len(plots.PALETTE)], lw=1.0, label=name)
+    axes[0].axhline(-3, color="k", ls=":", lw=0.9, label="$10^{-3}$ rule of thumb")
+    axes[0].set(xlabel="step", ylabel=r"$\log_{10}$ update / weight", ylim=(-5, 0.5), title="Update-to-data ratio")
+    axes[0].legend(fontsize=8, loc="lower right", ncol=2)
+    loss = d.loss[j].numpy()
+    axes[1].plot(steps, np.clip(loss, None, 5.0), color=plots.PALETTE[0], lw=1.2)
+    axes[1].set(xlabel="step", ylabel="minibatch loss", ylim=(0, 3.0), title="Training loss")
+    return fig
+
+
+def _update_ratio_alt(lr: float) -> str:
+    s = update_ratio_summary(lr)
+    return (f"At learning rate {lr}, the median base-10 update-to-data ratio of the five weight matrices over "
+            f"{UPDATE_STEPS} steps lies between {s['ratio_lo']:.1f} and {s['ratio_hi']:.1f} (the rule of thumb is -3), "
+            f"up to {s['dead_peak']:.0%} of a hidden layer's units are dead at some step, and the loss ends near "
+            f"{s['loss']:.2f}")
+
+
+@registered
+def update_ratio_explorer() -> Explorer:
+    """Learning rate -> per-layer update-to-data ratios and the loss of a 4-hidden-layer ReLU network."""
+    update_ratio_runs()
+    return Explorer(
+        "grads.update-ratio",
+        render_update_ratio,
+        controls={"lr": Choice(list(UPDATE_LRS), default=0.2, labels=[f"{v:g}" for v in UPDATE_LRS], label="learning rate")},
+        title="Update-to-data ratios during training",
+        alt=_update_ratio_alt,
+    )
