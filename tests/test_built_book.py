@@ -10,6 +10,7 @@ to _build/screenshots/ for reviewers.
 from __future__ import annotations
 
 import functools
+import os
 import http.server
 import re
 import shutil
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.built
 
 HTML = bf.ROOT / "_build" / "html"
 SHOTS = bf.ROOT / "_build" / "screenshots"
+SCREENSHOTS = os.environ.get("LOSSLAB_SCREENSHOTS") == "1"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -210,13 +212,14 @@ def test_screenshots_at_laptop_and_phone_width(opened, path):
         for label, (width, height) in {"laptop": LAPTOP, "phone": PHONE}.items():
             page.set_viewport_size({"width": width, "height": height})
             page.wait_for_timeout(150)  # let the theme's responsive layout settle
-            out = SHOTS / f"{path.stem}-{label}.jpg"
-            # the top of the page, at most 6,000 px (a JPEG holds at most 65,535 px, and a long chapter
-            # at phone width is taller than that: the file then comes out empty)
-            tall = min(page.evaluate("() => document.documentElement.scrollHeight"), 6_000)
-            page.screenshot(path=str(out), full_page=True, type="jpeg", quality=50,
-                            clip={"x": 0, "y": 0, "width": width, "height": tall})
-            assert out.stat().st_size > 10_000
+            if SCREENSHOTS:  # for a person to look at (LOSSLAB_SCREENSHOTS=1); CI keeps its time for the checks
+                out = SHOTS / f"{path.stem}-{label}.jpg"
+                # the top of the page, at most 6,000 px (a JPEG holds at most 65,535 px, and a long chapter
+                # at phone width is taller than that: the file then comes out empty)
+                tall = min(page.evaluate("() => document.documentElement.scrollHeight"), 6_000)
+                page.screenshot(path=str(out), full_page=True, type="jpeg", quality=50,
+                                clip={"x": 0, "y": 0, "width": width, "height": tall})
+                assert out.stat().st_size > 10_000
             overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 1, f"{label}: the page scrolls sideways by {overflow}px"
     finally:
