@@ -593,6 +593,18 @@ def add_input_noise(x: torch.Tensor, std: float, *, generator: torch.Generator |
     return x + s * noise
 
 
+def _image_size(x: object, size: object) -> tuple[int, int]:
+    """Check flattened images ``x`` (N, H * W) against ``size`` (H, W); return (H, W)."""
+    _tensor("x", x, ndim=2)
+    if (not isinstance(size, (tuple, list)) or len(size) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size)):
+        raise ValueError(f"size: expected two positive ints (H, W), got {size!r}")
+    h, w = size
+    if x.shape[1] != h * w:
+        raise ValueError(f"x: expected {h * w} columns (size {h} x {w}), got {x.shape[1]}")
+    return h, w
+
+
 def shift_images(x: torch.Tensor, shifts: Sequence[tuple[int, int]], *, size: tuple[int, int] = (8, 8)) -> torch.Tensor:
     r"""Copies of flattened images moved by whole pixels (data augmentation), background filled with 0.
 
@@ -621,13 +633,7 @@ def shift_images(x: torch.Tensor, shifts: Sequence[tuple[int, int]], *, size: tu
     >>> shift_images(torch.tensor([[1.0, 2.0, 3.0, 4.0]]), [(0, 1)], size=(2, 2))
     tensor([[0., 1., 0., 3.]])
     """
-    _tensor("x", x, ndim=2)
-    if (not isinstance(size, (tuple, list)) or len(size) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size)):
-        raise ValueError(f"size: expected two positive ints (H, W), got {size!r}")
-    h, w = size
-    if x.shape[1] != h * w:
-        raise ValueError(f"x: expected {h * w} columns (size {h} x {w}), got {x.shape[1]}")
+    h, w = _image_size(x, size)
     shifts = [tuple(s) for s in shifts]
     if not shifts or not all(len(s) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in s)
                              and abs(s[0]) < h and abs(s[1]) < w for s in shifts):
@@ -1370,13 +1376,7 @@ def rotate_images(x: torch.Tensor, angles: Sequence[float], *, size: tuple[int, 
     Tensor
         (A * N, H * W): all images at the first angle, then at the second, ...
     """
-    _tensor("x", x, ndim=2)
-    if (not isinstance(size, (tuple, list)) or len(size) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size)):
-        raise ValueError(f"size: expected two positive ints (H, W), got {size!r}")
-    h, w = size
-    if x.shape[1] != h * w:
-        raise ValueError(f"x: expected {h * w} columns (size {h} x {w}), got {x.shape[1]}")
+    h, w = _image_size(x, size)
     angles = [_number(f"angles[{i}]", a, low=-math.inf) for i, a in enumerate(angles)]
     if not angles:
         raise ValueError("angles: expected at least one angle")
