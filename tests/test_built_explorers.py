@@ -1,6 +1,7 @@
 """The built book's explorers as instruments (issue 19), in headless Chromium.
 
-Per chapter page, every explorer:
+Per chapter page, every quiz gives feedback (wrong, then right) and every explorer responds
+to its controls and records them in the address. Every explorer:
 
 - ships its figure data, drawn by the vendored plotly.js (no PNG frames, no CDN);
 - at a 390 px phone width, has no text smaller than 10 CSS px (controls, labels
@@ -20,11 +21,15 @@ A page is opened once per width and every explorer on it is measured there.
 from __future__ import annotations
 
 import json
+from urllib.parse import unquote
 
 import pytest
 
 import bookfiles as bf
-from test_built_book import HTML, Visit, browser, page_of, rel_url  # noqa: F401  (browser is a fixture)
+from test_built_book import (  # noqa: F401  (browser and opened are fixtures)
+    _ANSWER_WRONG_THEN_RIGHT, HTML, Visit, _answer_wrong_then_right, _movable_control, _move, browser, opened,
+    page_of, rel_url,
+)
 
 pytestmark = pytest.mark.built
 
@@ -173,3 +178,50 @@ def test_plotly_is_vendored_once_and_pages_stay_under_4_mb():
             heavy[path.stem] = len(html.encode("utf-8"))
     assert not heavy, f"pages over 4 MB (HTML with its explorer data): {heavy}"
     assert json.dumps(heavy) == "{}"
+
+
+# Here rather than in test_built_book.py so that the two test workers (one file each) share the browser work.
+@pytest.mark.parametrize("path", bf.by_page(bf.notebooks()))
+def test_every_quiz_gives_feedback_and_every_explorer_responds(browser, opened, path):
+    visit = opened(path)
+    page = visit.page
+    questions = page.locator(".llq-q")
+    interactive = path in bf.chapters() or path.stem == "how_this_book_works"  # appendices may have neither
+    if not interactive and not questions.count() and not page.locator(".lle").count():
+        pytest.skip(f"{path.stem} has no quiz or explorer")
+    assert questions.count() > 0
+    # The first question of each kind is answered as a reader does (Playwright's clicks and typing);
+    # the rest by the same steps in one script (the same handlers, without a browser round trip per
+    # click: about 0.5 s a question on this machine).
+    kinds = [questions.nth(i).get_attribute("data-kind") for i in range(questions.count())]
+    by_hand = [kinds.index(k) for k in dict.fromkeys(kinds)]
+    for i in by_hand:
+        _answer_wrong_then_right(questions.nth(i), kinds[i])
+    failures = page.evaluate(_ANSWER_WRONG_THEN_RIGHT, [i for i in range(len(kinds)) if i not in by_hand])
+    assert not failures, f"quiz feedback: {failures}"
+    if page.locator(".llq-prompt .math").count():
+        assert page.locator(".llq-prompt mjx-container").count() > 0, "quiz math was not typeset"
+
+    explorers = page.locator(".lle")
+    assert explorers.count() > 0
+    shown = {}
+    for i in range(explorers.count()):
+        ex = explorers.nth(i)
+        name = ex.get_attribute("data-name")
+        img = ex.locator(".lle-frame")
+        before_src, before_alt = img.get_attribute("data-key"), img.get_attribute("aria-label")
+        _move(*_movable_control(ex))
+        assert img.get_attribute("data-key") != before_src, f"explorer {name}: the figure did not change"
+        assert img.get_attribute("aria-label") != before_alt, f"explorer {name}: the alt text did not follow the figure"
+        assert f"{name}." in unquote(page.url), f"explorer {name}: the page address does not record its settings"
+        shown[name] = img.get_attribute("data-key")
+    assert not visit.errors, f"JavaScript errors: {visit.errors}"
+
+    # The address reproduces the view: reopen it and find the same frame in every explorer.
+    again = Visit(browser, page.url.split("/", 3)[3])
+    try:
+        for name, src in shown.items():
+            same = again.page.locator(f'.lle[data-name="{name}"] .lle-frame').get_attribute("data-key")
+            assert same == src, f"explorer {name}: opening the recorded address shows another frame"
+    finally:
+        again.close()
