@@ -60,14 +60,17 @@ test: $(STAMP) cache-check
 # pinned, and CI's time is spent). Two environments of its own, the pinned one plus JupyterLab: with the
 # pinned ipywidgets 8, and with the last ipywidgets 7 (what hosted services may ship). CPU torch first.
 JLAB_PIP := --quiet
+# PyTorch's CPU wheels (not PyPI's CUDA build); empty where pip already finds a CPU build (a local wheelhouse).
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_CPU := torch==2.13.0 $(if $(TORCH_CPU_INDEX),--index-url $(TORCH_CPU_INDEX))
 .venv-jlab/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv .venv-jlab
-	.venv-jlab/bin/python -m pip install $(JLAB_PIP) torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+	.venv-jlab/bin/python -m pip install $(JLAB_PIP) $(TORCH_CPU)
 	.venv-jlab/bin/python -m pip install $(JLAB_PIP) -r requirements.txt jupyterlab==4.6.6
 	@touch $@
 .venv-jlab7/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv .venv-jlab7
-	.venv-jlab7/bin/python -m pip install $(JLAB_PIP) torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+	.venv-jlab7/bin/python -m pip install $(JLAB_PIP) $(TORCH_CPU)
 	.venv-jlab7/bin/python -m pip install $(JLAB_PIP) -r requirements.txt jupyterlab==4.6.6
 	.venv-jlab7/bin/python -m pip install $(JLAB_PIP) ipywidgets==7.8.5 "widgetsnbextension~=3.6.0" "jupyterlab_widgets~=1.1"
 	@touch $@
