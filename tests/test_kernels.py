@@ -124,14 +124,15 @@ def test_the_backward_formula_matches_autograd():
     torch.testing.assert_close(ref.cross_entropy_backward(x.detach(), t, lse, grad), x.grad, rtol=1e-13, atol=1e-15)
 
 
-# --- cross-entropy: the public function (reference path here) --------------------------
+# --- cross-entropy: the readable reference and the public function (PyTorch's path without a GPU) -----
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_cross_entropy_equals_torch_with_gradients(reduction):
+@pytest.mark.parametrize("fn", [kernels.cross_entropy_reference, kernels.cross_entropy], ids=["reference", "public"])
+def test_cross_entropy_equals_torch_with_gradients(reduction, fn):
     x = _logits(6, 50, torch.float64, offset=1e3).requires_grad_()
     y = x.detach().clone().requires_grad_()
     t = torch.tensor([0, 49, -100, 7, 7, 3])
-    ours, theirs = kernels.cross_entropy(x, t, reduction=reduction), F.cross_entropy(y, t, reduction=reduction)
+    ours, theirs = fn(x, t, reduction=reduction), F.cross_entropy(y, t, reduction=reduction)
     torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
     (ours.sum()).backward()
     (theirs.sum()).backward()

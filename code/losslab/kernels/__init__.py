@@ -7,8 +7,9 @@ every device:
   ``[B, V]`` logits. On a CUDA device with CuPy it runs ``cross_entropy.cu``:
   one pass over each row with an online log-sum-exp for the forward, one pass
   writing ``dlogits`` for the backward (no softmax tensor is stored). It is a
-  ``torch.autograd.Function``, so it trains a model. Elsewhere it computes the
-  same numbers with PyTorch (:func:`cross_entropy_reference`).
+  ``torch.autograd.Function``, so it trains a model. Elsewhere it is PyTorch's
+  ``F.cross_entropy`` (same numbers); :func:`cross_entropy_reference` is the
+  readable version the kernel is tested against.
 - :func:`trajectories`: every start of GD / momentum / Nesterov / Adam on a
   2-D test function, all steps of one start in one thread's registers, one
   launch for the whole run (``trajectories.cu``). Elsewhere it is
@@ -297,8 +298,10 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, ignore_index: i
     reduction : {"mean", "sum", "none"}
     fused : bool, optional
         None (default): the CUDA kernel where :func:`available` and the dtype
-        is float32/float64, else :func:`cross_entropy_reference`. True: the
-        kernel or an error. False: the reference.
+        is float32/float64, else PyTorch's own ``F.cross_entropy`` (the fastest
+        code without the kernel, with the same numbers and API). True: the
+        kernel or an error. False: PyTorch's. The readable version the kernel
+        is tested against is :func:`cross_entropy_reference`.
 
     Returns
     -------
@@ -325,7 +328,7 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, ignore_index: i
                          f"got {logits.device}, {logits.dtype}, CuPy {'present' if backend.has_cupy() else 'absent'}")
     if fused:
         return _FusedCrossEntropy.apply(logits, target, ignore_index, reduction)
-    return cross_entropy_reference(logits, target, ignore_index=ignore_index, reduction=reduction)
+    return torch.nn.functional.cross_entropy(logits, target, ignore_index=ignore_index, reduction=reduction)
 
 
 # =============================================================================
