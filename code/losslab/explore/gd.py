@@ -8,7 +8,16 @@ control that only slices a run (steps, which start) costs only the drawing.
 The chapter's sentences about these explorers are computed from the same
 runs: :func:`race_results` and :func:`saddle_escape` summarize the race's
 frames, :func:`momentum_run` returns the measured and theoretical rates that
-the momentum explorer draws.
+the momentum explorer draws; each explorer's alt text states the numbers of
+its frame from the same runs (:func:`race_alt`, :func:`momentum_alt`,
+:func:`bowl_alt`).
+
+The static book offers every combination of at least nine positions per
+slider (243 race frames, 81 momentum frames), so the runs of a whole grid
+are one batch (:func:`losslab.optim.run_trajectories` with a learning rate
+and a momentum per row), the contours are traced once per function, long
+paths are thinned to the points that move the drawing (:func:`thin`), and
+every frame is drawn on one reused figure (:func:`losslab.explore.loss.canvas`).
 """
 
 from __future__ import annotations
@@ -24,6 +33,58 @@ from matplotlib.figure import Figure
 from .. import landscapes, optim, plots
 from ..backend import single_thread
 from . import Choice, Explorer, Slider, registered
+from .loss import canvas, legend
+
+
+def _panels(key: str, n: int, size: tuple[float, float], **adjust) -> tuple:
+    def make() -> Figure:
+        fig, _ = plots.figure(1, n, size=size, layout="fixed")
+        fig.subplots_adjust(**adjust)
+        return fig
+    fig = canvas(key, make)
+    return (fig, *fig.axes)
+
+
+def thin(x: np.ndarray, y: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """Indices of the points of a drawn line worth keeping: the first, the last, and each point that lies more than
+    ``dx`` across or ``dy`` up or down from the last point kept (a pixel or two of the panel: a zig-zag keeps every
+    corner of legs longer than that, a run creeping or at rest keeps few points). Non-finite points are kept."""
+    x, y = np.asarray(x, dtype=float).tolist(), np.asarray(y, dtype=float).tolist()
+    n = len(x)
+    keep, lx, ly = [0], x[0], y[0]
+    for i in range(1, n - 1):
+        xi, yi = x[i], y[i]
+        if not (abs(xi - lx) <= dx and abs(yi - ly) <= dy):  # also true where a value is NaN
+            keep.append(i)
+            lx, ly = xi, yi
+    if n > 1:
+        keep.append(n - 1)
+    return np.asarray(keep, dtype=np.int64)
+
+
+@lru_cache(maxsize=16)
+def _contour_lines(key: str, xs: tuple, ys: tuple, z_bytes: bytes, shape: tuple, levels: tuple, shades: int = 3):
+    """Contour lines of a grid, traced once: ``shades`` (x, y) arrays, each the levels of one grey joined by NaN gaps."""
+    import contourpy  # noqa: PLC0415  (matplotlib's own contour tracer)
+
+    z = np.frombuffer(z_bytes, dtype=np.float64).reshape(shape)
+    gen = contourpy.contour_generator(np.asarray(xs), np.asarray(ys), z, line_type="Separate")
+    dx, dy = (xs[-1] - xs[0]) / 60, (ys[-1] - ys[0]) / 45  # about 6 px of the panel: contours are smooth background
+    out = [([], []) for _ in range(shades)]
+    for k, level in enumerate(levels):
+        group = min(shades - 1, k * shades // len(levels))
+        for seg in gen.lines(level):
+            seg = seg[thin(seg[:, 0], seg[:, 1], dx, dy)]
+            out[group][0].extend(seg[:, 0].tolist() + [np.nan])
+            out[group][1].extend(seg[:, 1].tolist() + [np.nan])
+    return [(np.array(x), np.array(y)) for x, y in out]
+
+
+def _draw_contours(ax, key: str, xs: np.ndarray, ys: np.ndarray, z: np.ndarray, levels: np.ndarray) -> None:
+    lines = _contour_lines(key, tuple(xs.tolist()), tuple(ys.tolist()), np.ascontiguousarray(z, dtype=np.float64).tobytes(),
+                           z.shape, tuple(float(v) for v in levels))
+    for k, (x, y) in enumerate(lines):
+        ax.plot(x, y, color=str(0.75 - 0.25 * k), lw=0.6)
 
 # --- 1. the race -------------------------------------------------------------------
 
@@ -50,40 +111,54 @@ RACE = {
 }
 RACE_LABELS = {"rosenbrock": "Rosenbrock valley", "six_hump_camel": "saddle (six-hump camel)", "rastrigin": "Rastrigin egg crate"}
 METHOD_LABELS = {"gd": "GD", "momentum": "heavy ball", "nesterov": "Nesterov", "rmsprop": "RMSProp", "adam": "Adam"}
-LR_SCALES = (1.0, 3.0)
+#: The static book's positions: learning rates from a tenth to ten times the tuned ones (the chapter's x 1 and x 3
+#: among them), and momentum (heavy ball and Nesterov) from none to 0.99 (the chapter's 0.9 among them).
+LR_SCALES = (0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)
+RACE_MOMENTA = (0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
+_WITH_MOMENTUM = ("momentum", "nesterov")
 
 
-def _race_update(method: str, lr: torch.Tensor, momentum: float) -> optim.Update:
+def _race_update(method: str, lr: torch.Tensor, momentum: torch.Tensor | float) -> optim.Update:
     if method == "gd":
         return optim.optimizer("sgd", lr=lr, label="GD")
-    if method in ("momentum", "nesterov"):
-        m = max(momentum, 1e-6) if method == "nesterov" else momentum
+    if method in _WITH_MOMENTUM:
+        m = torch.as_tensor(momentum, dtype=torch.float64)
+        m = m.clamp_min(1e-6) if method == "nesterov" else m  # PyTorch's Nesterov needs momentum > 0
         return optim.optimizer("sgd", lr=lr, momentum=m, nesterov=method == "nesterov")
     return optim.optimizer(method, lr=lr)
 
 
 RACE_STEPS = 200
+#: The loss-gap axis per function (fixed, so that every frame of a function shares one layout).
+RACE_GAP_RANGE = {"rosenbrock": (1e-7, 1e5), "six_hump_camel": (1e-12, 1e1), "rastrigin": (1.0, 1e3)}
 
 
 @lru_cache(maxsize=64)
-def _race_batch(function: str, method: str, scales: tuple, momentum: float, start: int):
-    """One batched run: a row per learning-rate scale in ``scales``, all from the same start."""
+def _race_batch(function: str, method: str, scales: tuple, momenta: tuple, start: int):
+    """One batched run from one start: a row per (scale, momentum) pair, scale-major (momentum only where it is used)."""
     cfg = RACE[function]
-    x0 = torch.tensor([cfg["starts"][start]] * len(scales), dtype=torch.float64)  # (S, 2)
-    lrs = torch.tensor([cfg["lr"][method] * s for s in scales], dtype=torch.float64)  # (S,)
-    update = _race_update(method, lrs, momentum)
-    with single_thread("cpu"):  # a few rows: threads would only wait for each other
+    if method not in _WITH_MOMENTUM:
+        momenta = (0.0,)
+    pairs = [(s, m) for s in scales for m in momenta]
+    x0 = torch.tensor([cfg["starts"][start]] * len(pairs), dtype=torch.float64)  # (S M, 2)
+    lrs = torch.tensor([cfg["lr"][method] * s for s, _ in pairs], dtype=torch.float64)  # (S M,)
+    update = _race_update(method, lrs, torch.tensor([m for _, m in pairs], dtype=torch.float64))
+    with single_thread("cpu"):  # a few hundred rows of two numbers: threads would only wait for each other
         return optim.run_trajectories(cfg["fn"], x0, update, RACE_STEPS, bound=1e3, device="cpu")
 
 
 def race_run(function: str, method: str, lr_scale: float, momentum: float, start: int):
     """One optimizer's path [RACE_STEPS + 1, 2], its loss [RACE_STEPS + 1] and the step it diverged at (-1: never).
 
-    The static scales of the explorer run together in one batch (and are cached); any other scale runs alone.
+    Every static (scale, momentum) pair runs in one batch per function, method and start (cached); any other setting
+    runs alone. Momentum is used by heavy ball and Nesterov only.
     """
-    scales = LR_SCALES if lr_scale in LR_SCALES else (lr_scale,)
-    run = _race_batch(function, method, scales, momentum, start)
-    i = scales.index(lr_scale)
+    uses = method in _WITH_MOMENTUM
+    if lr_scale in LR_SCALES and (momentum in RACE_MOMENTA or not uses):
+        run = _race_batch(function, method, LR_SCALES, RACE_MOMENTA, start)
+        i = LR_SCALES.index(lr_scale) * (len(RACE_MOMENTA) if uses else 1) + (RACE_MOMENTA.index(momentum) if uses else 0)
+    else:
+        run, i = _race_batch(function, method, (lr_scale,), (momentum,), start), 0
     return run.path[:, i], run.loss[:, i], int(run.diverged_at[i])
 
 
@@ -120,6 +195,23 @@ def race_results(function: str, lr_scale: float, momentum: float = 0.9, start: i
     return out
 
 
+def race_alt(function: str, lr_scale: float, momentum: float, steps: int, start: int) -> str:
+    """What a frame of the race shows, from its runs: where each method ends, best first, and which diverge."""
+    res = race_results(function, lr_scale, momentum, start, steps)
+    x0, y0 = RACE[function]["starts"][start]
+    ended = sorted((m for m in res if res[m]["diverged_at"] < 0), key=lambda m: res[m]["gap"])
+    gone = [m for m in res if res[m]["diverged_at"] >= 0]
+    parts = [f"{METHOD_LABELS[m]} {res[m]['gap']:.2g}" for m in ended]
+    text = (f"Contour plot of the {RACE_LABELS[function]} with the paths of gradient descent (GD), heavy-ball and "
+            f"Nesterov momentum, RMSProp and Adam from ({x0:g}, {y0:g}), learning rates x {lr_scale:.2g}, momentum "
+            f"{momentum:.2g}; beside it the loss gap per step on a log scale. After {steps} steps")
+    if parts:
+        text += " the gap above the minimum is " + ", ".join(parts)
+    if gone:
+        text += ("; " if parts else " ") + ", ".join(f"{METHOD_LABELS[m]} diverges at step {res[m]['diverged_at']}" for m in gone)
+    return text + "."
+
+
 def saddle_escape(lr_scale: float = 1.0, start: int = 0, radius: float = 0.1) -> tuple[int, float, float]:
     r"""Gradient descent at the saddle of the six-hump camel: how long it stays, and how fast it leaves.
 
@@ -148,43 +240,86 @@ def saddle_escape(lr_scale: float = 1.0, start: int = 0, radius: float = 0.1) ->
 
 
 @lru_cache(maxsize=8)
-def _contour(function: str, n: int = 120):
+def _contour(function: str, n: int = 90):
     cfg = RACE[function]
     xs, ys, z = landscapes.evaluate_grid(cfg["fn"], cfg["domain"], n)
     fmin = cfg["fn"].f_min or 0.0
     return xs.numpy(), ys.numpy(), (z - fmin).numpy() + 1e-3
 
 
-def render_race(function: str, lr_scale: float, momentum: float, steps: int, start: int) -> Figure:
-    """Paths of GD, heavy ball, Nesterov, RMSProp and Adam on a contour plot, and the loss gap versus step."""
+@lru_cache(maxsize=4096)
+def _race_drawn(function: str, method: str, lr_scale: float, momentum: float, steps: int, start: int):
+    """The thinned path (x, y) and loss-gap curve (step, gap) of one method as drawn, and its label."""
     cfg = RACE[function]
-    methods = list(METHOD_LABELS)
-    xs, ys, z = _contour(function)
-    fig, (ax, bx) = plots.figure(1, 2, size=(9.6, 3.9), layout="fixed")
-    fig.subplots_adjust(left=0.06, right=0.985, bottom=0.13, top=0.9, wspace=0.22)
-    ax.contour(xs, ys, z, levels=np.geomspace(z.min() * 1.01, z.max(), 18), norm=LogNorm(), cmap="Greys", linewidths=0.6)
-    for m in cfg["fn"].minima:
-        ax.plot(*m, marker="*", color="k", ms=9, ls="none")
-    fmin = cfg["fn"].f_min or 0.0
-    for k, method in enumerate(methods):
-        path, loss, div = race_run(function, method, float(lr_scale), float(momentum), int(start))
-        path = path[: steps + 1].numpy()
-        color = plots.PALETTE[k]
-        label = METHOD_LABELS[method] + (f" (diverged at {div})" if 0 <= div <= steps else "")
-        ax.plot(path[:, 0], path[:, 1], color=color, lw=1.3, label=label)
-        ax.plot(path[-1, 0], path[-1, 1], "o", color=color, ms=4)
-        gap = (loss[: steps + 1] - fmin).clamp_min(1e-12).numpy()
-        if 0 <= div <= steps:
-            gap = gap[:div]
-        bx.semilogy(gap, color=color, lw=1.3)
-    ax.plot(*cfg["starts"][start], "s", color="k", ms=5)
+    path, loss, div = race_run(function, method, lr_scale, momentum, start)
+    path = path[: steps + 1].numpy()
     (x0, x1), (y0, y1) = cfg["domain"]
-    ax.set(xlim=(x0, x1), ylim=(y0, y1), xlabel="x", ylabel="y")
-    bx.legend(*ax.get_legend_handles_labels(), loc="upper right", fontsize=7.5)
-    ax.set_title(f"{RACE_LABELS[function]}, learning rates x {lr_scale:.2g}", fontsize=10)
-    bx.set(xlabel="step", ylabel=r"$f - f^\star$", xlim=(0, steps))
-    bx.set_title(f"momentum {momentum:.2g}, {steps} steps", fontsize=10)
-    return fig
+    keep = thin(path[:, 0], path[:, 1], (x1 - x0) / 200, (y1 - y0) / 160)
+    gap = (loss[: steps + 1] - (cfg["fn"].f_min or 0.0)).clamp_min(1e-12).numpy()
+    if 0 <= div <= steps:
+        gap = gap[:div]
+    lg = np.log10(gap)
+    kg = thin(np.arange(len(gap), dtype=float), lg, steps / 100, 0.05)  # 0.05 decade: about 1 px
+    label = METHOD_LABELS[method] + (f" (diverged at {div})" if 0 <= div <= steps else "")
+    return path[keep], (kg, gap[kg]), label
+
+
+_RACE_FIGURE: dict = {}
+
+
+def _race_figure() -> dict:
+    """The race's figure and its lines, made once: each frame sets their data (a new line costs about 1 ms)."""
+    if not _RACE_FIGURE:
+        fig, (ax, bx) = plots.figure(1, 2, size=(9.6, 3.9), layout="fixed")
+        fig.subplots_adjust(left=0.06, right=0.985, bottom=0.13, top=0.9, wspace=0.22)
+        art = {"fig": fig, "ax": ax, "bx": bx}
+        art["contours"] = [ax.plot([], [], color=str(0.75 - 0.25 * k), lw=0.6)[0] for k in range(3)]
+        art["minima"] = ax.plot([], [], marker="*", color="k", ms=9, ls="none")[0]
+        art["paths"], art["ends"], art["gaps"] = [], [], []
+        for k, method in enumerate(METHOD_LABELS):
+            art["paths"].append(ax.plot([], [], color=plots.PALETTE[k], lw=1.3, label=METHOD_LABELS[method])[0])
+            art["ends"].append(ax.plot([], [], "o", color=plots.PALETTE[k], ms=4)[0])
+            art["gaps"].append(bx.plot([], [], color=plots.PALETTE[k], lw=1.3)[0])
+        art["start"] = ax.plot([], [], "s", color="k", ms=5)[0]
+        bx.set_yscale("log")
+        art["legend"] = bx.legend(art["paths"], list(METHOD_LABELS.values()), loc="upper right", fontsize=7.5)
+        ax.set(xlabel="x", ylabel="y")
+        bx.set(xlabel="step", ylabel=r"$f - f^\star$")
+        bx.set_title("loss gap per step", fontsize=10)
+        _RACE_FIGURE.update(art)
+    return _RACE_FIGURE
+
+
+def render_race(function: str, lr_scale: float, momentum: float, steps: int, start: int) -> Figure:
+    """Paths of GD, heavy ball, Nesterov, RMSProp and Adam on a contour plot, and the loss gap versus step.
+
+    The figure is made once and its lines updated in place: read the returned figure before the next call.
+    """
+    cfg = RACE[function]
+    xs, ys, z = _contour(function)
+    art = _race_figure()
+    ax, bx = art["ax"], art["bx"]
+    lines = _contour_lines(function, tuple(xs.tolist()), tuple(ys.tolist()), np.ascontiguousarray(z).tobytes(), z.shape,
+                           tuple(float(v) for v in np.geomspace(z.min() * 1.01, z.max(), 12)))
+    for line, (x, y) in zip(art["contours"], lines):
+        line.set_data(x, y)
+    mins = np.asarray(cfg["fn"].minima, dtype=float).reshape(-1, 2)
+    art["minima"].set_data(mins[:, 0], mins[:, 1])
+    for k, method in enumerate(METHOD_LABELS):
+        used = float(momentum) if method in _WITH_MOMENTUM else 0.0  # the others' runs do not depend on it: drawn once
+        path, (steps_kept, gap), label = _race_drawn(function, method, float(lr_scale), used, int(steps), int(start))
+        art["paths"][k].set_data(path[:, 0], path[:, 1])
+        art["paths"][k].set_label(label)
+        art["legend"].get_texts()[k].set_text(label)
+        art["ends"][k].set_data(path[-1:, 0], path[-1:, 1])
+        art["gaps"][k].set_data(steps_kept, gap)
+    art["start"].set_data([cfg["starts"][start][0]], [cfg["starts"][start][1]])
+    (x0, x1), (y0, y1) = cfg["domain"]
+    ax.set(xlim=(x0, x1), ylim=(y0, y1))
+    # titles and ranges that depend only on the function: the controls show the settings, and frames share a layout
+    ax.set_title(RACE_LABELS[function], fontsize=10)
+    bx.set(xlim=(0, steps), ylim=RACE_GAP_RANGE[function])
+    return art["fig"]
 
 
 @registered
@@ -195,15 +330,15 @@ def race_explorer() -> Explorer:
         render_race,
         controls={
             "function": Choice(list(RACE), default="rosenbrock", labels=[RACE_LABELS[k] for k in RACE], label="function"),
-            "lr_scale": Slider(0.1, 10.0, default=1.0, log=True, static=list(LR_SCALES), label="learning rates x", fill=False),
-            "momentum": Slider(0.0, 0.99, default=0.9, static=[0.9], label="momentum", fill=False),
+            "lr_scale": Slider(0.1, 10.0, default=1.0, log=True, static=LR_SCALES, label="learning rates x", fill=False),
+            "momentum": Slider(0.0, 0.99, default=0.9, static=RACE_MOMENTA, label="momentum", fill=False),
+            # the static book shows every step of the first start; steps and start move in Jupyter or Colab
             "steps": Slider(10, RACE_STEPS, default=RACE_STEPS, integer=True, static=[RACE_STEPS], label="steps", fill=False),
             "start": Slider(0, 2, default=0, integer=True, step=1, static=[0], label="start", fill=False),
         },
         title="An optimizer race: the same start, five update rules",
-        alt=("Contour plot of the {function} function with the paths of gradient descent, heavy-ball and Nesterov "
-             "momentum, RMSProp and Adam from start {start}, learning rates scaled by {lr_scale:.2g}, "
-             "momentum {momentum:.2g}; beside it the loss gap versus step on a log scale for {steps} steps"),
+        alt=race_alt,
+        max_frames=len(RACE) * len(LR_SCALES) * len(RACE_MOMENTA),
     )
 
 
