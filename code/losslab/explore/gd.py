@@ -46,20 +46,30 @@ def _panels(key: str, n: int, size: tuple[float, float], **adjust) -> tuple:
 
 
 def thin(x: np.ndarray, y: np.ndarray, dx: float, dy: float) -> np.ndarray:
-    """Indices of the points of a drawn line worth keeping: the first, the last, and each point that lies more than
-    ``dx`` across or ``dy`` up or down from the last point kept (a pixel or two of the panel: a zig-zag keeps every
-    corner of legs longer than that, a run creeping or at rest keeps few points). Non-finite points are kept."""
-    x, y = np.asarray(x, dtype=float).tolist(), np.asarray(y, dtype=float).tolist()
+    """Indices of the points of a drawn line worth keeping (Ramer-Douglas-Peucker): the line through them passes
+    within ``dx`` across and ``dy`` up or down (about a pixel of the panel) of every point left out. A straight
+    stretch keeps its ends, a zig-zag every corner. A line with a non-finite point keeps every point."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     n = len(x)
-    keep, lx, ly = [0], x[0], y[0]
-    for i in range(1, n - 1):
-        xi, yi = x[i], y[i]
-        if not (abs(xi - lx) <= dx and abs(yi - ly) <= dy):  # also true where a value is NaN
-            keep.append(i)
-            lx, ly = xi, yi
-    if n > 1:
-        keep.append(n - 1)
-    return np.asarray(keep, dtype=np.int64)
+    if n <= 2 or not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return np.arange(n)
+    px, py = x / dx, y / dy  # in units of the tolerance
+    keep = np.zeros(n, dtype=bool)
+    keep[0] = keep[-1] = True
+    todo = [(0, n - 1)]
+    while todo:
+        i, j = todo.pop()
+        if j <= i + 1:
+            continue
+        ux, uy = px[j] - px[i], py[j] - py[i]
+        norm = math.hypot(ux, uy)
+        qx, qy = px[i + 1 : j] - px[i], py[i + 1 : j] - py[i]
+        d = np.abs(qx * uy - qy * ux) / norm if norm > 0 else np.hypot(qx, qy)  # distance to the chord
+        k = int(np.argmax(d))
+        if d[k] > 1.0:
+            keep[i + 1 + k] = True
+            todo += [(i, i + 1 + k), (i + 1 + k, j)]
+    return np.nonzero(keep)[0]
 
 
 @lru_cache(maxsize=16)
@@ -69,7 +79,7 @@ def _contour_lines(key: str, xs: tuple, ys: tuple, z_bytes: bytes, shape: tuple,
 
     z = np.frombuffer(z_bytes, dtype=np.float64).reshape(shape)
     gen = contourpy.contour_generator(np.asarray(xs), np.asarray(ys), z, line_type="Separate")
-    dx, dy = (xs[-1] - xs[0]) / 60, (ys[-1] - ys[0]) / 45  # about 6 px of the panel: contours are smooth background
+    dx, dy = (xs[-1] - xs[0]) / 250, (ys[-1] - ys[0]) / 200  # about a pixel of the panel
     out = [([], []) for _ in range(shades)]
     for k, level in enumerate(levels):
         group = min(shades - 1, k * shades // len(levels))
@@ -369,9 +379,39 @@ def measurement_window(err: torch.Tensor) -> tuple[int, int]:
     return stop // 4, stop
 
 
+def _rates(err: torch.Tensor, diverged: torch.Tensor) -> torch.Tensor:
+    """The measured rate of each column of ``err`` [T + 1, N] over :func:`measurement_window` (NaN: diverged or no window)."""
+    measured = torch.full((err.shape[1],), math.nan, dtype=torch.float64)
+    for k in range(err.shape[1]):
+        start, stop = measurement_window(err[:, k])
+        if not bool(diverged[k]) and stop - start >= 8:
+            measured[k] = optim.measured_rate(err[:, k], start=start, stop=stop)
+    return measured
+
+
+@lru_cache(maxsize=4)
+def _momentum_batch(kappa: float, lrs: tuple, betas: tuple):
+    """Gradient descent at each rate in ``lrs`` (x L) and the heavy ball at every (lr, beta) pair, as one batch.
+
+    Rows: ``len(lrs)`` GD rows, then the heavy-ball rows lr-major. Returns (fn, run, err, measured, theory).
+    """
+    fn = landscapes.quadratic(kappa, angle=math.pi / 6)
+    lr = torch.tensor([v / kappa for v in lrs] + [v / kappa for v in lrs for _ in betas], dtype=torch.float64)  # (N,)
+    beta = torch.tensor([0.0] * len(lrs) + [b for _ in lrs for b in betas], dtype=torch.float64)  # (N,)
+    x0 = torch.tensor([[-2.5, 2.0]], dtype=torch.float64).expand(len(lr), 2).contiguous()  # (N, 2)
+    with single_thread("cpu"):  # about a hundred rows of two numbers: threads would only wait for each other
+        run = optim.run_trajectories(fn, x0, optim.optimizer("sgd", lr=lr, momentum=beta), MOMENTUM_STEPS,
+                                     bound=1e8, device="cpu")
+    err = run.path.norm(dim=-1)  # (T + 1, N)
+    return fn, run, err, _rates(err, run.diverged_at >= 0), optim.heavy_ball_rate(lr, beta, [1.0, kappa])
+
+
 @lru_cache(maxsize=128)
 def momentum_run(lr_L: float, beta: float, kappa: float):
-    """GD (beta = 0) and heavy ball on the rotated quadratic with eigenvalues 1 and kappa, in one batch of 2 rows.
+    """GD (beta = 0) and heavy ball on the rotated quadratic with eigenvalues 1 and kappa: two rows.
+
+    The static grid (:data:`MOMENTUM_LRS` x :data:`MOMENTUM_BETAS` at :data:`MOMENTUM_KAPPA`) runs as one batch
+    (cached); any other setting runs its two rows alone.
 
     Returns
     -------
@@ -381,32 +421,48 @@ def momentum_run(lr_L: float, beta: float, kappa: float):
         (NaN for a run that diverged or has no window); ``theory`` [2] the spectral radius
         from :func:`losslab.optim.heavy_ball_rate`; ``diverged`` [2] bool.
     """
-    fn = landscapes.quadratic(kappa, angle=math.pi / 6)
-    lr = lr_L / kappa
-    x0 = torch.tensor([[-2.5, 2.0], [-2.5, 2.0]], dtype=torch.float64)  # (2, 2)
-    update = optim.optimizer("sgd", lr=torch.tensor([lr, lr], dtype=torch.float64),
-                             momentum=torch.tensor([0.0, beta], dtype=torch.float64))
-    with single_thread("cpu"):  # two rows: threads would only wait for each other
-        run = optim.run_trajectories(fn, x0, update, MOMENTUM_STEPS, bound=1e8, device="cpu")
-    err = run.path.norm(dim=-1)  # (T + 1, 2)
-    diverged = run.diverged_at >= 0  # (2,)
-    measured = torch.full((2,), math.nan, dtype=torch.float64)
-    for k in range(2):
-        start, stop = measurement_window(err[:, k])
-        if not bool(diverged[k]) and stop - start >= 8:
-            measured[k] = optim.measured_rate(err[:, k], start=start, stop=stop)
-    theory = optim.heavy_ball_rate(torch.tensor([lr, lr], dtype=torch.float64),
-                                   torch.tensor([0.0, beta], dtype=torch.float64), [1.0, kappa])
-    return fn, run, err, measured, theory, diverged
+    if kappa == MOMENTUM_KAPPA and lr_L in MOMENTUM_LRS and beta in MOMENTUM_BETAS:
+        fn, big, err, measured, theory = _momentum_batch(MOMENTUM_KAPPA, MOMENTUM_LRS, MOMENTUM_BETAS)
+        i = MOMENTUM_LRS.index(lr_L)
+        rows = [i, len(MOMENTUM_LRS) + i * len(MOMENTUM_BETAS) + MOMENTUM_BETAS.index(beta)]
+    else:
+        fn, big, err, measured, theory = _momentum_batch(float(kappa), (float(lr_L),), (float(beta),))
+        rows = [0, 1]
+    with single_thread("cpu"):  # slicing small tensors: threads would only wait for each other
+        idx = torch.tensor(rows)
+        run = optim.Trajectories(path=big.path.index_select(1, idx), loss=big.loss.index_select(1, idx),
+                                 final=big.final.index_select(0, idx), diverged_at=big.diverged_at.index_select(0, idx))
+        return fn, run, err.index_select(1, idx), measured[idx], theory[idx], run.diverged_at >= 0
+
+
+def momentum_alt(lr_L: float, beta: float, kappa: float) -> str:
+    """What a frame of the momentum explorer shows, from its runs: each method's measured and theoretical rate."""
+    _, run, _, measured, theory, diverged = momentum_run(float(lr_L), float(beta), float(kappa))
+    words = []
+    for k, name in enumerate(("gradient descent", f"the heavy ball with beta {beta:.3g}")):
+        if bool(diverged[k]):
+            words.append(f"{name} diverges at step {int(run.diverged_at[k])} (theoretical rate {float(theory[k]):.3f} per step)")
+        elif math.isnan(float(measured[k])):
+            words.append(f"{name} has the theoretical rate {float(theory[k]):.4f} per step")
+        else:
+            words.append(f"{name} shrinks the distance by {float(measured[k]):.4f} per step (theory {float(theory[k]):.4f})")
+    best_lr_L, best_beta = best_setting(kappa)
+    best_rate = (math.sqrt(kappa) - 1) / (math.sqrt(kappa) + 1)
+    return (f"On a quadratic with condition number {kappa:.3g} at learning rate {lr_L:.3g}/L, "
+            f"{words[0]}; {words[1]}. Panels: the first steps' paths on the contours, the distance to the minimum per "
+            f"step on a log scale, and the theoretical rate against beta, with Polyak's best setting (beta "
+            f"{best_beta:.3f} at {best_lr_L:.3g}/L, rate {best_rate:.3f}) marked.")
 
 
 def render_momentum(lr_L: float, beta: float, kappa: float) -> Figure:
     """Paths of GD and heavy ball on a quadratic; distance to the minimum versus step; rate versus beta."""
     fn, run, err, measured, theory, diverged = momentum_run(float(lr_L), float(beta), float(kappa))
-    fig, (ax, bx, cx) = plots.figure(1, 3, size=(10.5, 3.6), layout="fixed")
-    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.15, top=0.86, wspace=0.28)
-    xs, ys, z = landscapes.evaluate_grid(fn, ((-3.0, 3.0), (-3.0, 3.0)), 80)
-    ax.contour(xs.numpy(), ys.numpy(), z.numpy(), levels=np.geomspace(0.02, float(z.max()), 12), cmap="Greys", linewidths=0.6)
+    fig, ax, bx, cx = _panels("gd.momentum", 3, (10.5, 3.6), left=0.05, right=0.99, bottom=0.15, top=0.86, wspace=0.28)
+    xs, ys, z = _momentum_contour(float(kappa))
+    _draw_contours(ax, f"quadratic {kappa}", xs, ys, z, np.geomspace(0.02, float(z.max()), 12))
+    converged = err[:, ~diverged]
+    low = max(1e-100, float(converged.min()) / 10) if converged.numel() else 1e-100
+    high = 1e8 if bool(diverged.any()) else 1e2
     names = ["GD", f"heavy ball, beta {beta:.3g}"]
     shown = 120  # the path panel shows the first steps; the error panel shows all of them
     for k in range(2):
@@ -419,30 +475,28 @@ def render_momentum(lr_L: float, beta: float, kappa: float) -> Figure:
         path = path.numpy()
         ax.plot(path[:, 0], path[:, 1], color=plots.PALETTE[k], lw=1.1, marker=".", ms=2.5)
         e = err[:stop, k].clamp_min(1e-300).numpy()
+        keep = thin(np.arange(len(e), dtype=float), np.log10(e), MOMENTUM_STEPS / 120, math.log10(high / low) / 120)  # ~2 px
         if bool(diverged[k]):
             rate = f"diverges (theory {float(theory[k]):.3f})"
         elif math.isnan(float(measured[k])):
             rate = f"theory {float(theory[k]):.4f}"
         else:
             rate = f"measured {float(measured[k]):.4f}, theory {float(theory[k]):.4f}"
-        bx.semilogy(e, color=plots.PALETTE[k], lw=1.3, label=f"{names[k]}: {rate}")
+        bx.semilogy(keep, e[keep], color=plots.PALETTE[k], lw=1.3, label=f"{names[k]}: {rate}")
     if not bool(diverged[1]):
         start, stop = measurement_window(err[:, 1])
         bx.axvspan(start, stop, color=plots.PALETTE[1], alpha=0.08, lw=0, label="steps measured (heavy ball)")
     ax.set(xlim=(-3, 3), ylim=(-3, 3), aspect="equal", xlabel="x", ylabel="y")
     ax.set_title(f"kappa {kappa:.3g}, lr {lr_L:.3g}/L: first {shown} steps", fontsize=9)
-    converged = err[:, ~diverged]
-    low = max(1e-100, float(converged.min()) / 10) if converged.numel() else 1e-100
-    bx.set(xlabel="step", ylabel="distance to minimum", ylim=(low, 1e8 if bool(diverged.any()) else 1e2),
+    bx.set(xlabel="step", ylabel="distance to minimum", ylim=(low, high),
            xlim=(0, MOMENTUM_STEPS))
     stride = 5 if low > 1e-30 else 25
     bx.set_yticks([10.0**e for e in range(0, -101, -stride) if 10.0**e >= low])
-    bx.legend(loc="lower left", fontsize=6.5)
+    legend(bx, loc="lower left", fontsize=6.5)
     bx.set_title("error per step", fontsize=10)
-    grid = torch.linspace(0, 0.995, 200, dtype=torch.float64)
-    curve = optim.heavy_ball_rate(torch.full_like(grid, lr_L / kappa), grid, [1.0, kappa]).numpy()
-    cx.plot(grid.numpy(), curve, color="0.3", lw=1.2, label=f"theory at lr = {lr_L:.3g}/L")
-    cx.plot(grid.numpy(), np.sqrt(grid.numpy()), color="0.6", lw=0.9, ls=":", label=r"$\sqrt{\beta}$ (floor)")
+    grid, curve = _rate_curve(float(lr_L), float(kappa))
+    cx.plot(grid, curve, color="0.3", lw=1.2, label=f"theory at lr = {lr_L:.3g}/L")
+    cx.plot(grid, np.sqrt(grid), color="0.6", lw=0.9, ls=":", label=r"$\sqrt{\beta}$ (floor)")
     best_lr_L, best_beta = best_setting(kappa)
     best_rate = (math.sqrt(kappa) - 1) / (math.sqrt(kappa) + 1)
     cx.plot([best_beta], [best_rate], "*", color=plots.PALETTE[2], ms=10,
@@ -450,29 +504,45 @@ def render_momentum(lr_L: float, beta: float, kappa: float) -> Figure:
     if not math.isnan(float(measured[1])):
         cx.plot([beta], [float(measured[1])], "o", color=plots.PALETTE[1], ms=5, label="measured")
     cx.set(xlabel="momentum beta", ylabel="rate per step", ylim=(max(0.0, best_rate - 0.2), 1.05), xlim=(0, 1))
-    cx.legend(loc="lower left", fontsize=6.5)
+    legend(cx, loc="lower left", fontsize=6.5)
     cx.set_title(r"rate = max |eigenvalue| vs beta", fontsize=10)
     return fig
+
+
+@lru_cache(maxsize=8)
+def _momentum_contour(kappa: float):
+    fn = landscapes.quadratic(kappa, angle=math.pi / 6)
+    xs, ys, z = landscapes.evaluate_grid(fn, ((-3.0, 3.0), (-3.0, 3.0)), 80)
+    return xs.numpy(), ys.numpy(), z.numpy()
+
+
+@lru_cache(maxsize=32)
+def _rate_curve(lr_L: float, kappa: float):
+    grid = torch.linspace(0, 0.995, 120, dtype=torch.float64)
+    return grid.numpy(), optim.heavy_ball_rate(torch.full_like(grid, lr_L / kappa), grid, [1.0, kappa]).numpy()
+
+
+#: The static book's positions: learning rates (x L) and momenta around Polyak's best setting for kappa = 100.
+_BEST_LR_L, _BEST_BETA = best_setting(MOMENTUM_KAPPA)
+MOMENTUM_LRS = (0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, _BEST_LR_L, 3.8)
+MOMENTUM_BETAS = (0.0, 0.3, 0.5, _BEST_BETA, 0.8, 0.9, 0.95, 0.98, 0.99)
 
 
 @registered
 def momentum_explorer() -> Explorer:
     """Heavy-ball momentum on a quadratic, measured rate beside the theoretical one."""
-    best_lr_L, best_beta = best_setting(MOMENTUM_KAPPA)
     return Explorer(
         "gd.momentum",
         render_momentum,
         controls={
             # the static frames include Polyak's best setting for kappa = 100 (lr 3.31/L, beta 0.669)
-            "lr_L": Slider(0.05, 4.0, default=1.0, static=[1.0, best_lr_L], label="learning rate x L", fill=False),
-            "beta": Slider(0.0, 0.99, default=0.9, static=[0.0, best_beta, 0.9], label="momentum beta", fill=False),
+            "lr_L": Slider(0.05, 4.0, default=1.0, static=MOMENTUM_LRS, label="learning rate x L", fill=False),
+            "beta": Slider(0.0, 0.99, default=0.9, static=MOMENTUM_BETAS, label="momentum beta", fill=False),
+            # one condition number in the static book (9 more would be 729 frames); it moves in Jupyter or Colab
             "kappa": Slider(2.0, 200.0, default=MOMENTUM_KAPPA, log=True, static=[MOMENTUM_KAPPA], label="condition number kappa", fill=False),
         },
         title="Momentum on an ill-conditioned quadratic",
-        alt=("Paths of gradient descent and heavy-ball momentum with beta {beta:.3g} on a quadratic with condition "
-             "number {kappa:.3g} at learning rate {lr_L:.3g}/L; the distance to the minimum per step on a log scale, "
-             "labelled with the theoretical rate and, where the run converges, the measured one; and the theoretical "
-             "rate as a function of beta, with Polyak's best setting marked"),
+        alt=momentum_alt,
     )
 
 
@@ -502,18 +572,35 @@ def bowl_verdict(path: np.ndarray) -> str:
     return "too small: crawls" if rate > 0.9 else "about right"
 
 
+@lru_cache(maxsize=64)
+def bowl_run(lr_L: float) -> np.ndarray:
+    """Gradient descent on the bowl 0.5 (x^2 + 4 y^2) from (-2.5, 1.5) with lr = lr_L / L: the path [BOWL_STEPS + 1, 2]."""
+    fn = landscapes.quadratic(BOWL_KAPPA)
+    with single_thread("cpu"):
+        run = optim.run_trajectories(fn, torch.tensor([[-2.5, 1.5]], dtype=torch.float64),
+                                     optim.optimizer("sgd", lr=lr_L / BOWL_KAPPA), BOWL_STEPS, bound=1e6, device="cpu")
+    return run.path[:, 0].numpy()
+
+
+def bowl_alt(lr_L: float) -> str:
+    """What a frame of the bowl explorer shows, from its run: the verdict, the factors per step and the end distance."""
+    path = bowl_run(float(lr_L))
+    lr = lr_L / BOWL_KAPPA
+    dist = np.linalg.norm(path, axis=1)
+    return (f"Gradient descent on the bowl x²/2 + 2y² at learning rate {lr_L:.2g}/L: {bowl_verdict(path)}. Each step "
+            f"multiplies the error by {1 - lr:.2f} along x and {1 - BOWL_KAPPA * lr:.2f} along y; after {BOWL_STEPS} "
+            f"steps the distance to the minimum is {dist[-1]:.2g}, from {dist[0]:.2g} at the start. Left, the path on "
+            "the contours; right, the distance per step on a log scale with the predicted rate.")
+
+
 def render_bowl(lr_L: float) -> Figure:
     """Gradient descent on the bowl 0.5 (x^2 + 4 y^2) with lr = lr_L / L: path, and distance per step."""
     fn = landscapes.quadratic(BOWL_KAPPA)
     lr = lr_L / BOWL_KAPPA
-    with single_thread("cpu"):
-        run = optim.run_trajectories(fn, torch.tensor([[-2.5, 1.5]], dtype=torch.float64), optim.optimizer("sgd", lr=lr),
-                                     BOWL_STEPS, bound=1e6, device="cpu")
-    path = run.path[:, 0].numpy()
-    fig, (ax, bx) = plots.figure(1, 2, size=(9.0, 3.5), layout="fixed")
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.15, top=0.86, wspace=0.25)
-    xs, ys, z = landscapes.evaluate_grid(fn, ((-3.0, 3.0), (-3.0, 3.0)), 80)
-    ax.contour(xs.numpy(), ys.numpy(), z.numpy(), levels=np.geomspace(0.05, float(z.max()), 10), cmap="Greys", linewidths=0.6)
+    path = bowl_run(float(lr_L))
+    fig, ax, bx = _panels("gd.bowl", 2, (9.0, 3.5), left=0.07, right=0.98, bottom=0.15, top=0.86, wspace=0.25)
+    xs, ys, z = _bowl_contour()
+    _draw_contours(ax, "bowl", xs, ys, z, np.geomspace(0.05, float(z.max()), 10))
     shown = path[: min(len(path), 25)]
     ax.plot(shown[:, 0], shown[:, 1], color=plots.PALETTE[0], marker="o", ms=3, lw=1)
     ax.set(xlim=(-3, 3), ylim=(-3, 3), aspect="equal", xlabel="x", ylabel="y")
@@ -524,9 +611,15 @@ def render_bowl(lr_L: float) -> Figure:
     bx.semilogy(np.arange(len(dist)), dist[0] * max(fx, fy) ** np.arange(len(dist)), color=plots.PALETTE[1], ls="--",
                 lw=1, label=f"rate max(|1 - lr|, |1 - 4 lr|) = {max(fx, fy):.3f}")
     bx.set(xlabel="step", ylabel="distance to minimum", ylim=(1e-12, 1e6))
-    bx.legend(loc="lower left", fontsize=7.5)
+    legend(bx, loc="lower left", fontsize=7.5)
     bx.set_title(f"factors per step: x {fx:.2f}, y {fy:.2f}", fontsize=10)
     return fig
+
+
+@lru_cache(maxsize=1)
+def _bowl_contour():
+    xs, ys, z = landscapes.evaluate_grid(landscapes.quadratic(BOWL_KAPPA), ((-3.0, 3.0), (-3.0, 3.0)), 80)
+    return xs.numpy(), ys.numpy(), z.numpy()
 
 
 @registered
@@ -537,6 +630,5 @@ def bowl_explorer() -> Explorer:
         render_bowl,
         controls={"lr_L": Slider(0.05, 2.3, default=1.0, static=[0.2, 1.0, 1.8, 2.1], label="learning rate x L")},
         title="The learning rate on a bowl: too small, right, too large",
-        alt=("Gradient descent on the bowl x^2/2 + 2 y^2 at learning rate {lr_L:.2g}/L: its path on the contours "
-             "and its distance to the minimum per step on a log scale, with the predicted rate"),
+        alt=bowl_alt,
     )
