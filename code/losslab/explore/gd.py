@@ -550,6 +550,8 @@ def momentum_explorer() -> Explorer:
 
 BOWL_KAPPA = 4.0
 BOWL_STEPS = 40
+#: The static book's positions (x L): crawling, about right, oscillating, 2/L where it stops converging, and beyond.
+BOWL_LRS = (0.05, 0.2, 0.5, 1.0, 1.5, 1.8, 2.0, 2.1, 2.3)
 
 
 def bowl_verdict(path: np.ndarray) -> str:
@@ -628,7 +630,7 @@ def bowl_explorer() -> Explorer:
     return Explorer(
         "gd.bowl",
         render_bowl,
-        controls={"lr_L": Slider(0.05, 2.3, default=1.0, static=[0.2, 1.0, 1.8, 2.1], label="learning rate x L")},
+        controls={"lr_L": Slider(0.05, 2.3, default=1.0, static=BOWL_LRS, label="learning rate x L", fill=False)},
         title="The learning rate on a bowl: too small, right, too large",
         alt=bowl_alt,
     )
