@@ -27,7 +27,6 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from .. import landscapes, optim, plots
