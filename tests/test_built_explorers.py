@@ -40,7 +40,7 @@ PHONE, LAPTOP = (390, 844), (1366, 900)
 
 #: Explorers whose static grid still has sliders with fewer than 9 positions (each run is costly per frame).
 FEWER_POSITIONS = {
-    "gd.race", "gd.momentum", "loss.outliers", "loss.softmax", "reg.polynomial-capacity",
+    "reg.polynomial-capacity",
     "schedule.designer", "schedule.range-test", "train.convergence-rate",
 }
 

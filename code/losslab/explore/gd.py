@@ -8,7 +8,16 @@ control that only slices a run (steps, which start) costs only the drawing.
 The chapter's sentences about these explorers are computed from the same
 runs: :func:`race_results` and :func:`saddle_escape` summarize the race's
 frames, :func:`momentum_run` returns the measured and theoretical rates that
-the momentum explorer draws.
+the momentum explorer draws; each explorer's alt text states the numbers of
+its frame from the same runs (:func:`race_alt`, :func:`momentum_alt`,
+:func:`bowl_alt`).
+
+The static book offers every combination of at least nine positions per
+slider (243 race frames, 81 momentum frames), so the runs of a whole grid
+are one batch (:func:`losslab.optim.run_trajectories` with a learning rate
+and a momentum per row), the contours are traced once per function, long
+paths are thinned to the points that move the drawing (:func:`thin`), and
+every frame is drawn on one reused figure (:func:`losslab.explore.loss.canvas`).
 """
 
 from __future__ import annotations
@@ -18,12 +27,73 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from .. import landscapes, optim, plots
 from ..backend import single_thread
 from . import Choice, Explorer, Slider, registered
+from .loss import canvas, legend
+
+
+def _panels(key: str, n: int, size: tuple[float, float], **adjust) -> tuple:
+    def make() -> Figure:
+        fig, _ = plots.figure(1, n, size=size, layout="fixed")
+        fig.subplots_adjust(**adjust)
+        return fig
+    fig = canvas(key, make)
+    return (fig, *fig.axes)
+
+
+def thin(x: np.ndarray, y: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """Indices of the points of a drawn line worth keeping (Ramer-Douglas-Peucker): the line through them passes
+    within ``dx`` across and ``dy`` up or down (about a pixel of the panel) of every point left out. A straight
+    stretch keeps its ends, a zig-zag every corner. A line with a non-finite point keeps every point."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    n = len(x)
+    if n <= 2 or not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return np.arange(n)
+    px, py = x / dx, y / dy  # in units of the tolerance
+    keep = np.zeros(n, dtype=bool)
+    keep[0] = keep[-1] = True
+    todo = [(0, n - 1)]
+    while todo:
+        i, j = todo.pop()
+        if j <= i + 1:
+            continue
+        ux, uy = px[j] - px[i], py[j] - py[i]
+        norm = math.hypot(ux, uy)
+        qx, qy = px[i + 1 : j] - px[i], py[i + 1 : j] - py[i]
+        d = np.abs(qx * uy - qy * ux) / norm if norm > 0 else np.hypot(qx, qy)  # distance to the chord
+        k = int(np.argmax(d))
+        if d[k] > 1.0:
+            keep[i + 1 + k] = True
+            todo += [(i, i + 1 + k), (i + 1 + k, j)]
+    return np.nonzero(keep)[0]
+
+
+@lru_cache(maxsize=16)
+def _contour_lines(key: str, xs: tuple, ys: tuple, z_bytes: bytes, shape: tuple, levels: tuple, shades: int = 3):
+    """Contour lines of a grid, traced once: ``shades`` (x, y) arrays, each the levels of one grey joined by NaN gaps."""
+    import contourpy  # noqa: PLC0415  (matplotlib's own contour tracer)
+
+    z = np.frombuffer(z_bytes, dtype=np.float64).reshape(shape)
+    gen = contourpy.contour_generator(np.asarray(xs), np.asarray(ys), z, line_type="Separate")
+    dx, dy = (xs[-1] - xs[0]) / 250, (ys[-1] - ys[0]) / 200  # about a pixel of the panel
+    out = [([], []) for _ in range(shades)]
+    for k, level in enumerate(levels):
+        group = min(shades - 1, k * shades // len(levels))
+        for seg in gen.lines(level):
+            seg = seg[thin(seg[:, 0], seg[:, 1], dx, dy)]
+            out[group][0].extend(seg[:, 0].tolist() + [np.nan])
+            out[group][1].extend(seg[:, 1].tolist() + [np.nan])
+    return [(np.array(x), np.array(y)) for x, y in out]
+
+
+def _draw_contours(ax, key: str, xs: np.ndarray, ys: np.ndarray, z: np.ndarray, levels: np.ndarray) -> None:
+    lines = _contour_lines(key, tuple(xs.tolist()), tuple(ys.tolist()), np.ascontiguousarray(z, dtype=np.float64).tobytes(),
+                           z.shape, tuple(float(v) for v in levels))
+    for k, (x, y) in enumerate(lines):
+        ax.plot(x, y, color=str(0.75 - 0.25 * k), lw=0.6)
 
 # --- 1. the race -------------------------------------------------------------------
 
@@ -50,40 +120,54 @@ RACE = {
 }
 RACE_LABELS = {"rosenbrock": "Rosenbrock valley", "six_hump_camel": "saddle (six-hump camel)", "rastrigin": "Rastrigin egg crate"}
 METHOD_LABELS = {"gd": "GD", "momentum": "heavy ball", "nesterov": "Nesterov", "rmsprop": "RMSProp", "adam": "Adam"}
-LR_SCALES = (1.0, 3.0)
+#: The static book's positions: learning rates from a tenth to ten times the tuned ones (the chapter's x 1 and x 3
+#: among them), and momentum (heavy ball and Nesterov) from none to 0.99 (the chapter's 0.9 among them).
+LR_SCALES = (0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)
+RACE_MOMENTA = (0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
+_WITH_MOMENTUM = ("momentum", "nesterov")
 
 
-def _race_update(method: str, lr: torch.Tensor, momentum: float) -> optim.Update:
+def _race_update(method: str, lr: torch.Tensor, momentum: torch.Tensor | float) -> optim.Update:
     if method == "gd":
         return optim.optimizer("sgd", lr=lr, label="GD")
-    if method in ("momentum", "nesterov"):
-        m = max(momentum, 1e-6) if method == "nesterov" else momentum
+    if method in _WITH_MOMENTUM:
+        m = torch.as_tensor(momentum, dtype=torch.float64)
+        m = m.clamp_min(1e-6) if method == "nesterov" else m  # PyTorch's Nesterov needs momentum > 0
         return optim.optimizer("sgd", lr=lr, momentum=m, nesterov=method == "nesterov")
     return optim.optimizer(method, lr=lr)
 
 
 RACE_STEPS = 200
+#: The loss-gap axis per function (fixed, so that every frame of a function shares one layout).
+RACE_GAP_RANGE = {"rosenbrock": (1e-7, 1e5), "six_hump_camel": (1e-12, 1e1), "rastrigin": (1.0, 1e3)}
 
 
 @lru_cache(maxsize=64)
-def _race_batch(function: str, method: str, scales: tuple, momentum: float, start: int):
-    """One batched run: a row per learning-rate scale in ``scales``, all from the same start."""
+def _race_batch(function: str, method: str, scales: tuple, momenta: tuple, start: int):
+    """One batched run from one start: a row per (scale, momentum) pair, scale-major (momentum only where it is used)."""
     cfg = RACE[function]
-    x0 = torch.tensor([cfg["starts"][start]] * len(scales), dtype=torch.float64)  # (S, 2)
-    lrs = torch.tensor([cfg["lr"][method] * s for s in scales], dtype=torch.float64)  # (S,)
-    update = _race_update(method, lrs, momentum)
-    with single_thread("cpu"):  # a few rows: threads would only wait for each other
+    if method not in _WITH_MOMENTUM:
+        momenta = (0.0,)
+    pairs = [(s, m) for s in scales for m in momenta]
+    x0 = torch.tensor([cfg["starts"][start]] * len(pairs), dtype=torch.float64)  # (S M, 2)
+    lrs = torch.tensor([cfg["lr"][method] * s for s, _ in pairs], dtype=torch.float64)  # (S M,)
+    update = _race_update(method, lrs, torch.tensor([m for _, m in pairs], dtype=torch.float64))
+    with single_thread("cpu"):  # a few hundred rows of two numbers: threads would only wait for each other
         return optim.run_trajectories(cfg["fn"], x0, update, RACE_STEPS, bound=1e3, device="cpu")
 
 
 def race_run(function: str, method: str, lr_scale: float, momentum: float, start: int):
     """One optimizer's path [RACE_STEPS + 1, 2], its loss [RACE_STEPS + 1] and the step it diverged at (-1: never).
 
-    The static scales of the explorer run together in one batch (and are cached); any other scale runs alone.
+    Every static (scale, momentum) pair runs in one batch per function, method and start (cached); any other setting
+    runs alone. Momentum is used by heavy ball and Nesterov only.
     """
-    scales = LR_SCALES if lr_scale in LR_SCALES else (lr_scale,)
-    run = _race_batch(function, method, scales, momentum, start)
-    i = scales.index(lr_scale)
+    uses = method in _WITH_MOMENTUM
+    if lr_scale in LR_SCALES and (momentum in RACE_MOMENTA or not uses):
+        run = _race_batch(function, method, LR_SCALES, RACE_MOMENTA, start)
+        i = LR_SCALES.index(lr_scale) * (len(RACE_MOMENTA) if uses else 1) + (RACE_MOMENTA.index(momentum) if uses else 0)
+    else:
+        run, i = _race_batch(function, method, (lr_scale,), (momentum,), start), 0
     return run.path[:, i], run.loss[:, i], int(run.diverged_at[i])
 
 
@@ -120,6 +204,23 @@ def race_results(function: str, lr_scale: float, momentum: float = 0.9, start: i
     return out
 
 
+def race_alt(function: str, lr_scale: float, momentum: float, steps: int, start: int) -> str:
+    """What a frame of the race shows, from its runs: where each method ends, best first, and which diverge."""
+    res = race_results(function, lr_scale, momentum, start, steps)
+    x0, y0 = RACE[function]["starts"][start]
+    ended = sorted((m for m in res if res[m]["diverged_at"] < 0), key=lambda m: res[m]["gap"])
+    gone = [m for m in res if res[m]["diverged_at"] >= 0]
+    parts = [f"{METHOD_LABELS[m]} {res[m]['gap']:.2g}" for m in ended]
+    text = (f"Contour plot of the {RACE_LABELS[function]} with the paths of gradient descent (GD), heavy-ball and "
+            f"Nesterov momentum, RMSProp and Adam from ({x0:g}, {y0:g}), learning rates x {lr_scale:.2g}, momentum "
+            f"{momentum:.2g}; beside it the loss gap per step on a log scale. After {steps} steps")
+    if parts:
+        text += " the gap above the minimum is " + ", ".join(parts)
+    if gone:
+        text += ("; " if parts else " ") + ", ".join(f"{METHOD_LABELS[m]} diverges at step {res[m]['diverged_at']}" for m in gone)
+    return text + "."
+
+
 def saddle_escape(lr_scale: float = 1.0, start: int = 0, radius: float = 0.1) -> tuple[int, float, float]:
     r"""Gradient descent at the saddle of the six-hump camel: how long it stays, and how fast it leaves.
 
@@ -148,43 +249,86 @@ def saddle_escape(lr_scale: float = 1.0, start: int = 0, radius: float = 0.1) ->
 
 
 @lru_cache(maxsize=8)
-def _contour(function: str, n: int = 120):
+def _contour(function: str, n: int = 90):
     cfg = RACE[function]
     xs, ys, z = landscapes.evaluate_grid(cfg["fn"], cfg["domain"], n)
     fmin = cfg["fn"].f_min or 0.0
     return xs.numpy(), ys.numpy(), (z - fmin).numpy() + 1e-3
 
 
-def render_race(function: str, lr_scale: float, momentum: float, steps: int, start: int) -> Figure:
-    """Paths of GD, heavy ball, Nesterov, RMSProp and Adam on a contour plot, and the loss gap versus step."""
+@lru_cache(maxsize=4096)
+def _race_drawn(function: str, method: str, lr_scale: float, momentum: float, steps: int, start: int):
+    """The thinned path (x, y) and loss-gap curve (step, gap) of one method as drawn, and its label."""
     cfg = RACE[function]
-    methods = list(METHOD_LABELS)
-    xs, ys, z = _contour(function)
-    fig, (ax, bx) = plots.figure(1, 2, size=(9.6, 3.9), layout="fixed")
-    fig.subplots_adjust(left=0.06, right=0.985, bottom=0.13, top=0.9, wspace=0.22)
-    ax.contour(xs, ys, z, levels=np.geomspace(z.min() * 1.01, z.max(), 18), norm=LogNorm(), cmap="Greys", linewidths=0.6)
-    for m in cfg["fn"].minima:
-        ax.plot(*m, marker="*", color="k", ms=9, ls="none")
-    fmin = cfg["fn"].f_min or 0.0
-    for k, method in enumerate(methods):
-        path, loss, div = race_run(function, method, float(lr_scale), float(momentum), int(start))
-        path = path[: steps + 1].numpy()
-        color = plots.PALETTE[k]
-        label = METHOD_LABELS[method] + (f" (diverged at {div})" if 0 <= div <= steps else "")
-        ax.plot(path[:, 0], path[:, 1], color=color, lw=1.3, label=label)
-        ax.plot(path[-1, 0], path[-1, 1], "o", color=color, ms=4)
-        gap = (loss[: steps + 1] - fmin).clamp_min(1e-12).numpy()
-        if 0 <= div <= steps:
-            gap = gap[:div]
-        bx.semilogy(gap, color=color, lw=1.3)
-    ax.plot(*cfg["starts"][start], "s", color="k", ms=5)
+    path, loss, div = race_run(function, method, lr_scale, momentum, start)
+    path = path[: steps + 1].numpy()
     (x0, x1), (y0, y1) = cfg["domain"]
-    ax.set(xlim=(x0, x1), ylim=(y0, y1), xlabel="x", ylabel="y")
-    bx.legend(*ax.get_legend_handles_labels(), loc="upper right", fontsize=7.5)
-    ax.set_title(f"{RACE_LABELS[function]}, learning rates x {lr_scale:.2g}", fontsize=10)
-    bx.set(xlabel="step", ylabel=r"$f - f^\star$", xlim=(0, steps))
-    bx.set_title(f"momentum {momentum:.2g}, {steps} steps", fontsize=10)
-    return fig
+    keep = thin(path[:, 0], path[:, 1], (x1 - x0) / 200, (y1 - y0) / 160)
+    gap = (loss[: steps + 1] - (cfg["fn"].f_min or 0.0)).clamp_min(1e-12).numpy()
+    if 0 <= div <= steps:
+        gap = gap[:div]
+    lg = np.log10(gap)
+    kg = thin(np.arange(len(gap), dtype=float), lg, steps / 100, 0.05)  # 0.05 decade: about 1 px
+    label = METHOD_LABELS[method] + (f" (diverged at {div})" if 0 <= div <= steps else "")
+    return path[keep], (kg, gap[kg]), label
+
+
+_RACE_FIGURE: dict = {}
+
+
+def _race_figure() -> dict:
+    """The race's figure and its lines, made once: each frame sets their data (a new line costs about 1 ms)."""
+    if not _RACE_FIGURE:
+        fig, (ax, bx) = plots.figure(1, 2, size=(9.6, 3.9), layout="fixed")
+        fig.subplots_adjust(left=0.06, right=0.985, bottom=0.13, top=0.9, wspace=0.22)
+        art = {"fig": fig, "ax": ax, "bx": bx}
+        art["contours"] = [ax.plot([], [], color=str(0.75 - 0.25 * k), lw=0.6)[0] for k in range(3)]
+        art["minima"] = ax.plot([], [], marker="*", color="k", ms=9, ls="none")[0]
+        art["paths"], art["ends"], art["gaps"] = [], [], []
+        for k, method in enumerate(METHOD_LABELS):
+            art["paths"].append(ax.plot([], [], color=plots.PALETTE[k], lw=1.3, label=METHOD_LABELS[method])[0])
+            art["ends"].append(ax.plot([], [], "o", color=plots.PALETTE[k], ms=4)[0])
+            art["gaps"].append(bx.plot([], [], color=plots.PALETTE[k], lw=1.3)[0])
+        art["start"] = ax.plot([], [], "s", color="k", ms=5)[0]
+        bx.set_yscale("log")
+        art["legend"] = bx.legend(art["paths"], list(METHOD_LABELS.values()), loc="upper right", fontsize=7.5)
+        ax.set(xlabel="x", ylabel="y")
+        bx.set(xlabel="step", ylabel=r"$f - f^\star$")
+        bx.set_title("loss gap per step", fontsize=10)
+        _RACE_FIGURE.update(art)
+    return _RACE_FIGURE
+
+
+def render_race(function: str, lr_scale: float, momentum: float, steps: int, start: int) -> Figure:
+    """Paths of GD, heavy ball, Nesterov, RMSProp and Adam on a contour plot, and the loss gap versus step.
+
+    The figure is made once and its lines updated in place: read the returned figure before the next call.
+    """
+    cfg = RACE[function]
+    xs, ys, z = _contour(function)
+    art = _race_figure()
+    ax, bx = art["ax"], art["bx"]
+    lines = _contour_lines(function, tuple(xs.tolist()), tuple(ys.tolist()), np.ascontiguousarray(z).tobytes(), z.shape,
+                           tuple(float(v) for v in np.geomspace(z.min() * 1.01, z.max(), 12)))
+    for line, (x, y) in zip(art["contours"], lines):
+        line.set_data(x, y)
+    mins = np.asarray(cfg["fn"].minima, dtype=float).reshape(-1, 2)
+    art["minima"].set_data(mins[:, 0], mins[:, 1])
+    for k, method in enumerate(METHOD_LABELS):
+        used = float(momentum) if method in _WITH_MOMENTUM else 0.0  # the others' runs do not depend on it: drawn once
+        path, (steps_kept, gap), label = _race_drawn(function, method, float(lr_scale), used, int(steps), int(start))
+        art["paths"][k].set_data(path[:, 0], path[:, 1])
+        art["paths"][k].set_label(label)
+        art["legend"].get_texts()[k].set_text(label)
+        art["ends"][k].set_data(path[-1:, 0], path[-1:, 1])
+        art["gaps"][k].set_data(steps_kept, gap)
+    art["start"].set_data([cfg["starts"][start][0]], [cfg["starts"][start][1]])
+    (x0, x1), (y0, y1) = cfg["domain"]
+    ax.set(xlim=(x0, x1), ylim=(y0, y1))
+    # titles and ranges that depend only on the function: the controls show the settings, and frames share a layout
+    ax.set_title(RACE_LABELS[function], fontsize=10)
+    bx.set(xlim=(0, steps), ylim=RACE_GAP_RANGE[function])
+    return art["fig"]
 
 
 @registered
@@ -195,15 +339,15 @@ def race_explorer() -> Explorer:
         render_race,
         controls={
             "function": Choice(list(RACE), default="rosenbrock", labels=[RACE_LABELS[k] for k in RACE], label="function"),
-            "lr_scale": Slider(0.1, 10.0, default=1.0, log=True, static=list(LR_SCALES), label="learning rates x", fill=False),
-            "momentum": Slider(0.0, 0.99, default=0.9, static=[0.9], label="momentum", fill=False),
+            "lr_scale": Slider(0.1, 10.0, default=1.0, log=True, static=LR_SCALES, label="learning rates x", fill=False),
+            "momentum": Slider(0.0, 0.99, default=0.9, static=RACE_MOMENTA, label="momentum", fill=False),
+            # the static book shows every step of the first start; steps and start move in Jupyter or Colab
             "steps": Slider(10, RACE_STEPS, default=RACE_STEPS, integer=True, static=[RACE_STEPS], label="steps", fill=False),
             "start": Slider(0, 2, default=0, integer=True, step=1, static=[0], label="start", fill=False),
         },
         title="An optimizer race: the same start, five update rules",
-        alt=("Contour plot of the {function} function with the paths of gradient descent, heavy-ball and Nesterov "
-             "momentum, RMSProp and Adam from start {start}, learning rates scaled by {lr_scale:.2g}, "
-             "momentum {momentum:.2g}; beside it the loss gap versus step on a log scale for {steps} steps"),
+        alt=race_alt,
+        max_frames=len(RACE) * len(LR_SCALES) * len(RACE_MOMENTA),
     )
 
 
@@ -234,9 +378,39 @@ def measurement_window(err: torch.Tensor) -> tuple[int, int]:
     return stop // 4, stop
 
 
+def _rates(err: torch.Tensor, diverged: torch.Tensor) -> torch.Tensor:
+    """The measured rate of each column of ``err`` [T + 1, N] over :func:`measurement_window` (NaN: diverged or no window)."""
+    measured = torch.full((err.shape[1],), math.nan, dtype=torch.float64)
+    for k in range(err.shape[1]):
+        start, stop = measurement_window(err[:, k])
+        if not bool(diverged[k]) and stop - start >= 8:
+            measured[k] = optim.measured_rate(err[:, k], start=start, stop=stop)
+    return measured
+
+
+@lru_cache(maxsize=4)
+def _momentum_batch(kappa: float, lrs: tuple, betas: tuple):
+    """Gradient descent at each rate in ``lrs`` (x L) and the heavy ball at every (lr, beta) pair, as one batch.
+
+    Rows: ``len(lrs)`` GD rows, then the heavy-ball rows lr-major. Returns (fn, run, err, measured, theory).
+    """
+    fn = landscapes.quadratic(kappa, angle=math.pi / 6)
+    lr = torch.tensor([v / kappa for v in lrs] + [v / kappa for v in lrs for _ in betas], dtype=torch.float64)  # (N,)
+    beta = torch.tensor([0.0] * len(lrs) + [b for _ in lrs for b in betas], dtype=torch.float64)  # (N,)
+    x0 = torch.tensor([[-2.5, 2.0]], dtype=torch.float64).expand(len(lr), 2).contiguous()  # (N, 2)
+    with single_thread("cpu"):  # about a hundred rows of two numbers: threads would only wait for each other
+        run = optim.run_trajectories(fn, x0, optim.optimizer("sgd", lr=lr, momentum=beta), MOMENTUM_STEPS,
+                                     bound=1e8, device="cpu")
+    err = run.path.norm(dim=-1)  # (T + 1, N)
+    return fn, run, err, _rates(err, run.diverged_at >= 0), optim.heavy_ball_rate(lr, beta, [1.0, kappa])
+
+
 @lru_cache(maxsize=128)
 def momentum_run(lr_L: float, beta: float, kappa: float):
-    """GD (beta = 0) and heavy ball on the rotated quadratic with eigenvalues 1 and kappa, in one batch of 2 rows.
+    """GD (beta = 0) and heavy ball on the rotated quadratic with eigenvalues 1 and kappa: two rows.
+
+    The static grid (:data:`MOMENTUM_LRS` x :data:`MOMENTUM_BETAS` at :data:`MOMENTUM_KAPPA`) runs as one batch
+    (cached); any other setting runs its two rows alone.
 
     Returns
     -------
@@ -246,32 +420,48 @@ def momentum_run(lr_L: float, beta: float, kappa: float):
         (NaN for a run that diverged or has no window); ``theory`` [2] the spectral radius
         from :func:`losslab.optim.heavy_ball_rate`; ``diverged`` [2] bool.
     """
-    fn = landscapes.quadratic(kappa, angle=math.pi / 6)
-    lr = lr_L / kappa
-    x0 = torch.tensor([[-2.5, 2.0], [-2.5, 2.0]], dtype=torch.float64)  # (2, 2)
-    update = optim.optimizer("sgd", lr=torch.tensor([lr, lr], dtype=torch.float64),
-                             momentum=torch.tensor([0.0, beta], dtype=torch.float64))
-    with single_thread("cpu"):  # two rows: threads would only wait for each other
-        run = optim.run_trajectories(fn, x0, update, MOMENTUM_STEPS, bound=1e8, device="cpu")
-    err = run.path.norm(dim=-1)  # (T + 1, 2)
-    diverged = run.diverged_at >= 0  # (2,)
-    measured = torch.full((2,), math.nan, dtype=torch.float64)
-    for k in range(2):
-        start, stop = measurement_window(err[:, k])
-        if not bool(diverged[k]) and stop - start >= 8:
-            measured[k] = optim.measured_rate(err[:, k], start=start, stop=stop)
-    theory = optim.heavy_ball_rate(torch.tensor([lr, lr], dtype=torch.float64),
-                                   torch.tensor([0.0, beta], dtype=torch.float64), [1.0, kappa])
-    return fn, run, err, measured, theory, diverged
+    if kappa == MOMENTUM_KAPPA and lr_L in MOMENTUM_LRS and beta in MOMENTUM_BETAS:
+        fn, big, err, measured, theory = _momentum_batch(MOMENTUM_KAPPA, MOMENTUM_LRS, MOMENTUM_BETAS)
+        i = MOMENTUM_LRS.index(lr_L)
+        rows = [i, len(MOMENTUM_LRS) + i * len(MOMENTUM_BETAS) + MOMENTUM_BETAS.index(beta)]
+    else:
+        fn, big, err, measured, theory = _momentum_batch(float(kappa), (float(lr_L),), (float(beta),))
+        rows = [0, 1]
+    with single_thread("cpu"):  # slicing small tensors: threads would only wait for each other
+        idx = torch.tensor(rows)
+        run = optim.Trajectories(path=big.path.index_select(1, idx), loss=big.loss.index_select(1, idx),
+                                 final=big.final.index_select(0, idx), diverged_at=big.diverged_at.index_select(0, idx))
+        return fn, run, err.index_select(1, idx), measured[idx], theory[idx], run.diverged_at >= 0
+
+
+def momentum_alt(lr_L: float, beta: float, kappa: float) -> str:
+    """What a frame of the momentum explorer shows, from its runs: each method's measured and theoretical rate."""
+    _, run, _, measured, theory, diverged = momentum_run(float(lr_L), float(beta), float(kappa))
+    words = []
+    for k, name in enumerate(("gradient descent", f"the heavy ball with beta {beta:.3g}")):
+        if bool(diverged[k]):
+            words.append(f"{name} diverges at step {int(run.diverged_at[k])} (theoretical rate {float(theory[k]):.3f} per step)")
+        elif math.isnan(float(measured[k])):
+            words.append(f"{name} has the theoretical rate {float(theory[k]):.4f} per step")
+        else:
+            words.append(f"{name} shrinks the distance by {float(measured[k]):.4f} per step (theory {float(theory[k]):.4f})")
+    best_lr_L, best_beta = best_setting(kappa)
+    best_rate = (math.sqrt(kappa) - 1) / (math.sqrt(kappa) + 1)
+    return (f"On a quadratic with condition number {kappa:.3g} at learning rate {lr_L:.3g}/L, "
+            f"{words[0]}; {words[1]}. Panels: the first steps' paths on the contours, the distance to the minimum per "
+            f"step on a log scale, and the theoretical rate against beta, with Polyak's best setting (beta "
+            f"{best_beta:.3f} at {best_lr_L:.3g}/L, rate {best_rate:.3f}) marked.")
 
 
 def render_momentum(lr_L: float, beta: float, kappa: float) -> Figure:
     """Paths of GD and heavy ball on a quadratic; distance to the minimum versus step; rate versus beta."""
     fn, run, err, measured, theory, diverged = momentum_run(float(lr_L), float(beta), float(kappa))
-    fig, (ax, bx, cx) = plots.figure(1, 3, size=(10.5, 3.6), layout="fixed")
-    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.15, top=0.86, wspace=0.28)
-    xs, ys, z = landscapes.evaluate_grid(fn, ((-3.0, 3.0), (-3.0, 3.0)), 80)
-    ax.contour(xs.numpy(), ys.numpy(), z.numpy(), levels=np.geomspace(0.02, float(z.max()), 12), cmap="Greys", linewidths=0.6)
+    fig, ax, bx, cx = _panels("gd.momentum", 3, (10.5, 3.6), left=0.05, right=0.99, bottom=0.15, top=0.86, wspace=0.28)
+    xs, ys, z = _momentum_contour(float(kappa))
+    _draw_contours(ax, f"quadratic {kappa}", xs, ys, z, np.geomspace(0.02, float(z.max()), 12))
+    converged = err[:, ~diverged]
+    low = max(1e-100, float(converged.min()) / 10) if converged.numel() else 1e-100
+    high = 1e8 if bool(diverged.any()) else 1e2
     names = ["GD", f"heavy ball, beta {beta:.3g}"]
     shown = 120  # the path panel shows the first steps; the error panel shows all of them
     for k in range(2):
@@ -284,30 +474,28 @@ def render_momentum(lr_L: float, beta: float, kappa: float) -> Figure:
         path = path.numpy()
         ax.plot(path[:, 0], path[:, 1], color=plots.PALETTE[k], lw=1.1, marker=".", ms=2.5)
         e = err[:stop, k].clamp_min(1e-300).numpy()
+        keep = thin(np.arange(len(e), dtype=float), np.log10(e), MOMENTUM_STEPS / 120, math.log10(high / low) / 120)  # ~2 px
         if bool(diverged[k]):
             rate = f"diverges (theory {float(theory[k]):.3f})"
         elif math.isnan(float(measured[k])):
             rate = f"theory {float(theory[k]):.4f}"
         else:
             rate = f"measured {float(measured[k]):.4f}, theory {float(theory[k]):.4f}"
-        bx.semilogy(e, color=plots.PALETTE[k], lw=1.3, label=f"{names[k]}: {rate}")
+        bx.semilogy(keep, e[keep], color=plots.PALETTE[k], lw=1.3, label=f"{names[k]}: {rate}")
     if not bool(diverged[1]):
         start, stop = measurement_window(err[:, 1])
         bx.axvspan(start, stop, color=plots.PALETTE[1], alpha=0.08, lw=0, label="steps measured (heavy ball)")
     ax.set(xlim=(-3, 3), ylim=(-3, 3), aspect="equal", xlabel="x", ylabel="y")
     ax.set_title(f"kappa {kappa:.3g}, lr {lr_L:.3g}/L: first {shown} steps", fontsize=9)
-    converged = err[:, ~diverged]
-    low = max(1e-100, float(converged.min()) / 10) if converged.numel() else 1e-100
-    bx.set(xlabel="step", ylabel="distance to minimum", ylim=(low, 1e8 if bool(diverged.any()) else 1e2),
+    bx.set(xlabel="step", ylabel="distance to minimum", ylim=(low, high),
            xlim=(0, MOMENTUM_STEPS))
     stride = 5 if low > 1e-30 else 25
     bx.set_yticks([10.0**e for e in range(0, -101, -stride) if 10.0**e >= low])
-    bx.legend(loc="lower left", fontsize=6.5)
+    legend(bx, loc="lower left", fontsize=6.5)
     bx.set_title("error per step", fontsize=10)
-    grid = torch.linspace(0, 0.995, 200, dtype=torch.float64)
-    curve = optim.heavy_ball_rate(torch.full_like(grid, lr_L / kappa), grid, [1.0, kappa]).numpy()
-    cx.plot(grid.numpy(), curve, color="0.3", lw=1.2, label=f"theory at lr = {lr_L:.3g}/L")
-    cx.plot(grid.numpy(), np.sqrt(grid.numpy()), color="0.6", lw=0.9, ls=":", label=r"$\sqrt{\beta}$ (floor)")
+    grid, curve = _rate_curve(float(lr_L), float(kappa))
+    cx.plot(grid, curve, color="0.3", lw=1.2, label=f"theory at lr = {lr_L:.3g}/L")
+    cx.plot(grid, np.sqrt(grid), color="0.6", lw=0.9, ls=":", label=r"$\sqrt{\beta}$ (floor)")
     best_lr_L, best_beta = best_setting(kappa)
     best_rate = (math.sqrt(kappa) - 1) / (math.sqrt(kappa) + 1)
     cx.plot([best_beta], [best_rate], "*", color=plots.PALETTE[2], ms=10,
@@ -315,29 +503,45 @@ def render_momentum(lr_L: float, beta: float, kappa: float) -> Figure:
     if not math.isnan(float(measured[1])):
         cx.plot([beta], [float(measured[1])], "o", color=plots.PALETTE[1], ms=5, label="measured")
     cx.set(xlabel="momentum beta", ylabel="rate per step", ylim=(max(0.0, best_rate - 0.2), 1.05), xlim=(0, 1))
-    cx.legend(loc="lower left", fontsize=6.5)
+    legend(cx, loc="lower left", fontsize=6.5)
     cx.set_title(r"rate = max |eigenvalue| vs beta", fontsize=10)
     return fig
+
+
+@lru_cache(maxsize=8)
+def _momentum_contour(kappa: float):
+    fn = landscapes.quadratic(kappa, angle=math.pi / 6)
+    xs, ys, z = landscapes.evaluate_grid(fn, ((-3.0, 3.0), (-3.0, 3.0)), 80)
+    return xs.numpy(), ys.numpy(), z.numpy()
+
+
+@lru_cache(maxsize=32)
+def _rate_curve(lr_L: float, kappa: float):
+    grid = torch.linspace(0, 0.995, 120, dtype=torch.float64)
+    return grid.numpy(), optim.heavy_ball_rate(torch.full_like(grid, lr_L / kappa), grid, [1.0, kappa]).numpy()
+
+
+#: The static book's positions: learning rates (x L) and momenta around Polyak's best setting for kappa = 100.
+_BEST_LR_L, _BEST_BETA = best_setting(MOMENTUM_KAPPA)
+MOMENTUM_LRS = (0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, _BEST_LR_L, 3.8)
+MOMENTUM_BETAS = (0.0, 0.3, 0.5, _BEST_BETA, 0.8, 0.9, 0.95, 0.98, 0.99)
 
 
 @registered
 def momentum_explorer() -> Explorer:
     """Heavy-ball momentum on a quadratic, measured rate beside the theoretical one."""
-    best_lr_L, best_beta = best_setting(MOMENTUM_KAPPA)
     return Explorer(
         "gd.momentum",
         render_momentum,
         controls={
             # the static frames include Polyak's best setting for kappa = 100 (lr 3.31/L, beta 0.669)
-            "lr_L": Slider(0.05, 4.0, default=1.0, static=[1.0, best_lr_L], label="learning rate x L", fill=False),
-            "beta": Slider(0.0, 0.99, default=0.9, static=[0.0, best_beta, 0.9], label="momentum beta", fill=False),
+            "lr_L": Slider(0.05, 4.0, default=1.0, static=MOMENTUM_LRS, label="learning rate x L", fill=False),
+            "beta": Slider(0.0, 0.99, default=0.9, static=MOMENTUM_BETAS, label="momentum beta", fill=False),
+            # one condition number in the static book (9 more would be 729 frames); it moves in Jupyter or Colab
             "kappa": Slider(2.0, 200.0, default=MOMENTUM_KAPPA, log=True, static=[MOMENTUM_KAPPA], label="condition number kappa", fill=False),
         },
         title="Momentum on an ill-conditioned quadratic",
-        alt=("Paths of gradient descent and heavy-ball momentum with beta {beta:.3g} on a quadratic with condition "
-             "number {kappa:.3g} at learning rate {lr_L:.3g}/L; the distance to the minimum per step on a log scale, "
-             "labelled with the theoretical rate and, where the run converges, the measured one; and the theoretical "
-             "rate as a function of beta, with Polyak's best setting marked"),
+        alt=momentum_alt,
     )
 
 
@@ -345,6 +549,8 @@ def momentum_explorer() -> Explorer:
 
 BOWL_KAPPA = 4.0
 BOWL_STEPS = 40
+#: The static book's positions (x L): crawling, about right, oscillating, 2/L where it stops converging, and beyond.
+BOWL_LRS = (0.05, 0.2, 0.5, 1.0, 1.5, 1.8, 2.0, 2.1, 2.3)
 
 
 def bowl_verdict(path: np.ndarray) -> str:
@@ -367,18 +573,35 @@ def bowl_verdict(path: np.ndarray) -> str:
     return "too small: crawls" if rate > 0.9 else "about right"
 
 
+@lru_cache(maxsize=64)
+def bowl_run(lr_L: float) -> np.ndarray:
+    """Gradient descent on the bowl 0.5 (x^2 + 4 y^2) from (-2.5, 1.5) with lr = lr_L / L: the path [BOWL_STEPS + 1, 2]."""
+    fn = landscapes.quadratic(BOWL_KAPPA)
+    with single_thread("cpu"):
+        run = optim.run_trajectories(fn, torch.tensor([[-2.5, 1.5]], dtype=torch.float64),
+                                     optim.optimizer("sgd", lr=lr_L / BOWL_KAPPA), BOWL_STEPS, bound=1e6, device="cpu")
+    return run.path[:, 0].numpy()
+
+
+def bowl_alt(lr_L: float) -> str:
+    """What a frame of the bowl explorer shows, from its run: the verdict, the factors per step and the end distance."""
+    path = bowl_run(float(lr_L))
+    lr = lr_L / BOWL_KAPPA
+    dist = np.linalg.norm(path, axis=1)
+    return (f"Gradient descent on the bowl x²/2 + 2y² at learning rate {lr_L:.2g}/L: {bowl_verdict(path)}. Each step "
+            f"multiplies the error by {1 - lr:.2f} along x and {1 - BOWL_KAPPA * lr:.2f} along y; after {BOWL_STEPS} "
+            f"steps the distance to the minimum is {dist[-1]:.2g}, from {dist[0]:.2g} at the start. Left, the path on "
+            "the contours; right, the distance per step on a log scale with the predicted rate.")
+
+
 def render_bowl(lr_L: float) -> Figure:
     """Gradient descent on the bowl 0.5 (x^2 + 4 y^2) with lr = lr_L / L: path, and distance per step."""
     fn = landscapes.quadratic(BOWL_KAPPA)
     lr = lr_L / BOWL_KAPPA
-    with single_thread("cpu"):
-        run = optim.run_trajectories(fn, torch.tensor([[-2.5, 1.5]], dtype=torch.float64), optim.optimizer("sgd", lr=lr),
-                                     BOWL_STEPS, bound=1e6, device="cpu")
-    path = run.path[:, 0].numpy()
-    fig, (ax, bx) = plots.figure(1, 2, size=(9.0, 3.5), layout="fixed")
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.15, top=0.86, wspace=0.25)
-    xs, ys, z = landscapes.evaluate_grid(fn, ((-3.0, 3.0), (-3.0, 3.0)), 80)
-    ax.contour(xs.numpy(), ys.numpy(), z.numpy(), levels=np.geomspace(0.05, float(z.max()), 10), cmap="Greys", linewidths=0.6)
+    path = bowl_run(float(lr_L))
+    fig, ax, bx = _panels("gd.bowl", 2, (9.0, 3.5), left=0.07, right=0.98, bottom=0.15, top=0.86, wspace=0.25)
+    xs, ys, z = _bowl_contour()
+    _draw_contours(ax, "bowl", xs, ys, z, np.geomspace(0.05, float(z.max()), 10))
     shown = path[: min(len(path), 25)]
     ax.plot(shown[:, 0], shown[:, 1], color=plots.PALETTE[0], marker="o", ms=3, lw=1)
     ax.set(xlim=(-3, 3), ylim=(-3, 3), aspect="equal", xlabel="x", ylabel="y")
@@ -389,9 +612,15 @@ def render_bowl(lr_L: float) -> Figure:
     bx.semilogy(np.arange(len(dist)), dist[0] * max(fx, fy) ** np.arange(len(dist)), color=plots.PALETTE[1], ls="--",
                 lw=1, label=f"rate max(|1 - lr|, |1 - 4 lr|) = {max(fx, fy):.3f}")
     bx.set(xlabel="step", ylabel="distance to minimum", ylim=(1e-12, 1e6))
-    bx.legend(loc="lower left", fontsize=7.5)
+    legend(bx, loc="lower left", fontsize=7.5)
     bx.set_title(f"factors per step: x {fx:.2f}, y {fy:.2f}", fontsize=10)
     return fig
+
+
+@lru_cache(maxsize=1)
+def _bowl_contour():
+    xs, ys, z = landscapes.evaluate_grid(landscapes.quadratic(BOWL_KAPPA), ((-3.0, 3.0), (-3.0, 3.0)), 80)
+    return xs.numpy(), ys.numpy(), z.numpy()
 
 
 @registered
@@ -400,8 +629,7 @@ def bowl_explorer() -> Explorer:
     return Explorer(
         "gd.bowl",
         render_bowl,
-        controls={"lr_L": Slider(0.05, 2.3, default=1.0, static=[0.2, 1.0, 1.8, 2.1], label="learning rate x L")},
+        controls={"lr_L": Slider(0.05, 2.3, default=1.0, static=BOWL_LRS, label="learning rate x L", fill=False)},
         title="The learning rate on a bowl: too small, right, too large",
-        alt=("Gradient descent on the bowl x^2/2 + 2 y^2 at learning rate {lr_L:.2g}/L: its path on the contours "
-             "and its distance to the minimum per step on a log scale, with the predicted rate"),
+        alt=bowl_alt,
     )

@@ -10,7 +10,11 @@
    digits; temperature against its reliability diagram and ECE.
 
 The heavy part (training the digits network) runs once and is cached by
-:func:`digits_logits`; every ``render`` only computes a little and draws.
+:func:`digits_logits`; every ``render`` only computes a little and draws, on a
+figure made once and reused (:func:`canvas`: a fresh two-panel figure costs
+most of a frame, and the static book describes every point of a 9 x 9 grid).
+Each explorer's alt text is a function of the settings that states the
+numbers its frame shows, computed by the same cached functions as the frame.
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable
 
+import numpy as np
 import torch
+from matplotlib.colors import to_rgba as matplotlib_colour
 from matplotlib.figure import Figure
 
 from .. import backend, data, losses, plots
@@ -27,13 +34,88 @@ from ..backend import device, generator
 from . import Choice, Explorer, Slider, registered
 
 __all__ = [
-    "outlier_data", "render_outliers", "outlier_explorer",
-    "render_logit", "logit_explorer",
-    "SOFTMAX_RIVALS", "render_softmax", "softmax_explorer",
-    "DigitsLogits", "digits_logits", "render_calibration", "calibration_explorer",
+    "canvas", "outlier_data", "outlier_fits", "outlier_alt", "render_outliers", "outlier_explorer",
+    "OUTLIER_SHIFTS", "HUBER_DELTAS",
+    "logit_values", "logit_alt", "render_logit", "logit_explorer",
+    "SOFTMAX_RIVALS", "SOFTMAX_LOGITS", "SOFTMAX_TEMPERATURES", "softmax_values", "softmax_alt", "render_softmax", "softmax_explorer",
+    "DigitsLogits", "digits_logits", "calibration_at", "calibration_alt", "render_calibration", "calibration_explorer",
 ]
 
 C = plots.PALETTE
+
+_CANVASES: dict[str, Figure] = {}
+
+
+def canvas(key: str, make: Callable[[], Figure]) -> Figure:
+    """The figure ``make()`` built once per ``key``, emptied of the previous frame's data (lines, collections,
+    patches, texts, legends); axis scales, limits, ticks and titles are set by each ``render`` again.
+
+    Making a figure with its axes costs 15-40 ms, most of one explorer frame; reusing it makes a frame a few
+    milliseconds, which the static book (every point of the grid) and a live update both gain. A ``render``
+    that draws on it returns the same figure each call: read it (describe it, save a PNG) before the next call.
+    """
+    fig = _CANVASES.get(key)
+    if fig is None:
+        fig = _CANVASES[key] = make()
+    for ax in fig.axes:
+        for art in [*ax.lines, *ax.collections, *ax.patches, *ax.texts, *ax.images]:
+            art.remove()
+        ax.containers.clear()
+        if ax.get_legend() is not None:
+            _KEPT_LEGENDS[id(ax)] = ax.get_legend()
+            ax.get_legend().remove()
+        ax.relim()  # forget the old data's limits: an axis the render does not fix is autoscaled to the new data
+        ax.set_autoscale_on(True)
+    return fig
+
+
+_KEPT_LEGENDS: dict[int, object] = {}
+
+
+def legend(ax, *, handles_from=None, **kw) -> None:
+    """``ax.legend(**kw)`` on a :func:`canvas` (of the labelled artists of ``handles_from``, default ``ax``): the previous
+    frame's legend is put back with the new labels when it has as many entries with the same styles (a new legend
+    costs about 10 ms; the figure's description reads only its labels)."""
+    handles, labels = (handles_from or ax).get_legend_handles_labels()
+    kept = _KEPT_LEGENDS.get(id(ax))
+    if kept is not None and getattr(kept, "_losslab_kw", None) == kw and len(kept.get_texts()) == len(labels) \
+            and getattr(kept, "_losslab_styles", None) == [_style(h) for h in handles]:
+        for text, label in zip(kept.get_texts(), labels):
+            text.set_text(label)
+        ax.legend_ = kept
+        kept._remove_method = ax._remove_legend
+        return
+    leg = ax.legend(handles, labels, **kw)
+    leg._losslab_kw = kw
+    leg._losslab_styles = [_style(h) for h in handles]
+
+
+def _style(h) -> tuple:
+    """What a legend entry draws of a handle: type, colours, line style, marker."""
+    get = lambda name: (lambda v: tuple(np.ravel(v)) if hasattr(v, "__len__") and not isinstance(v, str) else v)(
+        getattr(h, name)()) if hasattr(h, name) else None  # noqa: E731
+    return (type(h).__name__, get("get_color"), get("get_facecolor"), get("get_linestyle"), get("get_marker"),
+            get("get_linewidth"), get("get_markersize"))
+
+
+def bars(ax, x, height, *, width: float, bottom=0.0, **kw):
+    """Bars of one style as one ``PolyCollection`` (``ax.bar`` makes a patch per bar, about 1 ms each; the figure's
+    description draws bars of one colour as one trace either way)."""
+    from matplotlib.collections import PolyCollection  # noqa: PLC0415
+
+    x, h = np.asarray(x, dtype=float), np.asarray(height, dtype=float)
+    b = np.broadcast_to(np.asarray(bottom, dtype=float), x.shape)
+    lo, hi = x - width / 2, x + width / 2
+    verts = np.stack([np.stack([lo, b], 1), np.stack([hi, b], 1), np.stack([hi, b + h], 1), np.stack([lo, b + h], 1)], 1)
+    pc = PolyCollection(verts, **kw)
+    ax.add_collection(pc)
+    return pc
+
+
+def _two_panels(key: str, size: tuple[float, float] = (8.0, 3.2)) -> tuple[Figure, object, object]:
+    fig = canvas(key, lambda: plots.figure(1, 2, size=size, layout="fixed")[0])
+    ax, bx = fig.axes
+    return fig, ax, bx
 
 
 # --- 1. regression with outliers ----------------------------------------------------
@@ -53,20 +135,45 @@ def outlier_data(outlier: float, *, n: int = 40, n_out: int = 5, seed: int = 0) 
     return x, y + outlier * is_out, is_out
 
 
+@lru_cache(maxsize=32)
+def _line_fit(outlier: float, loss: str, delta: float = 1.0) -> torch.Tensor:
+    x, y, _ = outlier_data(outlier)
+    return losses.fit_line(x, y, loss, delta=delta)
+
+
+def outlier_fits(outlier: float, delta: float) -> dict[str, torch.Tensor]:
+    """Intercept and slope (2,) of the lines fitted under MSE, MAE and Huber(``delta``) to :func:`outlier_data` (cached)."""
+    return {"mse": _line_fit(float(outlier), "mse"), "mae": _line_fit(float(outlier), "mae"),
+            "huber": _line_fit(float(outlier), "huber", float(delta))}
+
+
+def outlier_alt(outlier: float, delta: float) -> str:
+    """What a frame of :func:`outlier_explorer` shows: the three slopes and the outliers' share of the squared error."""
+    x, y, is_out = outlier_data(outlier)
+    fits = outlier_fits(outlier, delta)
+    r = y - (fits["mse"][0] + fits["mse"][1] * x)
+    share = float((r[is_out] ** 2).sum() / (r**2).sum())
+    moved = f"the 5 rightmost shifted up by {outlier:.3g}" if outlier else "none shifted"
+    return (f"Left, 40 points near a line of slope 0.8, {moved}, and the fitted lines: slope "
+            f"{float(fits['mse'][1]):.2f} under MSE, {float(fits['mae'][1]):.2f} under MAE and "
+            f"{float(fits['huber'][1]):.2f} under Huber with delta {delta:.3g}. Right, the loss each fit assigns to "
+            f"each point; the 5 rightmost carry {100 * share:.0f}% of the squared error at the MSE line.")
+
+
 def render_outliers(outlier: float, delta: float) -> Figure:
     """Left: the data and the lines fitted under MSE, MAE and Huber(delta). Right: each loss per point."""
     x, y, is_out = outlier_data(outlier)
-    fits = {name: losses.fit_line(x, y, name, delta=delta) for name in ("mse", "mae", "huber")}
+    fits = outlier_fits(outlier, delta)
     labels = {"mse": "MSE", "mae": "MAE", "huber": f"Huber δ={delta:.2g}"}
-    fig, (ax, bx) = plots.figure(1, 2, size=(8.0, 3.2), layout="fixed")
-    ax.scatter(x[~is_out], y[~is_out], s=14, color="0.35", label="data")
-    ax.scatter(x[is_out], y[is_out], s=22, color=C[3], marker="D", label="outliers")
+    fig, ax, bx = _two_panels("loss.outliers")
+    ax.plot(x[~is_out], y[~is_out], "o", ms=3.7, color="0.35", label="data")
+    ax.plot(x[is_out], y[is_out], "D", ms=4.7, color=C[3], label="outliers")
     grid = torch.tensor([-3.2, 3.2], dtype=torch.float64)
     ax.plot(grid, 1 + 0.8 * grid, color="0.6", ls=":", lw=1, label="true line")
     for (name, coef), col in zip(fits.items(), (C[1], C[0], C[2])):
         ax.plot(grid, coef[0] + coef[1] * grid, color=col, lw=2, label=f"{labels[name]}: slope {float(coef[1]):.2f}")
     ax.set(xlabel="x", ylabel="y", ylim=(-3.5, max(6.0, 4.5 + outlier)))
-    ax.legend(loc="upper left", fontsize=8)
+    legend(ax, loc="upper left", fontsize=8)
     ax.set_title(f"Outliers shifted by {outlier:.3g}")
     # per-point loss of each fit, at its own residuals, in a common unit (each loss at its own line)
     idx = torch.arange(len(x))
@@ -78,13 +185,18 @@ def render_outliers(outlier: float, delta: float) -> Figure:
             per = r.abs()
         else:
             per = losses.huber_loss(coef[0] + coef[1] * x, y, "none", delta=delta)
-        bx.scatter(idx, per, s=12, color=col, marker=mk, label=labels[name])
+        bx.plot(idx, per, mk, ms=3.5, color=col, label=labels[name])
     bx.axvspan(len(x) - 5 - 0.5, len(x) - 0.5, color=C[3], alpha=0.12, lw=0)
     bx.set_yscale("symlog", linthresh=0.1)
     bx.set(xlabel="point (outliers shaded)", ylabel="loss of the point at its fit")
     bx.set_title("Per-point loss (r²/2, |r|, Huber)")
-    bx.legend(loc="upper left", fontsize=8)
+    legend(bx, loc="upper left", fontsize=8)
     return fig
+
+
+#: The static book's positions: shifts 0 to 20, and deltas from below the inliers' noise to past the outliers' residuals.
+OUTLIER_SHIFTS = (0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 16.0, 20.0)
+HUBER_DELTAS = (0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0)
 
 
 @registered
@@ -93,16 +205,31 @@ def outlier_explorer() -> Explorer:
         "loss.outliers",
         render_outliers,
         controls={
-            "outlier": Slider(0.0, 20.0, default=8.0, static=[0.0, 8.0, 16.0], label="outlier shift", fill=False),
-            "delta": Slider(0.1, 5.0, default=1.0, log=True, static=[0.3, 1.0, 3.0], label="Huber delta", fill=False),
+            "outlier": Slider(0.0, 20.0, default=8.0, static=OUTLIER_SHIFTS, label="outlier shift", fill=False),
+            "delta": Slider(0.1, 20.0, default=1.0, log=True, static=HUBER_DELTAS, label="Huber delta", fill=False),
         },
         title="Regression with outliers: MSE follows them, MAE ignores them, Huber is in between",
-        alt="Left, 40 points with the 5 rightmost shifted up by {outlier:.3g} and lines fitted under MSE, MAE and "
-            "Huber with delta {delta:.3g}; right, the loss each fit assigns to each point, the outliers shaded.",
+        alt=outlier_alt,
     )
 
 
 # --- 2. one logit -------------------------------------------------------------------
+
+def logit_values(z: float, label: int) -> dict[str, float]:
+    """At one logit: ``p`` = sigmoid(z), the losses ``bce`` and ``mse`` = (p - y)^2, and their gradients ``g_bce``, ``g_mse`` in z."""
+    zt, yt = torch.tensor([z], dtype=torch.float64), torch.tensor([float(label)], dtype=torch.float64)
+    p = float(torch.sigmoid(zt))
+    return {"p": p, "bce": float(losses.binary_cross_entropy_with_logits(zt, yt)), "mse": (p - label) ** 2,
+            "g_bce": float(losses.bce_with_logits_grad(zt, yt, "sum")), "g_mse": float(losses.sigmoid_mse_grad(zt, yt, "sum"))}
+
+
+def logit_alt(z: float, label: int) -> str:
+    """What a frame of :func:`logit_explorer` shows: the probability, both losses and both gradients at the marked logit."""
+    v = logit_values(z, label)
+    return (f"Cross-entropy and squared error through a sigmoid against label {label} as functions of the logit, and "
+            f"their gradients. At the marked logit {z:.3g}: p = {v['p']:.3g}, cross-entropy {v['bce']:.3g}, squared "
+            f"error {v['mse']:.3g}; gradient {v['g_bce']:+.3g} for cross-entropy and {v['g_mse']:+.3g} for squared error.")
+
 
 def render_logit(z: float, label: int) -> Figure:
     """Cross-entropy and squared error of ``sigmoid(z)`` against ``label``, and their gradients in z."""
@@ -112,15 +239,9 @@ def render_logit(z: float, label: int) -> Figure:
     mse = (torch.sigmoid(zs) - ys) ** 2
     g_bce = losses.bce_with_logits_grad(zs, ys, reduction="sum")
     g_mse = losses.sigmoid_mse_grad(zs, ys, reduction="sum")
-    zt, yt = torch.tensor([z], dtype=torch.float64), torch.tensor([float(label)], dtype=torch.float64)
-    p = float(torch.sigmoid(zt))
-    at = {
-        "bce": float(losses.binary_cross_entropy_with_logits(zt, yt)),
-        "mse": (p - label) ** 2,
-        "g_bce": float(losses.bce_with_logits_grad(zt, yt, "sum")),
-        "g_mse": float(losses.sigmoid_mse_grad(zt, yt, "sum")),
-    }
-    fig, (ax, bx) = plots.figure(1, 2, size=(8.0, 3.2), layout="fixed")
+    at = logit_values(z, label)
+    p = at["p"]
+    fig, ax, bx = _two_panels("loss.logit")
     ax.plot(zs, bce, color=C[0], lw=2, label="cross-entropy")
     ax.plot(zs, mse, color=C[1], lw=2, label="squared error (σ(z) − y)²")
     ax.plot(zs, torch.sigmoid(zs), color="0.6", ls=":", label="p = σ(z)")
@@ -128,7 +249,7 @@ def render_logit(z: float, label: int) -> Figure:
     ax.axvline(z, color="0.5", lw=0.8)
     ax.set(xlabel="logit z", ylabel="loss", ylim=(-0.1, 8.5))
     ax.set_title(f"y = {label}, p = σ(z) = {p:.3g}: CE {at['bce']:.3g}, SE {at['mse']:.3g}", fontsize=10)
-    ax.legend(loc="upper center", fontsize=8)
+    legend(ax, loc="upper center", fontsize=8)
     bx.plot(zs, g_bce, color=C[0], lw=2, label="CE: σ(z) − y")
     bx.plot(zs, g_mse, color=C[1], lw=2, label="SE: 2(σ − y) σ(1 − σ)")
     bx.plot([z, z], [at["g_bce"], at["g_mse"]], "o", color="k", ms=5)
@@ -136,7 +257,7 @@ def render_logit(z: float, label: int) -> Figure:
     bx.axhline(0, color="0.5", lw=0.6)
     bx.set(xlabel="logit z", ylabel="d loss / dz", ylim=(-1.1, 1.1))
     bx.set_title(f"gradient: CE {at['g_bce']:+.3g}, SE {at['g_mse']:+.3g}")
-    bx.legend(loc="lower left" if label == 1 else "upper left", fontsize=8)
+    legend(bx, loc="lower left" if label == 1 else "upper left", fontsize=8)
     return fig
 
 
@@ -150,8 +271,7 @@ def logit_explorer() -> Explorer:
             "label": Choice([1, 0], default=1, labels=["y = 1", "y = 0"], label="label"),
         },
         title="One logit: cross-entropy keeps pushing when confidently wrong; squared error through a sigmoid stalls",
-        alt="Cross-entropy and squared error of sigmoid(z) against label {label} as functions of the logit, and "
-            "their gradients, with the logit z = {z:.3g} marked on both panels.",
+        alt=logit_alt,
     )
 
 
@@ -161,32 +281,55 @@ _RIVALS = torch.tensor([1.5, 0.5, 0.0, -1.0], dtype=torch.float64)  # logits of 
 SOFTMAX_RIVALS = _RIVALS  # public name: the chapter checks what it says about this explorer on the same logits
 
 
+#: The static book's positions: every whole true-class logit from -4 to 6, temperatures from 1/4 to 4.
+SOFTMAX_LOGITS = tuple(float(v) for v in range(-4, 7))
+SOFTMAX_TEMPERATURES = (0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0, 4.0)
+
+
+def softmax_values(true_logit: float, temperature: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The five logits (5,) (class 0 true), their softmax at ``temperature`` (5,), and the loss -log p_0."""
+    z = torch.cat([torch.tensor([true_logit], dtype=torch.float64), _RIVALS])  # (5,)
+    return z, losses.softmax(z / temperature), float(losses.cross_entropy(z / temperature, torch.tensor(0)))
+
+
+def softmax_alt(true_logit: float, temperature: float) -> str:
+    """What a frame of :func:`softmax_explorer` shows: the five probabilities and the loss."""
+    z, p, loss = softmax_values(true_logit, temperature)
+    others = ", ".join(f"{float(p[i]):.2f}" for i in range(1, 5))
+    return (f"Bars of the softmax probabilities of five classes at temperature {temperature:.3g}: the true class, at "
+            f"logit {true_logit:.3g}, gets {float(p[0]):.2f}; the others, at logits 1.5, 0.5, 0 and -1, get {others}. "
+            f"The loss -log p(true) is {loss:.3f}, marked on the cross-entropy curve as the true-class logit moves.")
+
+
+@lru_cache(maxsize=16)
+def _softmax_curve(temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    zs = torch.linspace(-6, 8, 141, dtype=torch.float64)  # (141,) step 0.1: the curve is smooth
+    grid = torch.cat([zs[:, None], _RIVALS.expand(len(zs), 4)], dim=1)  # (141, 5)
+    return zs, losses.cross_entropy(grid / temperature, torch.zeros(len(zs), dtype=torch.long), reduction="none")
+
+
 def render_softmax(true_logit: float, temperature: float) -> Figure:
     """Five classes, class 0 true: logits, softmax(z / tau) and the loss -log p_0 as a function of z_0."""
-    z = torch.cat([torch.tensor([true_logit], dtype=torch.float64), _RIVALS])  # (5,)
-    p = losses.softmax(z / temperature)
-    loss = float(losses.cross_entropy(z / temperature, torch.tensor(0)))
-    fig, (ax, bx) = plots.figure(1, 2, size=(8.0, 3.2), layout="fixed")
+    z, p, loss = softmax_values(true_logit, temperature)
+    fig, ax, bx = _two_panels("loss.softmax")
     k = torch.arange(5)
-    colours = [C[2]] + ["0.55"] * 4
-    ax.bar(k, p, width=0.6, color=colours)
+    bars(ax, [0], p[:1], width=0.6, facecolors=C[2], edgecolors="none")
+    bars(ax, k[1:], p[1:], width=0.6, facecolors="0.55", edgecolors="none")
     for i in range(5):
         ax.text(i, float(p[i]) + 0.02, f"{float(p[i]):.2f}", ha="center", fontsize=8)
     ax.set_xticks(k.tolist(), [f"{'true' if i == 0 else f'class {i}'}\nz={float(z[i]):.3g}" for i in range(5)])
-    ax.set(ylim=(0, 1.05), ylabel="softmax(z / τ)")
+    ax.set(xlim=(-0.5, 4.5), ylim=(0, 1.05), ylabel="softmax(z / τ)")
     ax.set_title(f"τ = {temperature:.3g}: loss = -log p(true) = {loss:.3f}", fontsize=10)
-    zs = torch.linspace(-6, 8, 281, dtype=torch.float64)  # (281,)
-    grid = torch.cat([zs[:, None], _RIVALS.expand(len(zs), 4)], dim=1)  # (281, 5)
-    target = torch.zeros(len(zs), dtype=torch.long)
-    bx.plot(zs, losses.cross_entropy(grid / temperature, target, reduction="none"), color=C[0], lw=2, label=f"τ = {temperature:.3g}")
+    zs, curve = _softmax_curve(float(temperature))
+    bx.plot(zs, curve, color=C[0], lw=2, label=f"τ = {temperature:.3g}")
     if temperature != 1.0:
-        bx.plot(zs, losses.cross_entropy(grid, target, reduction="none"), color="0.6", ls="--", label="τ = 1")
+        bx.plot(*_softmax_curve(1.0), color="0.6", ls="--", label="τ = 1")
     bx.axhline(math.log(5), color="0.6", lw=0.8, ls=":")
     bx.text(-5.8, math.log(5) + 0.15, "log 5", fontsize=8, color="0.4")
     bx.plot([true_logit], [loss], "o", color="k")
     bx.set(xlabel="true-class logit z₀", ylabel="cross-entropy", ylim=(0, 12))
     bx.set_title("loss as the true-class logit moves")
-    bx.legend(loc="upper right", fontsize=8)
+    legend(bx, loc="upper right", fontsize=8)
     return fig
 
 
@@ -196,12 +339,11 @@ def softmax_explorer() -> Explorer:
         "loss.softmax",
         render_softmax,
         controls={
-            "true_logit": Slider(-4.0, 6.0, default=1.0, static=[-2.0, 1.0, 4.0], label="true-class logit", fill=False),
-            "temperature": Slider(0.25, 4.0, default=1.0, log=True, static=[0.5, 1.0, 2.0], label="temperature τ", fill=False),
+            "true_logit": Slider(-4.0, 6.0, default=1.0, static=SOFTMAX_LOGITS, label="true-class logit", fill=False),
+            "temperature": Slider(0.25, 4.0, default=1.0, log=True, static=SOFTMAX_TEMPERATURES, label="temperature τ", fill=False),
         },
         title="Softmax cross-entropy: only the probability of the true class enters the loss",
-        alt="Bars of five logits and their softmax probabilities at temperature {temperature:.3g} with the true "
-            "class at logit {true_logit:.3g}, and the cross-entropy as a function of the true-class logit.",
+        alt=softmax_alt,
     )
 
 
@@ -256,27 +398,46 @@ def digits_logits(seed: int = 0, steps: int = 100, hidden: int = 128) -> DigitsL
     return DigitsLogits(zv, val.y.cpu(), zt, test.y.cpu(), t, train_loss)
 
 
-def render_calibration(temperature: float) -> Figure:
-    """Reliability diagram and confidence histogram of the digits network's test predictions at ``temperature``."""
+@lru_cache(maxsize=32)
+def calibration_at(temperature: float):
+    """The digits network's test predictions at ``temperature``: ``(probs (N, 10), bins, ece, nll, accuracy)``."""
     d = digits_logits()
     probs = losses.softmax(d.test_logits / temperature)  # (N, 10)
     bins = losses.reliability_bins(probs, d.test_labels, n_bins=10)
     ece = float(losses.expected_calibration_error(probs, d.test_labels, n_bins=10))
     nll = float(losses.cross_entropy(d.test_logits / temperature, d.test_labels))
     acc = float((probs.argmax(1) == d.test_labels).double().mean())
-    fig, (ax, bx) = plots.figure(1, 2, size=(8.0, 3.2), layout="fixed")
+    return probs, bins, ece, nll, acc
+
+
+def calibration_alt(temperature: float) -> str:
+    """What a frame of :func:`calibration_explorer` shows: ECE, NLL, accuracy and mean confidence at ``temperature``."""
+    probs, _, ece, nll, acc = calibration_at(float(temperature))
+    conf = float(probs.max(1).values.mean())
+    verdict = "overconfident" if conf > acc else "underconfident"
+    return (f"Reliability diagram (accuracy against confidence in ten bins) and a histogram of confidences for a "
+            f"network's test predictions on the digits data at temperature {temperature:.3g}: accuracy {acc:.3f}, "
+            f"mean confidence {conf:.3f} ({verdict}), ECE {ece:.3f}, NLL {nll:.3f}.")
+
+
+def render_calibration(temperature: float) -> Figure:
+    """Reliability diagram and confidence histogram of the digits network's test predictions at ``temperature``."""
+    d = digits_logits()
+    probs, bins, ece, nll, acc = calibration_at(float(temperature))
+    fig, ax, bx = _two_panels("loss.calibration")
     centres = (bins.edges[:-1] + bins.edges[1:]) / 2
     filled = bins.count > 0
-    ax.bar(centres[filled], bins.accuracy[filled], width=0.1, color=C[0], edgecolor="white", label="accuracy in bin")
-    ax.bar(centres[filled], (bins.confidence - bins.accuracy)[filled], bottom=bins.accuracy[filled], width=0.1,
-           color=C[1], alpha=0.35, edgecolor=C[1], label="gap to confidence")
+    bars(ax, centres[filled], bins.accuracy[filled], width=0.1, facecolors=C[0], edgecolors="white", label="accuracy in bin")
+    bars(ax, centres[filled], (bins.confidence - bins.accuracy)[filled], bottom=bins.accuracy[filled], width=0.1,
+         facecolors=matplotlib_colour(C[1], 0.35), edgecolors=C[1], label="gap to confidence")
     ax.plot([0, 1], [0, 1], color="0.3", ls="--", lw=1, label="perfect calibration")
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (max probability)", ylabel="accuracy")
     ax.set_title(f"τ = {temperature:.3g}: ECE = {ece:.3f}, NLL = {nll:.3f}")
-    ax.legend(loc="upper left", fontsize=8)
+    legend(ax, loc="upper left", fontsize=8)
     conf = probs.max(1).values
     counts = torch.histc(conf, bins=20, min=0.0, max=1.0)  # (20,)
-    bx.bar(torch.arange(20).mul(0.05).add(0.025).tolist(), (counts / counts.sum()).tolist(), width=0.05, color=C[2])
+    bars(bx, torch.arange(20).mul(0.05).add(0.025).numpy(), (counts / counts.sum()).numpy(), width=0.05, facecolors=C[2],
+         edgecolors="none")
     bx.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="fraction of test examples")
     bx.set_title(f"accuracy {acc:.3f} at any τ; τ* = {d.temperature:.2f}", fontsize=10)
     return fig
@@ -293,6 +454,5 @@ def calibration_explorer() -> Explorer:
                                   static=sorted({0.5, 1.0, 2.0, 4.0, min(max(t_star, 0.25), 8.0)}), label="temperature τ"),
         },
         title="Calibration of a digits classifier: temperature changes confidence, never the predicted class",
-        alt="Reliability diagram (accuracy against confidence in ten bins) and a histogram of confidences for a "
-            "network's test predictions on the digits data at temperature {temperature:.3g}.",
+        alt=calibration_alt,
     )
