@@ -438,7 +438,7 @@ def test_gd_explorers_render_a_frame():
 
     for factory in (gd.bowl_explorer, gd.momentum_explorer, gd.race_explorer):
         ex = factory()
-        assert ex.n_frames <= 12
+        assert 9 <= ex.n_frames <= 243  # at least one 9-position slider; within the race's 3 x 9 x 9 grid
         assert isinstance(ex.render(), Figure)
 
 
