@@ -124,6 +124,27 @@ def render_pathology(bug: str) -> Figure:
     return fig
 
 
+def _pathology_alt(bug: str) -> str:
+    """What the gallery's frame for ``bug`` shows, read from the same run and diagnosis."""
+    h = gallery_histories()[bug]
+    finite = np.isfinite(h.step_loss)
+    ok = np.isfinite(h.train_loss) & np.isfinite(h.val_loss)
+    parts = [f"A digits network trained with the bug: {BUG_LABELS[bug]}."]
+    if not finite.all():
+        t = int(np.argmin(finite))
+        parts.append(f"The minibatch loss becomes {h.step_loss[t]} at step {t}, where the run stops.")
+    if ok.any():
+        first, last = int(np.argmax(ok)), int(len(ok) - 1 - np.argmax(ok[::-1]))
+        parts.append(f"Training loss {float(h.train_loss[first]):.2f} at step {int(h.eval_steps[first])} and "
+                     f"{float(h.train_loss[last]):.3g} at step {int(h.eval_steps[last])}; validation loss "
+                     f"{float(h.val_loss[first]):.2f} and {float(h.val_loss[last]):.3g} (log 10 = 2.30 is chance).")
+    stop, best = T.early_stopping_point(h.val_loss, PATIENCE)
+    parts.append(f"Early stopping with patience {PATIENCE} would keep step {int(h.eval_steps[best])}.")
+    names = [f.name.replace("-", " ") for f in _diagnosis(bug)]
+    parts.append("The diagnosis beside the curves names: " + ", ".join(names) + ", with its evidence and advice.")
+    return " ".join(parts)
+
+
 @registered
 def pathology_explorer() -> Explorer:
     """Plant a bug in a healthy training run; see the curves and the diagnosis."""
@@ -133,9 +154,7 @@ def pathology_explorer() -> Explorer:
         render_pathology,
         controls={"bug": Choice(list(T.BUGS), default="none", labels=[BUG_LABELS[b] for b in T.BUGS], label="bug")},
         title="A gallery of training pathologies on the digits",
-        alt=("Minibatch, training and validation losses and the gradient norm of a digits MLP trained with the bug "
-             "'{bug}', with the step early stopping would keep, beside the pathologies losslab.train.diagnose names "
-             "for the run and the evidence for each"),
+        alt=_pathology_alt,
     )
 
 
