@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numpy as np
 import torch
 from matplotlib.figure import Figure
 
@@ -42,33 +43,105 @@ def design_lrs(schedule: str, peak_lr: float, warmup_frac: float, steps: int = S
     raise ValueError(f"schedule: expected one of {DESIGNS}, got {schedule!r}")
 
 
+#: The static book's peak rates and warm-up fractions (every combination, for every schedule).
+DESIGN_PEAKS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.25, 1.5, 1.8)
+DESIGN_WARMUPS = (0.02, 0.05, 0.1, 0.3)
+WARMS_UP = ("warmup + cosine", "one-cycle", "warmup-stable-decay", "inverse sqrt")  # the others ignore the warm-up
+
+
+def _designer_rows(peak_lr: float, warmup_frac: float) -> torch.Tensor:
+    """(8, T): every schedule in :data:`DESIGNS`, then the constant peak and a tenth of it."""
+    rows = [design_lrs(d, peak_lr, warmup_frac) for d in DESIGNS]
+    rows += [torch.full((STEPS,), float(peak_lr), dtype=torch.float64), torch.full((STEPS,), float(peak_lr) / 10, dtype=torch.float64)]
+    return torch.stack(rows).to(torch.float64)
+
+
+@lru_cache(maxsize=1)
+def _designer_grid() -> tuple[torch.Tensor, torch.Tensor]:
+    """The static grid in one batched call of the noisy quadratic: rates (P, W, 8, T) and losses (P, W, 8, T + 1)."""
+    lrs = torch.stack([torch.stack([_designer_rows(p, w) for w in DESIGN_WARMUPS]) for p in DESIGN_PEAKS])
+    return lrs, schedules.noisy_quadratic_loss(lrs, **NQM)
+
+
+@lru_cache(maxsize=64)
+def _designer_losses(peak_lr: float, warmup_frac: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rates (8, T) and expected losses (8, T + 1) of every schedule in :data:`DESIGNS` and the two constants (the
+    peak, a tenth of it) at one peak and warm-up (cached: do not modify). A setting of the static grid is read from
+    the grid's batched call; any other is computed on its own."""
+    if peak_lr in DESIGN_PEAKS and warmup_frac in DESIGN_WARMUPS:
+        lrs, loss = _designer_grid()
+        i, j = DESIGN_PEAKS.index(peak_lr), DESIGN_WARMUPS.index(warmup_frac)
+        return lrs[i, j], loss[i, j]
+    lrs = _designer_rows(peak_lr, warmup_frac)
+    return lrs, schedules.noisy_quadratic_loss(lrs, **NQM)
+
+
 def designer_final_losses(peak_lr: float, warmup_frac: float = 0.1) -> dict[str, float]:
     """The final expected loss on the designer's noisy quadratic of every schedule in :data:`DESIGNS`
     and of the two constants it draws (keys ``"constant"`` at the peak, ``"constant / 10"``): the
     numbers the designer's frames show, for the chapter's claims about them."""
-    rows = [design_lrs(d, peak_lr, warmup_frac) for d in DESIGNS]
-    rows += [torch.full((STEPS,), float(peak_lr), dtype=torch.float64), torch.full((STEPS,), float(peak_lr) / 10, dtype=torch.float64)]
-    final = schedules.noisy_quadratic_loss(torch.stack(rows), **NQM)[:, -1]
+    final = _designer_losses(float(peak_lr), float(warmup_frac))[1][:, -1]
     return dict(zip([*DESIGNS, "constant", "constant / 10"], final.tolist()))
+
+
+_CANVAS: dict = {}
+_LR_AT = np.unique(np.concatenate([np.arange(0, 20), np.arange(0, STEPS, 3), [STEPS - 1]]))  # 113 of 300 steps
+_LOSS_AT = np.unique(np.concatenate([np.arange(0, 20), np.arange(0, STEPS + 1, 3)]))  # 114 of 301 points
+
+
+def _set_labels(ax, lines, labels) -> None:
+    """New labels for ``lines``, in the artists and in the legend (its entries are in the same order)."""
+    for ln, text, label in zip(lines, ax.get_legend().get_texts(), labels):
+        ln.set_label(label)
+        text.set_text(label)
+
+
+def _designer_canvas():
+    """The designer's figure, built once and updated in place by every frame (a new two-panel figure costs tens
+    of milliseconds, most of a frame). The figure one call returns is changed by the next call."""
+    if "designer" not in _CANVAS:
+        fig, (a, b) = plots.figure(1, 2, size=(8.4, 3.3), layout="fixed")
+        rate, = a.plot([], [], lw=2, label="schedule")
+        peak = a.axhline(1.0, color="0.6", ls="--", lw=1, label="constant (peak)")
+        a.set(xlabel="step", ylabel="learning rate", xlim=(0, STEPS - 1), title="the schedule")
+        a.legend(loc="upper right", fontsize=8)
+        hi, = b.semilogy([], [], color="0.6", ls="--", lw=1, label="constant")
+        lo, = b.semilogy([], [], color="0.4", ls=":", lw=1, label="constant / 10")
+        sched, = b.semilogy([], [], lw=2, color=plots.PALETTE[1], label="schedule")
+        b.set(xlabel="step", ylabel="expected loss", xlim=(0, STEPS), ylim=(5e-3, 5))
+        b.legend(loc="upper right", fontsize=8)
+        _CANVAS["designer"] = (fig, a, b, rate, peak, hi, lo, sched)
+    return _CANVAS["designer"]
 
 
 def render_designer(schedule: str, peak_lr: float, warmup_frac: float) -> Figure:
     """Left: the schedule's rate. Right: expected loss on the noisy quadratic, against two constant rates."""
-    lrs = design_lrs(schedule, peak_lr, warmup_frac)
-    const_hi = torch.full((STEPS,), peak_lr, dtype=torch.float64)
-    const_lo = const_hi / 10
-    loss = schedules.noisy_quadratic_loss(torch.stack([lrs, const_hi, const_lo]), **NQM)  # (3, T + 1)
-    fig, (a, b) = plots.figure(1, 2, size=(8.4, 3.3), layout="fixed")
-    a.plot(lrs, lw=2, label=schedule)
-    a.axhline(peak_lr, color="0.6", ls="--", lw=1, label="constant (peak)")
-    a.set(xlabel="step", ylabel="learning rate", ylim=(0, 1.05 * max(peak_lr, float(lrs.max()))), title="the schedule")
-    a.legend(loc="upper right", fontsize=8)
-    b.semilogy(loss[1], color="0.6", ls="--", lw=1, label=f"constant {peak_lr:.2g}")
-    b.semilogy(loss[2], color="0.4", ls=":", lw=1, label=f"constant {peak_lr / 10:.2g}")
-    b.semilogy(loss[0], lw=2, color=plots.PALETTE[1], label=schedule)
-    b.set(xlabel="step", ylabel="expected loss", ylim=(5e-3, 5), title=f"final loss {float(loss[0, -1]):.3g} (constants: {float(loss[1, -1]):.3g}, {float(loss[2, -1]):.3g})")
-    b.legend(loc="upper right", fontsize=8)
+    if schedule not in DESIGNS:
+        raise ValueError(f"schedule: expected one of {DESIGNS}, got {schedule!r}")
+    lrs, loss = _designer_losses(float(peak_lr), float(warmup_frac))
+    i = DESIGNS.index(schedule)
+    fig, a, b, rate, peak, hi, lo, sched = _designer_canvas()
+    rate.set_data(_LR_AT, lrs[i, _LR_AT].numpy())
+    peak.set_ydata([peak_lr, peak_lr])
+    a.set_ylim(0, 1.05 * max(peak_lr, float(lrs[i].max())))
+    for line, row in ((hi, -2), (lo, -1), (sched, i)):
+        line.set_data(_LOSS_AT, loss[row, _LOSS_AT].numpy())
+    _set_labels(a, (rate, peak), (schedule, "constant (peak)"))
+    _set_labels(b, (hi, lo, sched), (f"constant {peak_lr:.2g}", f"constant {peak_lr / 10:.2g}", schedule))
+    b.set_title(f"final loss {float(loss[i, -1]):.3g} (constants: {float(loss[-2, -1]):.3g}, {float(loss[-1, -1]):.3g})")
     return fig
+
+
+def _designer_alt(schedule: str, peak_lr: float, warmup_frac: float) -> str:
+    lrs, loss = _designer_losses(float(peak_lr), float(warmup_frac))
+    i = DESIGNS.index(schedule)
+    end, hi, lo = float(loss[i, -1]), float(loss[-2, -1]), float(loss[-1, -1])
+    where = ("below both constants" if end < min(hi, lo) else "above both constants" if end > max(hi, lo)
+             else "between the two constants")
+    warm = f" with {warmup_frac:.0%} warm-up" if schedule in WARMS_UP else ""
+    return (f"Left: the {schedule} learning rate over {STEPS} steps, peaking at {peak_lr:g}{warm}, ending at "
+            f"{float(lrs[i, -1]):.3g}. Right: on a noisy quadratic its expected loss ends at {end:.3g}, {where}: "
+            f"the constant peak rate ends at {hi:.3g} and a tenth of it at {lo:.3g} (log scale)")
 
 
 @registered
@@ -78,12 +151,13 @@ def designer_explorer() -> Explorer:
         render_designer,
         controls={
             "schedule": Choice(DESIGNS, default="warmup + cosine", label="schedule"),  # every frame also draws the constants
-            "peak_lr": Slider(0.1, 1.8, default=1.5, static=[0.5, 1.5], label="peak rate", fill=False),  # 6 x 2 static frames
-            "warmup_frac": Slider(0.01, 0.5, default=0.1, static=[0.1], label="warmup fraction", fill=False),
+            "peak_lr": Slider(0.1, 1.8, default=1.5, static=list(DESIGN_PEAKS), label="peak rate", fill=False),
+            "warmup_frac": Choice(list(DESIGN_WARMUPS), default=0.1, labels=[f"{w:.0%}" for w in DESIGN_WARMUPS],
+                                  label="warm-up (share of the run)"),
         },
         title="Schedule designer: the rate and the loss it buys on a noisy quadratic",
-        alt="Left: the {schedule} learning rate over 300 steps peaking at {peak_lr:.2g} with warmup fraction {warmup_frac:.2g}. "
-            "Right: expected loss on a noisy quadratic on a log scale, for that schedule and for constant rates at the peak and a tenth of it",
+        alt=_designer_alt,
+        max_frames=len(DESIGNS) * len(DESIGN_PEAKS) * len(DESIGN_WARMUPS),
     )
 
 
