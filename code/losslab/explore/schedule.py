@@ -8,13 +8,14 @@
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from .. import plots, schedules
+from .. import backend, plots, schedules
 from . import Choice, Explorer, Slider, registered
 
 STEPS = 300
@@ -161,47 +162,127 @@ def designer_explorer() -> Explorer:
     )
 
 
+#: The static book's smoothings, upper bounds and lower bounds (every combination).
+RANGE_SMOOTHINGS = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99)
+RANGE_MAXES = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)
+RANGE_MINS = (1e-5, 1e-4, 1e-3)
+RANGE_STEPS = 100
+_RANGE_KW = dict(batch_size=16, seeds=(0, 1, 2))  # three MLPs per test, their losses averaged
+
+
+def _stop_at_divergence(losses: torch.Tensor, smoothing: float = 0.98, stop_factor: float = 4.0) -> torch.Tensor:
+    """``losses`` (N,) with NaN after the step where :func:`losslab.schedules.lr_range_test` stops (the first
+    non-finite loss, or the first smoothed loss above ``stop_factor`` times its best)."""
+    out = losses.clone()
+    m, best = 0.0, math.inf
+    for i, loss in enumerate(losses.tolist()):
+        stop = not math.isfinite(loss)
+        if not stop:
+            m = smoothing * m + (1 - smoothing) * loss
+            sm = m / (1 - smoothing ** (i + 1))
+            best = min(best, sm)
+            stop = sm > stop_factor * best
+        if stop:
+            out[i + 1:] = math.nan
+            break
+    return out
+
+
+@lru_cache(maxsize=1)
+def _range_grid() -> dict[tuple[float, float], torch.Tensor]:
+    """Raw losses (NaN after the stop) of every (min_lr, max_lr) of the static grid: one batched run of
+    :class:`losslab.schedules.BatchedMLP`, copy k of each seed sweeping setting k's rates (same weights and
+    minibatches as a test run alone)."""
+    pairs = [(lo, hi) for lo in RANGE_MINS for hi in RANGE_MAXES]
+    table = torch.stack([schedules.range_test_lrs(RANGE_STEPS, min_lr=lo, max_lr=hi) for lo, hi in pairs])  # (K, T)
+    seeds = _RANGE_KW["seeds"]
+    net = schedules.BatchedMLP(seeds, n_copies=len(pairs), batch_size=_RANGE_KW["batch_size"])
+    rows = []
+    with backend.single_thread(net.params[0].device):
+        for t in range(RANGE_STEPS):
+            loss = net.step(table[:, t].repeat_interleave(len(seeds)).to(torch.float32))  # model k * S + s: setting k
+            rows.append(loss.detach().double().view(len(pairs), len(seeds)).mean(1).cpu())
+    losses = torch.stack(rows, 1)  # (K, T)
+    return {pair: _stop_at_divergence(losses[k]) for k, pair in enumerate(pairs)}
+
+
 @lru_cache(maxsize=16)
 def _range_run(min_lr: float, max_lr: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Raw (lrs, losses) of a digits range test (NaN after it stopped at divergence)."""
-    run = schedules.digits_range_test(min_lr=min_lr, max_lr=max_lr, num_steps=100, batch_size=16)
-    return schedules.range_test_lrs(100, min_lr=min_lr, max_lr=max_lr), torch.cat(
-        [run.losses, torch.full((100 - len(run.losses),), float("nan"), dtype=torch.float64)])
+    """Raw (lrs, losses) of a digits range test (NaN after it stopped at divergence): read from the static grid's
+    batched run, or run on its own for any other bounds."""
+    lrs = schedules.range_test_lrs(RANGE_STEPS, min_lr=min_lr, max_lr=max_lr)
+    if min_lr in RANGE_MINS and max_lr in RANGE_MAXES:
+        return lrs, _range_grid()[(min_lr, max_lr)]
+    run = schedules.digits_range_test(min_lr=min_lr, max_lr=max_lr, num_steps=RANGE_STEPS, **_RANGE_KW)
+    return lrs, torch.cat([run.losses, torch.full((RANGE_STEPS - len(run.losses),), float("nan"), dtype=torch.float64)])
 
 
 def range_test_reading(smoothing: float, max_lr: float, min_lr: float = 1e-4) -> schedules.RangeTest:
-    """The range test that the explorer's frame for these settings shows (its readings are the dashed lines)."""
-    lrs, losses = _range_run(float(min_lr), float(max_lr))
-    return schedules.suggest_lr(lrs, losses, smoothing=smoothing)
+    """The range test that the explorer's frame for these settings shows (its readings are the dashed lines;
+    cached: do not modify its tensors)."""
+    return _range_reading(float(smoothing), float(max_lr), float(min_lr))
+
+
+@lru_cache(maxsize=512)
+def _range_reading(smoothing: float, max_lr: float, min_lr: float) -> schedules.RangeTest:
+    lrs, losses = _range_run(min_lr, max_lr)
+    with backend.single_thread("cpu"):  # 100 numbers: threads cost more than they save
+        return schedules.suggest_lr(lrs, losses, smoothing=smoothing)
+
+
+def _range_canvas():
+    """The range test's figure, built once and updated in place by every frame (a new figure costs tens of
+    milliseconds, most of a frame). The figure one call returns is changed by the next call."""
+    if "range" not in _CANVAS:
+        fig, ax = plots.figure(size=(6.4, 3.4), layout="fixed")
+        raw, = ax.semilogx([1e-4, 1.0], [1.0, 1.0], color="0.7", lw=1, label="minibatch loss")
+        smooth, = ax.semilogx([1e-4, 1.0], [1.0, 1.0], lw=2, label="smoothed")
+        steep = ax.axvline(1e-2, color=plots.PALETTE[1], ls="--", label="steepest")
+        tenth = ax.axvline(1e-3, color=plots.PALETTE[2], ls=":", label="minimum / 10")
+        ax.set(xlabel="learning rate (log scale)", ylabel="training loss", ylim=(0, 3.5))
+        ax.legend(loc="lower left", fontsize=8)
+        _CANVAS["range"] = (fig, ax, raw, smooth, steep, tenth)
+    return _CANVAS["range"]
 
 
 def render_range_test(smoothing: float, max_lr: float, min_lr: float) -> Figure:
     """Loss against rate (log axis), raw and smoothed, with the suggested rate marked."""
     run = range_test_reading(smoothing, max_lr, min_lr)
-    fig, ax = plots.figure(size=(6.4, 3.4), layout="fixed")
-    ax.semilogx(run.lrs, run.losses, color="0.7", lw=1, label="minibatch loss")
-    ax.semilogx(run.lrs, run.smoothed, lw=2, label=f"smoothed ($\\beta$ = {smoothing:.2g})")
-    ax.axvline(run.suggested_lr, color=plots.PALETTE[1], ls="--", label=f"steepest: {run.suggested_lr:.2g}")
-    ax.axvline(run.min_loss_lr / 10, color=plots.PALETTE[2], ls=":", label=f"minimum / 10: {run.min_loss_lr / 10:.2g}")
-    ax.set(xlabel="learning rate (log scale)", ylabel="training loss", xlim=(min_lr, max_lr), ylim=(0, 3.5),
-           title=f"sweep {min_lr:.0e} to {max_lr:.2g} in 100 steps" + (": stopped at divergence" if run.stopped_early else ""))
-    ax.legend(loc="lower left", fontsize=8)
+    fig, ax, raw, smooth, steep, tenth = _range_canvas()
+    raw.set_data(run.lrs.numpy(), run.losses.numpy())
+    smooth.set_data(run.lrs.numpy(), run.smoothed.numpy())
+    steep.set_xdata([run.suggested_lr] * 2)
+    tenth.set_xdata([run.min_loss_lr / 10] * 2)
+    _set_labels(ax, (raw, smooth, steep, tenth), ("minibatch loss", f"smoothed ($\\beta$ = {smoothing:.2g})",
+                                                  f"steepest: {run.suggested_lr:.2g}", f"minimum / 10: {run.min_loss_lr / 10:.2g}"))
+    ax.set_xlim(min_lr, max_lr)
+    ax.set_title(f"sweep {min_lr:.0e} to {max_lr:.2g} in {RANGE_STEPS} steps" + (": stopped at divergence" if run.stopped_early else ""))
     return fig
+
+
+def _range_alt(smoothing: float, max_lr: float, min_lr: float) -> str:
+    run = range_test_reading(smoothing, max_lr, min_lr)
+    k = int(torch.argmin(run.smoothed))
+    end = (f"it stopped at divergence at rate {float(run.lrs[-1]):.2g}, after {len(run.lrs)} steps" if run.stopped_early
+           else f"it ran all {RANGE_STEPS} steps without diverging")
+    return (f"Minibatch loss of three digits networks (averaged) while the learning rate grows geometrically from "
+            f"{min_lr:.0e} to {max_lr:g}: {end}. Smoothed with beta {smoothing:g}, the loss is lowest, "
+            f"{float(run.smoothed[k]):.2f}, at rate {run.min_loss_lr:.2g}, so a tenth of it is {run.min_loss_lr / 10:.2g} "
+            f"(dotted line), and falls fastest at rate {run.suggested_lr:.2g} (dashed line)")
 
 
 @registered
 def range_test_explorer() -> Explorer:
-    for hi in (1.0, 10.0):  # the static grid's runs, once
-        _range_run(1e-4, hi)
+    _range_grid()  # the static grid's runs, once
     return Explorer(
         "schedule.range-test",
         render_range_test,
         controls={
-            "smoothing": Slider(0.0, 0.99, default=0.98, static=[0.0, 0.98], label="smoothing", fill=False),
-            "max_lr": Slider(0.5, 100.0, default=10.0, log=True, static=[1.0, 10.0], label="upper bound", fill=False),
-            "min_lr": Slider(1e-6, 1e-2, default=1e-4, log=True, static=[1e-4], label="lower bound", fill=False),
+            "smoothing": Slider(0.0, 0.99, default=0.98, static=list(RANGE_SMOOTHINGS), label="smoothing", fill=False),
+            "max_lr": Slider(0.5, 100.0, default=10.0, log=True, static=list(RANGE_MAXES), label="upper bound", fill=False),
+            "min_lr": Choice(list(RANGE_MINS), default=1e-4, labels=[f"{v:.0e}" for v in RANGE_MINS], label="lower bound"),
         },
         title="LR range test on digits MLPs: what moves the suggested rate",
-        alt="Training loss against a geometrically growing learning rate from {min_lr:.0e} to {max_lr:.2g}, raw and smoothed with "
-            "beta {smoothing:.2g}, with vertical lines at the steepest-descent rate and at a tenth of the minimum-loss rate",
+        alt=_range_alt,
+        max_frames=len(RANGE_SMOOTHINGS) * len(RANGE_MAXES) * len(RANGE_MINS),
     )
