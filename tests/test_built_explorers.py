@@ -40,8 +40,7 @@ PHONE, LAPTOP = (390, 844), (1366, 900)
 
 #: Explorers whose static grid still has sliders with fewer than 9 positions (each run is costly per frame).
 FEWER_POSITIONS = {
-    "gd.race", "gd.momentum", "loss.outliers", "loss.softmax", "reg.polynomial-capacity",
-    "schedule.designer", "schedule.range-test", "train.convergence-rate",
+    "gd.race", "gd.momentum", "loss.outliers", "loss.softmax",
 }
 
 PAGES = [p for p in bf.notebooks() if 'class="lle"' in (page_of(p).read_text(encoding="utf-8") if page_of(p).exists() else "")]
