@@ -169,6 +169,7 @@ def classifier_runs() -> dict:
     return {"settings": list(grid), "result": res, "prob": prob, "train": train, "val": val}
 
 
+@lru_cache(maxsize=None)  # one figure per (L2 strength, dropout rate): a live update only reads it back
 def render_classifier(strength: float, p: float) -> Figure:
     """Left: P(class 1) of the model trained with this L2 strength and dropout rate; right: its loss curves."""
     train, val, grid, res, gx, gy, prob = _classifier_runs()

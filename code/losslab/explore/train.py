@@ -70,6 +70,7 @@ def _diagnosis(bug: str) -> tuple[T.Finding, ...]:
     return tuple(T.diagnose(gallery_histories()[bug]))
 
 
+@lru_cache(maxsize=None)  # one figure per bug: a live update only reads it back
 def render_pathology(bug: str) -> Figure:
     """Left: losses (top) and gradient norm (bottom) of the run with ``bug``; right: its diagnosis."""
     h = gallery_histories()[bug]
