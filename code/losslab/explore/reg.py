@@ -118,7 +118,8 @@ def _polynomial_alt(degree: int, strength: float) -> str:
 
 @registered
 def polynomial_explorer() -> Explorer:
-    _polynomial_data()
+    for strength in POLY_STRENGTHS:  # the static grid's fits, once (a live update then only draws)
+        polynomial_errors(strength)
     return Explorer(
         "reg.polynomial-capacity",
         render_polynomial,
