@@ -12,8 +12,7 @@ to its controls and records them in the address. Every explorer:
   that exists, is drawn, and carries its own alt text (different from the
   previous position's);
 - offers at least :data:`MIN_POSITIONS` positions on every numeric slider it
-  shows, except the explorers listed in :data:`FEWER_POSITIONS` (issue 19 work
-  not done yet: their data are still computed by costly runs per frame).
+  shows (a control with a single position is not shown in the static book).
 
 A page is opened once per width and every explorer on it is measured there.
 """
@@ -38,11 +37,6 @@ MIN_TEXT_PX = 10
 MIN_PANEL_PX = 200
 PHONE, LAPTOP = (390, 844), (1366, 900)
 
-#: Explorers whose static grid still has sliders with fewer than 9 positions (each run is costly per frame).
-FEWER_POSITIONS = {
-    "reg.polynomial-capacity",
-    "schedule.designer", "schedule.range-test", "train.convergence-rate",
-}
 
 PAGES = [p for p in bf.notebooks() if 'class="lle"' in (page_of(p).read_text(encoding="utf-8") if page_of(p).exists() else "")]
 
@@ -162,8 +156,7 @@ def test_every_control_moves_through_every_position(visits, path):
         assert r["moves"] > 0, f"{r['name']}: no control to move"
         assert not r["problems"], f"{r['name']}: {r['problems'][:6]}"
         few = [s for s in r["sliders"] if s[1] < MIN_POSITIONS]
-        if r["name"] not in FEWER_POSITIONS:
-            assert not few, f"{r['name']}: sliders with fewer than {MIN_POSITIONS} positions: {few}"
+        assert not few, f"{r['name']}: sliders with fewer than {MIN_POSITIONS} positions: {few}"
     assert not visit.errors, f"JavaScript errors: {visit.errors}"
 
 

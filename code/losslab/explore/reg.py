@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 from functools import lru_cache
 
+import numpy as np
 import torch
 from matplotlib.figure import Figure
 
@@ -40,58 +41,96 @@ def _polynomial_data():
     return prob, feats
 
 
+#: The static book's L2 strengths (every degree 1..15 is offered at each).
+POLY_STRENGTHS = (1e-6, 1e-5, 1e-4, 1e-3, 3e-3, 1e-2, 0.1, 1.0, 10.0)
+
+
+@lru_cache(maxsize=32)
 def polynomial_errors(strength: float) -> dict[str, torch.Tensor]:
-    """Ridge fits of every degree 0..15 to the explorer's 20 training points, and their errors.
+    """Ridge fits of every degree 0..15 to the explorer's 20 training points, and their errors (cached: do not
+    modify the tensors).
 
     Returns ``coef`` (16, 16) (row d: the degree-d fit, zero-padded) and
     ``train_rmse``, ``val_rmse`` (15,) for degrees 1..15.
     """
     prob, feats = _polynomial_data()
-    W = R.ridge_fit_degrees(feats["train"], prob.train.y, strength)  # (16, 16): row d = degree-d fit
+    W = R.ridge_fit_degrees(feats["train"], prob.train.y, float(strength))  # (16, 16): row d = degree-d fit
     train_err = (((W @ feats["train"].T) - prob.train.y) ** 2).mean(1).sqrt()[1:]  # (15,): degrees 1..15
     val_err = (((W @ feats["val"].T) - prob.val.y) ** 2).mean(1).sqrt()[1:]  # (15,)
     return {"coef": W, "train_rmse": train_err, "val_rmse": val_err}
 
 
+_CANVAS: dict = {}
+
+
+def _polynomial_canvas():
+    """The explorer's figure, built once and updated in place by every frame (a new two-panel figure costs tens of
+    milliseconds, most of a frame). The figure one call returns is changed by the next call."""
+    if "poly" not in _CANVAS:
+        prob, feats = _polynomial_data()
+        fig, (ax, ax2) = plots.figure(1, 2, size=(9.0, 3.6), layout="fixed")
+        ax.scatter(prob.val.x[:100], prob.val.y[:100], s=6, color="0.75", label="validation")
+        ax.plot(prob.x_grid, prob.f_grid, color="0.3", lw=1, ls="--", label="true $f$")
+        fit, = ax.plot([], [], color=plots.PALETTE[0], lw=2, label="fit")
+        ax.scatter(prob.train.x, prob.train.y, s=18, color=plots.PALETTE[1], zorder=3, label="training")
+        ax.set(xlim=(-1, 1), ylim=(-3.5, 3.5), xlabel="x", ylabel="y")
+        ax.legend(loc="upper left", fontsize=8, ncol=2)
+        degrees = list(range(1, MAX_DEGREE + 1))
+        tr, = ax2.plot(degrees, [1.0] * MAX_DEGREE, "o-", ms=3, color=plots.PALETTE[1], label="training")
+        va, = ax2.plot(degrees, [1.0] * MAX_DEGREE, "o-", ms=3, color=plots.PALETTE[0], label="validation")
+        ax2.axhline(prob.noise, color="0.5", lw=0.8, ls=":", label="noise level")
+        at = ax2.axvline(1, color="0.3", lw=0.8)
+        ax2.set(yscale="log", ylim=(0.05, 10), xlabel="polynomial degree", ylabel="RMSE")
+        ax2.set_title("errors across degrees at this $\\lambda$", fontsize=10)
+        ax2.legend(loc="upper right", fontsize=8)
+        keep = np.unique(np.linspace(0, len(prob.x_grid) - 1, min(len(prob.x_grid), 121)).round().astype(int))
+        _CANVAS["poly"] = (fig, ax, fit, tr, va, at, keep)
+    return _CANVAS["poly"]
+
+
 def render_polynomial(degree: int, strength: float) -> Figure:
     """Left: the ridge fit of the given degree; right: training and validation RMSE for every degree."""
     prob, feats = _polynomial_data()
-    degrees = range(1, MAX_DEGREE + 1)
     errors = polynomial_errors(strength)
     train_err, val_err = errors["train_rmse"].tolist(), errors["val_rmse"].tolist()
-    fit = feats["grid"] @ errors["coef"][degree]  # (G,)
-    fig, (ax, ax2) = plots.figure(1, 2, size=(9.0, 3.6), layout="fixed")
-    ax.scatter(prob.val.x[:100], prob.val.y[:100], s=6, color="0.75", label="validation")
-    ax.plot(prob.x_grid, prob.f_grid, color="0.3", lw=1, ls="--", label="true $f$")
-    ax.plot(prob.x_grid, fit, color=plots.PALETTE[0], lw=2, label="fit")
-    ax.scatter(prob.train.x, prob.train.y, s=18, color=plots.PALETTE[1], zorder=3, label="training")
-    ax.set(xlim=(-1, 1), ylim=(-3.5, 3.5), xlabel="x", ylabel="y")
+    fig, ax, fit, tr, va, at, keep = _polynomial_canvas()
+    curve = feats["grid"] @ errors["coef"][degree]  # (G,)
+    fit.set_data(prob.x_grid[keep].numpy(), curve[keep].numpy())  # about 120 of the grid's points
+    tr.set_ydata(train_err)
+    va.set_ydata(val_err)
+    at.set_xdata([degree, degree])
     ax.set_title(f"degree {degree}, $\\lambda$ = {strength:.0e}: train {train_err[degree - 1]:.2f}, "
                  f"val {val_err[degree - 1]:.2f}", fontsize=10)
-    ax.legend(loc="upper left", fontsize=8, ncol=2)
-    ax2.plot(list(degrees), train_err, "o-", ms=3, color=plots.PALETTE[1], label="training")
-    ax2.plot(list(degrees), val_err, "o-", ms=3, color=plots.PALETTE[0], label="validation")
-    ax2.axhline(prob.noise, color="0.5", lw=0.8, ls=":", label="noise level")
-    ax2.axvline(degree, color="0.3", lw=0.8)
-    ax2.set(yscale="log", ylim=(0.05, 10), xlabel="polynomial degree", ylabel="RMSE")
-    ax2.set_title("errors across degrees at this $\\lambda$", fontsize=10)
-    ax2.legend(loc="upper right", fontsize=8)
     return fig
+
+
+def _polynomial_alt(degree: int, strength: float) -> str:
+    prob, _ = _polynomial_data()
+    e = polynomial_errors(strength)
+    tr, va = e["train_rmse"], e["val_rmse"]
+    best = int(va.argmin())
+    return (f"Left: the degree-{degree} ridge fit with L2 strength {strength:g} to 20 noisy points of a sine-like "
+            f"curve: training RMSE {float(tr[degree - 1]):.2f}, validation RMSE {float(va[degree - 1]):.2f} (the noise "
+            f"level is {prob.noise:g}). Right: at this strength, over degrees 1 to 15 the training RMSE goes from "
+            f"{float(tr[0]):.2f} to {float(tr[-1]):.2f} and the validation RMSE from {float(va[0]):.2f} to "
+            f"{float(va[-1]):.2f}, lowest at degree {best + 1} ({float(va[best]):.2f})")
 
 
 @registered
 def polynomial_explorer() -> Explorer:
-    _polynomial_data()
+    for strength in POLY_STRENGTHS:  # the static grid's fits, once (a live update then only draws)
+        polynomial_errors(strength)
     return Explorer(
         "reg.polynomial-capacity",
         render_polynomial,
         controls={
-            "degree": Slider(1, MAX_DEGREE, default=9, integer=True, step=1, static=[1, 3, 9, 15], label="degree", fill=False),
-            "strength": Slider(1e-6, 10.0, default=1e-6, log=True, static=[1e-6, 1e-2, 10.0], label="L2 strength λ", fill=False),
+            "degree": Slider(1, MAX_DEGREE, default=9, integer=True, step=1, static=list(range(1, MAX_DEGREE + 1)),
+                             label="degree", fill=False),
+            "strength": Slider(1e-6, 10.0, default=1e-6, log=True, static=list(POLY_STRENGTHS), label="L2 strength λ",
+                               fill=False),
         },
         title="Capacity and L2: polynomial degree and ridge strength",
-        alt=("Ridge fit of degree {degree} with L2 strength {strength:.0e} to 20 noisy points, beside training "
-             "and validation RMSE against polynomial degree"),
+        alt=_polynomial_alt,
     )
 
 
@@ -131,6 +170,7 @@ def classifier_runs() -> dict:
     return {"settings": list(grid), "result": res, "prob": prob, "train": train, "val": val}
 
 
+@lru_cache(maxsize=None)  # one figure per (L2 strength, dropout rate): a live update only reads it back
 def render_classifier(strength: float, p: float) -> Figure:
     """Left: P(class 1) of the model trained with this L2 strength and dropout rate; right: its loss curves."""
     train, val, grid, res, gx, gy, prob = _classifier_runs()
@@ -156,6 +196,29 @@ def render_classifier(strength: float, p: float) -> Figure:
     return fig
 
 
+def _classifier_alt(strength: float, p: float) -> str:
+    """What the frame for this L2 strength and dropout rate shows, read from the same run."""
+    train, val, grid, res, gx, gy, prob = _classifier_runs()
+    i = grid.index((strength, p))
+    v = res.val_loss[i]
+    lo = int(v.argmin())
+    return (f"Left: the decision boundary of a two-hidden-layer network trained on 60 noisy two-moons points with L2 "
+            f"strength {strength:g} and dropout {p:g}, over its predicted probabilities; its validation error is "
+            f"{float(res.val_error[i, -1]):.3f}. Right: its losses over {res.step_loss.shape[1]} steps on a log scale: "
+            f"the training loss in evaluation mode ends at {float(res.train_loss[i, -1]):.3f}, the validation loss "
+            f"is lowest at step {int(res.steps[lo])} ({float(v[lo]):.2f}) and ends at {float(v[-1]):.2f}"
+            + (f"; the loss of each step as trained, with dropout on, changes from step to step {_jitter(i) / _jitter(grid.index((strength, 0.0))):.1f} "
+               "times as much as without dropout at this strength" if p > 0 else
+               "; the thin line is the loss of each step as trained"))
+
+
+def _jitter(i: int) -> float:
+    """Typical step-to-step change of the log training-mode loss of model ``i`` over the second half of training."""
+    res = _classifier_runs()[3]
+    late = res.step_loss[i, res.step_loss.shape[1] // 2:].log()
+    return float((late[1:] - late[:-1]).abs().mean())
+
+
 @registered
 def classifier_explorer() -> Explorer:
     _classifier_runs()
@@ -167,7 +230,5 @@ def classifier_explorer() -> Explorer:
             "p": Choice(list(DROPOUT_OPTIONS), default=0.0, labels=[f"{v:g}" for v in DROPOUT_OPTIONS], label="dropout p"),
         },
         title="A small network on two moons: L2 strength and dropout rate",
-        alt=("Decision boundary of a two-hidden-layer network trained on 60 noisy two-moons points with L2 "
-             "strength {strength:g} and dropout {p:g}, beside its loss curves: the training loss of each step as "
-             "trained (dropout on, when p > 0), and the training and validation losses in evaluation mode"),
+        alt=_classifier_alt,
     )
