@@ -26,7 +26,6 @@ from typing import Mapping
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 
 from .. import data, landscapes, plots
 from . import Choice, Explorer, Slider, registered
@@ -173,29 +172,29 @@ def render_test_function(function: str, point: str) -> Figure:
     ax.contourf(xs, ys, z, levels=levels, cmap="viridis", extend="max")
     (x0, x1), (y0, y1) = fn.domain
     span = 0.16 * min(x1 - x0, y1 - y0)
-    handles = []
+    # every legend entry is a drawn, labelled artist, so that the browser's legend (figure descriptions
+    # read the axes' artists, not proxy handles) says the same as matplotlib's
     if geo.critical:
-        handles.append(Line2D([], [], color="#D55E00", marker="o", ls="none", mfc="white",
-                              label="gradient = 0 here: no arrow"))
+        ax.plot([px], [py], "o", color="white", mec="black", ms=7, zorder=4, label="gradient = 0 here: no arrow")
     else:
-        ax.annotate("", xy=(px + geo.arrow[0], py + geo.arrow[1]), xytext=(px, py),
-                    arrowprops=dict(arrowstyle="-|>", color="#D55E00", lw=2), zorder=6)  # on top
         scale = "longest arrow: gradient capped" if geo.capped else "length proportional to |grad f|"
-        handles.append(Line2D([], [], color="#D55E00", lw=2, marker=">", markevery=[1],
-                              label=f"gradient ({scale})"))
+        ax.plot([px, px + geo.arrow[0]], [py, py + geo.arrow[1]], color="#D55E00", lw=2, zorder=5,
+                label=f"gradient ({scale})")
+        ax.annotate("", xy=(px + geo.arrow[0], py + geo.arrow[1]), xytext=(px, py),
+                    arrowprops=dict(arrowstyle="-|>", color="#D55E00", lw=2), zorder=6)  # the head, on top
     for j, colour in ((0, "#56B4E9"), (1, "#CC79A7")):
         style, words = CURVATURE_STYLE[geo.curvature[j]]
         v = geo.vec[:, j] * span * 0.8
-        ax.plot([px - v[0], px + v[0]], [py - v[1], py + v[1]], color=colour, lw=2.2, ls=style, zorder=3)
-        handles.append(Line2D([], [], color=colour, lw=2.2, ls=style,
-                              label=f"eigenvector, eigenvalue {geo.eig[j]:.4g}: {words}"))
-    ax.plot([px], [py], "o", color="white", mec="black", ms=7, zorder=4)
+        ax.plot([px - v[0], px + v[0]], [py - v[1], py + v[1]], color=colour, lw=2.2, ls=style, zorder=3,
+                label=f"eigenvector, eigenvalue {geo.eig[j]:.4g}: {words}")
+    if not geo.critical:
+        ax.plot([px], [py], "o", color="white", mec="black", ms=7, zorder=4)
     for m in fn.minima:
         ax.plot([m[0]], [m[1]], "*", color="white", ms=9, mec="black", mew=0.6)
     ax.set(xlim=(x0, x1), ylim=(y0, y1), xlabel="x", ylabel="y")
     ax.set_aspect("equal", adjustable="box")  # right angles look right
     ax.grid(False)
-    ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.01), fontsize=7.5, frameon=False,
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), fontsize=7.5, frameon=False,
               borderaxespad=0.0, handlelength=2.6)
     fig.suptitle(
         f"{function_label(function)} at ({px:.3g}, {py:.3g}): f = {geo.value:.4g}, |grad f| = {geo.grad_norm:.3g}\n"
