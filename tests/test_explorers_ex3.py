@@ -319,3 +319,13 @@ def test_layout_wraps_figure_and_panel_titles_at_phone_width_and_makes_room():
     assert laptop["annotations"][1]["text"] == "short"
     assert laptop["margin"]["t"] == 24 + 8 + 18 and laptop["height"] == 340 + 24 + 8 + 18 + 0 + 0
     assert phone["height"] > laptop["height"]
+
+
+def test_step_note_reaches_the_browser_drawing():
+    """The line under each step's title is part of the figure description (a figure-level text would be dropped)."""
+    from losslab.explore.figure import describe
+
+    for step in (0, 3):
+        view = bp.step_view(step)
+        texts = [a["text"] for a in describe(bp.render_steps(step))["layout"]["annotations"]]
+        assert any(view.title in t and view.note in t for t in texts), texts

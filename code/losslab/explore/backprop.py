@@ -251,11 +251,12 @@ def render_steps(step: int) -> Figure:
     """The example graph after ``step`` steps of backward (0: forward values only)."""
     layout, _ = _trace()
     view = step_view(step)
-    fig, ax = plots.figure(size=(8.6, 3.1), layout="fixed")
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.1, top=0.9)
+    fig, ax = plots.figure(size=(8.6, 3.3), layout="fixed")
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.03, top=0.84)
     draw_graph(ax, layout, grads=view.grads, rule=view.rule, received=view.received)
-    ax.set_title(view.title, fontsize=10)
-    fig.text(0.5, 0.04, view.note, ha="center", fontsize=8.5, color="0.25")
+    # the note is the title's second line: a figure-level text would not reach the browser's drawing,
+    # and a title wraps there to the width it has
+    ax.set_title(f"{view.title}\n{view.note}", fontsize=10)
     return fig
 
 
