@@ -10,7 +10,6 @@ title wrapping (``explorer.js``) with Node, where Node is installed.
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 import shutil

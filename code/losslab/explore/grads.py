@@ -386,11 +386,13 @@ def signal_alt(activation: str, init: str) -> str:
     """The alt text of one frame of :func:`signal_explorer`, from :func:`signal_summary`."""
     s = signal_summary(activation, init)
     ratios = ", ".join(f"{_ratio(s[f'ratio_{d}'])} at depth {d}" for d in DEPTHS)
+    scaled = "" if activation in ("sigmoid", "tanh") else ", each divided by its root mean square"
     return (f"Two panels for {_ACT_WORDS.get(activation, activation)} networks with "
             f"{_INIT_WORDS.get(init, init)} initialization. Left: the gradient norm of each layer's weights on a log "
-            f"scale; the first layer's norm divided by the last layer's is {ratios}. Right: histograms of the activations of the "
-            f"{DEPTHS[-1]}-layer network at layers {', '.join(map(str, HIST_LAYERS))}; their standard deviation goes "
-            f"from {s['std_first']:.2g} at layer 1 to {s['std_last']:.2g} at layer {DEPTHS[-1]}")
+            f"scale; the first layer's norm divided by the last layer's is {ratios}. Right: histograms of the "
+            f"activations of the {DEPTHS[-1]}-layer network at layers {', '.join(map(str, HIST_LAYERS))}{scaled}; "
+            f"the activations' standard deviation goes from {s['std_first']:.2g} at layer 1 to {s['std_last']:.2g} "
+            f"at layer {DEPTHS[-1]}")
 
 
 # --- explorer 2: remedies ----------------------------------------------------------------
