@@ -115,9 +115,13 @@ class PointGeometry:
     kind: str
 
 
+_NAMES = {"rosenbrock": "Rosenbrock", "himmelblau": "Himmelblau", "beale": "Beale", "rastrigin": "Rastrigin",
+          "six_hump_camel": "six-hump camel"}
+
+
 def function_label(function: str) -> str:
-    """How the book names a test function: ``"six hump camel"`` for ``six_hump_camel``."""
-    return function.replace("_", " ")
+    """How the text names a test function: ``"Rosenbrock"``, ``"six-hump camel"`` (never ``six_hump_camel``)."""
+    return _NAMES.get(function, function.replace("_", " "))
 
 
 @lru_cache(maxsize=64)
@@ -210,7 +214,8 @@ def function_point_alt(function: str, point: str) -> str:
     """The alt text of one frame of :func:`test_function_explorer`: what :func:`point_geometry` found there."""
     geo = point_geometry(function, point)
     px, py = geo.point
-    head = (f"Contour plot of the {function_label(function)} test function at {point}, ({px:.3g}, {py:.3g})"
+    where = "its global minimum" if point == "global minimum" else point
+    head = (f"Contour plot of the {function_label(function)} test function at {where}, ({px:.3g}, {py:.3g})"
             f"{' (' + geo.note.rstrip('; ') + ')' if geo.note else ''}: f = {geo.value:.4g}; ")
     if geo.critical:
         grad = "the gradient is zero, so no arrow is drawn; "
@@ -230,7 +235,7 @@ def test_function_explorer() -> Explorer:
         "landscape.test-functions",
         render_test_function,
         controls={
-            "function": Choice(names, default="himmelblau", labels=[function_label(n) for n in names],
+            "function": Choice(names, default="himmelblau", labels=[n.replace("_", " ") for n in names],
                                label="function"),
             "point": Choice(list(POINTS), default="another critical point", label="point"),
         },
