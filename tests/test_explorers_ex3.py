@@ -147,6 +147,7 @@ def test_test_function_alt_and_legend_agree_on_the_line_styles():
 
 def test_slice_alt_states_the_frame_numbers():
     scans = fake_scans(1)
+    scans[("wide (64-128-10)", "none")] = scans[("wide (64-128-10)", "none")] * 1e4  # large losses: written out
     ex = ls.network_slice_explorer(scans)
     model, norm = "deep (4 x 32)", "none"
     text = ex.alt(model=model, normalization=norm, scale=1.0)
@@ -156,8 +157,8 @@ def test_slice_alt_states_the_frame_numbers():
     assert f"and {z[inside, inside].max():.3g} at the worst point" in text
     assert f"this one's rises to {z[14, inside].max():.3g}" in text
     others = [scans[(m, norm)][14, inside].max() for m in ls.NETWORKS if m != model]
-    assert f"against {min(others):.3g} to {max(others):.3g} for the other 3 networks" in text
-    assert "raw Gaussian" in text
+    assert f"against {min(others):.3g} to {max(others):,.0f} for the other 3 networks" in text
+    assert "raw Gaussian" in text and "e+0" not in text
     fig = ex.render(model=model, normalization=norm, scale=1.0)
     assert f"loss {z[14, 14]:.3g} at the centre, {z[inside, inside].max():.3g} at worst" in fig._suptitle.get_text()
 

@@ -356,19 +356,24 @@ def slice_view(scans: Mapping[tuple[str, str], np.ndarray], span: float, model: 
 _DIRECTION_WORDS = {"filter": "filter-normalized", "none": "raw Gaussian"}
 
 
+def _amount(x: float) -> str:
+    """A loss in words a screen reader reads well: three significant digits, thousands written out (29,600, not 2.96e+04)."""
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.3g}"
+
+
 def network_slice_alt(scans: Mapping[tuple[str, str], np.ndarray], span: float, model: str, normalization: str,
                       scale: float) -> str:
     """The alt text of one frame of :func:`network_slice_explorer`, from :func:`slice_view`."""
     v = slice_view(scans, span, model, normalization, scale)
     peak = float(v.profiles[model].max())
     others = [float(p.max()) for m, p in v.profiles.items() if m != model]
-    rest = (f", against {min(others):.3g} to {max(others):.3g} for the other {len(others)} networks" if len(others) > 1
-            else f", against {others[0]:.3g} for the other network" if others else "")
+    rest = (f", against {_amount(min(others))} to {_amount(max(others))} for the other {len(others)} networks"
+            if len(others) > 1 else f", against {_amount(others[0])} for the other network" if others else "")
     return (f"Contour plot of the log training loss of the {model} network over a plane through its trained weights "
             f"along two {_DIRECTION_WORDS.get(normalization, normalization)} random directions, within plus or minus "
-            f"{scale:.2g}: the loss is {v.centre:.3g} at the trained weights and {v.worst:.3g} at the worst point of "
-            f"the plane. Beside it, the loss along the first direction for every network: this one's rises to "
-            f"{peak:.3g}{rest}")
+            f"{scale:.2g}: the loss is {_amount(v.centre)} at the trained weights and {_amount(v.worst)} at the worst "
+            f"point of the plane. Beside it, the loss along the first direction for every network: this one's rises "
+            f"to {_amount(peak)}{rest}")
 
 
 def render_network_slice(scans: Mapping[tuple[str, str], np.ndarray], span: float, model: str,
