@@ -2,7 +2,9 @@
 // the controls' positions; the controls pick a frame and plotly.js (vendored in
 // the book's _static: plotly.js's cartesian partial bundle, loaded once, when the first explorer scrolls into view)
 // draws it, with hover values. Traces shared by several frames are stored once.
-// On a narrow screen the panels of a multi-panel figure stack vertically.
+// On a narrow screen the panels of a multi-panel figure stack vertically, and
+// titles (the figure's and each panel's) wrap at spaces to the width they have,
+// at their own font size: Plotly does not wrap text, and clips a long title.
 // The settings live in the page address as ?<explorer>.<control>=<value> (for
 // example ?demo.sigmoid-neuron.w=2), read when the page opens and rewritten as
 // controls move, so a link reproduces a view. Query parameters, not the
@@ -60,6 +62,27 @@ window.losslabExplorer = window.losslabExplorer || (function () {
     });
     return Math.max(1, xs.length);
   }
+  // Width of an average character of the sans-serif figure text, in units of its font size
+  // (system-ui, digits and lower case; a little generous, so that a wrapped line always fits).
+  var CHAR_EM = 0.58;
+  var TITLE_LINE = 18;    // CSS px per line of the figure title (13 px text)
+  var PANEL_LINE = 17;    // CSS px per line of a panel title
+  function visible(text) { return text.replace(/<[^>]*>/g, ''); }
+  // `text` (lines split by <br>) with each line broken at spaces into lines of at most
+  // maxPx / (fontPx * CHAR_EM) characters; a single word longer than that stays whole.
+  function wrapText(text, maxPx, fontPx) {
+    var limit = Math.max(8, Math.floor(maxPx / (fontPx * CHAR_EM)));
+    return String(text).split('<br>').map(function (line) {
+      var words = line.split(' '), lines = [], cur = '';
+      words.forEach(function (w) {
+        var next = cur ? cur + ' ' + w : w;
+        if (cur && visible(next).length > limit) { lines.push(cur); cur = w; } else { cur = next; }
+      });
+      lines.push(cur);
+      return lines.join('<br>');
+    }).join('<br>');
+  }
+  function lineCount(text) { return String(text).split('<br>').length; }
   function legendRows(data, width) {
     var chars = 0;
     data.forEach(function (t) { if (t.showlegend && t.name) chars += t.name.length + 6; });
@@ -74,15 +97,28 @@ window.losslabExplorer = window.losslabExplorer || (function () {
     // stack when a panel would be narrower than MIN_PANEL (side by side, or a lone column beside room for a legend)
     var stack = panels.length > 1 && (width / columns(panels) < MIN_PANEL ||
       panels.some(function (p) { return (p.domain[0][1] - p.domain[0][0]) * width < MIN_PANEL; }));
-    var plotPx;
+    var plotPx, extraTop = 0;
+    var inner = Math.max(width - 16, 100);  // the margins take 8 px a side
+    // Each panel title wraps to its panel's width (the whole width once stacked); extra lines need room above it.
+    function wrapPanelTitle(p, px) {
+      if (p.title < 0 || !layout.annotations[p.title]) return 0;
+      var ann = layout.annotations[p.title];
+      ann.text = wrapText(ann.text, px, (ann.font && ann.font.size) || 13);
+      return lineCount(ann.text) - 1;
+    }
     if (stack) {
       var order = panels.slice().sort(function (a, b) {
         return (b.domain[1][1] - a.domain[1][1]) || (a.domain[0][0] - b.domain[0][0]);
       });
       var n = order.length, gap = 70;  // px between stacked panels: tick labels, axis title, panel title
-      plotPx = n * STACK_PANEL + (n - 1) * gap;
+      var extra = order.map(function (p) { return wrapPanelTitle(p, inner) * PANEL_LINE; });
+      extraTop = extra[0];
+      plotPx = n * STACK_PANEL + (n - 1) * gap + extra.slice(1).reduce(function (a, b) { return a + b; }, 0);
+      var y = 0;  // px from the top of the plot area to the top of the panel
       order.forEach(function (p, i) {
-        var top = 1 - i * (STACK_PANEL + gap) / plotPx, bottom = top - STACK_PANEL / plotPx;
+        if (i > 0) y += gap + extra[i];
+        var top = 1 - y / plotPx, bottom = top - STACK_PANEL / plotPx;
+        y += STACK_PANEL;
         var xa = 'xaxis' + p.x.slice(1), ya = 'yaxis' + p.y.slice(1);
         layout[xa].domain = [0, 1];
         layout[ya].domain = [Math.max(0, bottom), Math.min(1, top)];
@@ -93,10 +129,19 @@ window.losslabExplorer = window.losslabExplorer || (function () {
       });
     } else {
       plotPx = base.height;
+      panels.forEach(function (p) {
+        extraTop = Math.max(extraTop, wrapPanelTitle(p, (p.domain[0][1] - p.domain[0][0]) * inner) * PANEL_LINE);
+      });
     }
-    var titlePx = layout.title ? 8 + 18 * (layout.title.text.split('<br>').length) : 0;
-    layout.height = Math.round(plotPx + legendPx + 24 + titlePx);
-    layout.margin = { l: 8, r: 8, t: 24 + titlePx, b: legendPx + 8 };
+    if (layout.title) {
+      var titleFont = (layout.title.font && layout.title.font.size) || 13;
+      layout.title.text = wrapText(layout.title.text, inner, titleFont);
+      // Plotly raises a title of several lines anchored at its top by about 0.8 em: lower it as much
+      if (lineCount(layout.title.text) > 1) layout.title.pad = { t: 4 + Math.round(0.8 * titleFont) };
+    }
+    var titlePx = layout.title ? 8 + TITLE_LINE * lineCount(layout.title.text) : 0;
+    layout.height = Math.round(plotPx + legendPx + 24 + titlePx + extraTop);
+    layout.margin = { l: 8, r: 8, t: 24 + titlePx + extraTop, b: legendPx + 8 };
     if (layout.legend) { layout.legend.yref = 'container'; layout.legend.yanchor = 'top'; layout.legend.y = (legendPx + 4) / layout.height; }
     layout.autosize = true;
     return layout;
@@ -187,5 +232,5 @@ window.losslabExplorer = window.losslabExplorer || (function () {
       io.observe(box);
     } else { visible = true; draw(); }
   }
-  return { mount: mount };
+  return { mount: mount, layoutFor: layoutFor, wrapText: wrapText, CHAR_EM: CHAR_EM };
 })();

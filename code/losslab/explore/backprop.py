@@ -193,36 +193,99 @@ def _trace():
     return layout, steps
 
 
-def render_steps(step: int) -> Figure:
-    """The example graph after ``step`` steps of backward (0: forward values only)."""
+@dataclass(frozen=True)
+class StepView:
+    """What frame ``step`` of the step-through explorer shows (see :func:`step_view`).
+
+    Attributes
+    ----------
+    step : int
+    grads : list of float or None
+        Each node's gradient as known after ``step`` steps (``None``: not reached yet).
+    rule : int or None
+        The node whose backward rule ran at this step (``None`` at step 0 and for the seed).
+    received : tuple of int
+        The nodes whose gradient this step changed.
+    title, note : str
+        The figure's title and the line beneath it.
+    """
+
+    step: int
+    grads: list
+    rule: int | None
+    received: tuple
+    title: str
+    note: str
+
+
+@lru_cache(maxsize=None)
+def step_view(step: int) -> StepView:
+    """The state of the example graph after ``step`` steps of backward (0: forward values only); cached."""
     layout, steps = _trace()
     nodes = layout.nodes
-    fig, ax = plots.figure(size=(8.6, 3.1), layout="fixed")
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.1, top=0.9)
+    if not 0 <= step <= len(steps):
+        raise ValueError(f"step: expected 0 to {len(steps)}, got {step}")
     if step == 0:
-        draw_graph(ax, layout, grads=[None] * len(nodes))
-        title = "Step 0: the forward pass has computed every value; no gradient is known yet"
-        note = "Each box holds the value computed left to right; backward will fill in dL/d(node) right to left."
+        return StepView(0, [None] * len(nodes), None, (),
+                        "Step 0: the forward pass has computed every value; no gradient is known yet",
+                        "Each box holds the value computed left to right; backward will fill in dL/d(node) right to left.")
+    s = steps[step - 1]
+    known = set()
+    for t in steps[:step]:
+        known.update(t.received)
+    grads = [s.grads[i] if i in known else None for i in range(len(nodes))]
+    if s.node is None:
+        title = "Step 1: seed dL/dL = 1 at the output"
+        note = "Reverse mode starts from the scalar loss: its gradient with respect to itself is 1."
     else:
-        s = steps[step - 1]
-        known = set()
-        for t in steps[:step]:
-            known.update(t.received)
-        grads = [s.grads[i] if i in known else None for i in range(len(nodes))]
-        draw_graph(ax, layout, grads=grads, rule=s.node, received=s.received)
-        if s.node is None:
-            title = "Step 1: seed dL/dL = 1 at the output"
-            note = "Reverse mode starts from the scalar loss: its gradient with respect to itself is 1."
-        else:
-            v = nodes[s.node]
-            title = f"Step {step}: the rule of {v.label} = {v._op} sends {v.label}.grad = {s.grads[s.node]:.3g} to its inputs"
-            parts = [f"{nodes[i].label}.grad -> {s.grads[i]:.3g}" for i in s.received]
-            note = "local derivative x upstream gradient, added (+=) into each input: " + ",  ".join(parts)
-            if any(nodes[i].label == "x" for i in s.received) and step == len(steps):
-                note += "  (x's two paths summed)"
-    ax.set_title(title, fontsize=10)
-    fig.text(0.5, 0.04, note, ha="center", fontsize=8.5, color="0.25")
+        v = nodes[s.node]
+        title = f"Step {step}: the rule of {v.label} = {v._op} sends {v.label}.grad = {s.grads[s.node]:.3g} to its inputs"
+        parts = [f"{nodes[i].label}.grad -> {s.grads[i]:.3g}" for i in s.received]
+        note = "local derivative x upstream gradient, added (+=) into each input: " + ",  ".join(parts)
+        if any(nodes[i].label == "x" for i in s.received) and step == len(steps):
+            note += "  (x's two paths summed)"
+    return StepView(step, grads, s.node, tuple(s.received), title, note)
+
+
+def render_steps(step: int) -> Figure:
+    """The example graph after ``step`` steps of backward (0: forward values only)."""
+    layout, _ = _trace()
+    view = step_view(step)
+    fig, ax = plots.figure(size=(8.6, 3.3), layout="fixed")
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.03, top=0.84)
+    draw_graph(ax, layout, grads=view.grads, rule=view.rule, received=view.received)
+    # the note is the title's second line: a figure-level text would not reach the browser's drawing,
+    # and a title wraps there to the width it has
+    ax.set_title(f"{view.title}\n{view.note}", fontsize=10)
     return fig
+
+
+_OP_WORDS = {"**2": "a square", "+": "a sum", "*": "a product", "tanh": "a tanh"}
+
+
+def step_alt(step: int) -> str:
+    """The alt text of frame ``step`` of :func:`step_explorer`, from :func:`step_view`."""
+    layout, steps = _trace()
+    nodes, view = layout.nodes, step_view(step)
+    head = f"Computational graph of L = (v tanh(w x + b) + x) squared, step {step} of {len(steps)}: "
+    if step == 0:
+        values = ", ".join(f"{v.label} = {v.data:.3g}" for v in nodes)
+        return head + f"the forward pass has computed every value ({values}); no gradient is known yet"
+    before = step_view(step - 1).grads
+    got = ", ".join(f"{nodes[i].label}.grad = {view.grads[i]:.3g}"
+                    + (" (a second contribution added to the first)" if before[i] is not None else "")
+                    for i in view.received)
+    if view.rule is None:
+        did = f"the seed sets {got} at the output"
+    else:
+        v = nodes[view.rule]
+        did = (f"the rule of {v.label}, {_OP_WORDS.get(v._op, v._op)}, sends its gradient {view.grads[view.rule]:.3g} "
+               f"into its inputs, giving {got}")
+    known = [v.label for v, g in zip(nodes, view.grads) if g is not None]
+    waiting = [v.label for v, g in zip(nodes, view.grads) if g is None]
+    rest = f"; gradients known so far: {', '.join(known)}" + (f"; not yet reached: {', '.join(waiting)}" if waiting else
+                                                              "; every gradient is now final")
+    return head + did + rest
 
 
 @registered
@@ -235,8 +298,7 @@ def step_explorer() -> Explorer:
         render_steps,
         controls={"step": Slider(0, n, default=0, integer=True, step=1, static=list(range(n + 1)), label="backward step")},
         title="Backprop one rule at a time: forward values first, then gradients from the output back",
-        alt="Computational graph of L = (v tanh(w x + b) + x) squared after backward step {step}: "
-            "boxes show each node's value and the gradients known so far",
+        alt=step_alt,
     )
 
 
@@ -357,13 +419,13 @@ def _cost_alt(costs: DepthWidthCosts, depth: int, width: int) -> str:
 
 
 @registered
-def cost_explorer(costs: GradientCosts | None = None) -> Explorer:
+def cost_explorer(costs: GradientCosts | None = None, *, measured: DepthWidthCosts | None = None) -> Explorer:
     """The reader sets depth and width and sees the measured cost of a gradient by backprop and by finite differences.
 
-    Measures :func:`depth_width_costs` (a second or two, once per session). ``costs``, the chapter's
-    one-hidden-layer measurements, is accepted for the chapter's call and not needed.
+    Measures :func:`depth_width_costs` (a few seconds, once per session) unless ``measured`` gives them.
+    ``costs``, the chapter's one-hidden-layer measurements, is accepted for the chapter's call and not needed.
     """
-    dw = depth_width_costs()
+    dw = depth_width_costs() if measured is None else measured
     return Explorer(
         "backprop.gradient-cost",
         lambda depth, width: render_costs(dw, depth, width),
@@ -425,24 +487,52 @@ def gradcheck_sweeps() -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
     return steps, {k: gradcheck_sweep(k, steps) for k in _FUNCS}
 
 
+def gradcheck_view(log10_h: float, kind: str) -> tuple[float, float, float]:
+    """What frame ``(log10_h, kind)`` of the gradient-check explorer marks: the step ``s`` of the sweep nearest
+    ``10**log10_h`` and the relative errors there in float64 and float32 (NaN: the step vanished in rounding)."""
+    steps, sweeps = gradcheck_sweeps()
+    j = int(np.argmin(np.abs(np.log10(steps) - log10_h)))
+    return float(steps[j]), float(sweeps[kind]["float64"][j]), float(sweeps[kind]["float32"][j])
+
+
 def render_gradcheck(log10_h: float, kind: str) -> Figure:
     steps, sweeps = gradcheck_sweeps()
     data = sweeps[kind]
     fig, ax = plots.figure(size=(7.0, 3.6), layout="fixed")
     h = 10 ** log10_h
-    j = int(np.argmin(np.abs(np.log10(steps) - log10_h)))
+    s_j, e64, e32 = gradcheck_view(log10_h, kind)
     for c, name in ((0, "float64"), (1, "float32")):
         e = np.maximum(data[name], 1e-17)
         ax.loglog(steps, e, "-", color=plots.PALETTE[c], label=name)
-        ax.plot(steps[j], e[j], "o", color=plots.PALETTE[c], ms=7)
+        ax.plot(s_j, max(e64 if name == "float64" else e32, 1e-17), "o", color=plots.PALETTE[c], ms=7)
     ax.axvline(h, color="0.6", lw=0.8, ls=":")
     ax.axhline(1e-6, color="0.5", lw=0.8, ls="--")
     ax.text(steps[0], 1.6e-6, "typical float64 pass line", fontsize=7.5, color="0.4")
     ax.set(xlabel="step s", ylabel="relative error of the gradient", ylim=(1e-17, 3))
     ax.legend(loc="lower right")
-    e64, e32 = data["float64"][j], data["float32"][j]
     ax.set_title(f"{kind}: s = {h:.0e}, relative error {e64:.1e} (float64), {e32:.1e} (float32)", fontsize=10)
     return fig
+
+
+def _error_words(e: float) -> str:
+    return "no estimate (the step vanishes in rounding)" if not np.isfinite(e) else f"{e:.1e}"
+
+
+def gradcheck_alt(log10_h: float, kind: str) -> str:
+    """The alt text of one frame of :func:`gradcheck_explorer`: the errors at the marked step and the best steps."""
+    steps, sweeps = gradcheck_sweeps()
+    s_j, e64, e32 = gradcheck_view(log10_h, kind)
+    best = []
+    for name in ("float64", "float32"):
+        e = sweeps[kind][name]
+        k = int(np.nanargmin(e))
+        best.append(f"{e[k]:.1e} at s = {steps[k]:.0e} in {name}")
+    fn = {"smooth": "the smooth function (sum of tanh(x) x squared)",
+          "kink": "the function with a kink (sum of 3 relu(x) + x squared, 0.0002 from the kink)"}[kind]
+    verdict = ("passes" if np.isfinite(e64) and e64 < 1e-6 else "fails") + " the typical float64 line of 1e-6"
+    return (f"Relative error of a central-difference gradient against the step size s, for {fn}. At the marked step "
+            f"s = {s_j:.0e} the error is {_error_words(e64)} in float64, which {verdict}, and {_error_words(e32)} in "
+            f"float32. The smallest errors are {best[0]} and {best[1]}")
 
 
 @registered
@@ -455,6 +545,5 @@ def gradcheck_explorer() -> Explorer:
                                     label="log10 step s"),
                   "kind": Choice(["smooth", "kink"], default="smooth", label="function")},
         title="Gradient checking: too small a step drowns in rounding, too large a step in curvature or a kink",
-        alt="Relative error of a central-difference gradient against the step size s, in float64 and float32, "
-            "for the {kind} function, with s = 10^{log10_h:.2g} marked",
+        alt=gradcheck_alt,
     )

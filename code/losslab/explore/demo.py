@@ -9,10 +9,24 @@ from .. import plots
 from . import Explorer, Slider, Toggle, registered
 
 
+def sigmoid_curve(w: float, b: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The drawn curve: ``x`` (241 points on [-6, 6]) and $\\sigma(w x + b)$ there."""
+    x = torch.linspace(-6, 6, 241, dtype=torch.float64)  # (241,)
+    return x, torch.sigmoid(w * x + b)
+
+
+def sigmoid_alt(w: float, b: float, show_slope: bool) -> str:
+    """The alt text of one frame: where the drawn curve starts, crosses 0.5 (steepest) and ends."""
+    x, s = sigmoid_curve(w, b)
+    text = (f"Sigmoid of w x + b for w = {w:.3g} and b = {b:.3g}: an S-curve rising from {float(s[0]):.2g} at x = -6 "
+            f"to {float(s[-1]):.2g} at x = 6, crossing 0.5 at x = {-b / w + 0.0:.3g}, where it is steepest, "
+            f"with slope {w / 4:.3g}")
+    return text + (f"; the slope curve is drawn too, peaking at {w / 4:.3g} at that x" if show_slope else "")
+
+
 def render_sigmoid(w: float, b: float, show_slope: bool) -> Figure:
     """Plot $\\sigma(w x + b)$ for x in [-6, 6], and its derivative in x if ``show_slope``."""
-    x = torch.linspace(-6, 6, 241, dtype=torch.float64)  # (241,)
-    s = torch.sigmoid(w * x + b)
+    x, s = sigmoid_curve(w, b)
     fig, ax = plots.figure(size=(6.4, 3.4), layout="fixed")
     ax.plot(x, s, label=r"$\sigma(wx+b)$")
     if show_slope:
@@ -37,7 +51,5 @@ def sigmoid_explorer() -> Explorer:
             "show_slope": Toggle(default=True, label="show slope"),
         },
         title="A sigmoid neuron: the weight sets the steepness, the bias the position",
-        alt=lambda w, b, show_slope: (
-            f"Sigmoid of w x + b for w = {w:.3g} and b = {b:.3g}: an S-curve from 0 to 1 crossing 0.5 at x = {-b / w + 0.0:.3g}, "
-            f"where it is steepest, with slope {w / 4:.3g}" + ("; the slope curve is drawn below it" if show_slope else "")),
+        alt=sigmoid_alt,
     )

@@ -50,6 +50,10 @@ __all__ = [
     "signal_explorer",
     "render_remedies",
     "remedies_explorer",
+    "signal_summary",
+    "signal_alt",
+    "remedies_summary",
+    "remedies_alt",
 ]
 
 DEPTHS = (5, 10, 20, 50)
@@ -346,10 +350,49 @@ def signal_explorer() -> Explorer:
             "init": Choice(list(nets.INITS), default="xavier", label="initialization"),
         },
         title="Signal propagation through depth",
-        alt=("Two panels for {activation} networks with {init} initialization: the gradient norm of each layer's "
-             "weights on a log scale for depths 5, 10, 20 and 50, and histograms of the activations at layers 1, 5, "
-             "20 and 50 of the 50-layer network"),
+        alt=signal_alt,
     )
+
+
+def signal_summary(activation: str, init: str) -> dict[str, float]:
+    """What a frame of :func:`signal_explorer` shows, in numbers (from the cached :func:`signal_grid`).
+
+    Returns
+    -------
+    dict
+        ``"ratio_<depth>"``: the first hidden layer's weight-gradient norm over the last one's, per depth of
+        :data:`DEPTHS`; ``"std_first"``, ``"std_last"``: the standard deviation of the activations at
+        layers 1 and 50 of the 50-layer network.
+    """
+    grid = signal_grid()
+    out = {}
+    for d in DEPTHS:
+        g = grid[(d, activation, init)].weight_grad_norm
+        out[f"ratio_{d}"] = float(g[0] / g[-1]) if float(g[-1]) > 0 else float("inf")
+    deep = grid[(DEPTHS[-1], activation, init)]
+    out["std_first"], out["std_last"] = float(deep.act_std[0]), float(deep.act_std[-1])
+    return out
+
+
+_INIT_WORDS = {"small": "small", "xavier": "Xavier", "he": "He", "large": "large"}
+_ACT_WORDS = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "ReLU", "gelu": "GELU"}
+
+
+def _ratio(r: float) -> str:
+    return "infinite (the last layer's gradient is zero)" if not np.isfinite(r) else f"{r:.2g}"
+
+
+def signal_alt(activation: str, init: str) -> str:
+    """The alt text of one frame of :func:`signal_explorer`, from :func:`signal_summary`."""
+    s = signal_summary(activation, init)
+    ratios = ", ".join(f"{_ratio(s[f'ratio_{d}'])} at depth {d}" for d in DEPTHS)
+    scaled = "" if activation in ("sigmoid", "tanh") else ", each divided by its root mean square"
+    return (f"Two panels for {_ACT_WORDS.get(activation, activation)} networks with "
+            f"{_INIT_WORDS.get(init, init)} initialization. Left: the gradient norm of each layer's weights on a log "
+            f"scale; the first layer's norm divided by the last layer's is {ratios}. Right: histograms of the "
+            f"activations of the {DEPTHS[-1]}-layer network at layers {', '.join(map(str, HIST_LAYERS))}{scaled}; "
+            f"the activations' standard deviation goes from {s['std_first']:.2g} at layer 1 to {s['std_last']:.2g} "
+            f"at layer {DEPTHS[-1]}")
 
 
 # --- explorer 2: remedies ----------------------------------------------------------------
@@ -394,10 +437,41 @@ def remedies_explorer() -> Explorer:
             "clip": Toggle(False, label="clip gradient norm at 1"),
         },
         title="Remedies for a vanishing gradient",
-        alt=("Training loss over 80 steps of a 10-layer tanh network with small initialization (residual connections: "
-             "{residual}; normalization: {norm}; gradient norm clipped at 1: {clip}) against the same network without "
-             "remedies, and the gradient norm at each step on a log scale"),
+        alt=remedies_alt,
     )
+
+
+def remedies_summary(residual: bool, norm: str, clip: bool) -> dict[str, float]:
+    """What a frame of :func:`remedies_explorer` shows, in numbers (from the cached :func:`remedy_runs`).
+
+    ``"loss"`` and ``"base_loss"``: the smoothed training loss at the last step, with this setting and
+    without any remedy (the drawn curves end there); ``"norm_lo"``, ``"norm_hi"``: the range of this
+    setting's gradient norm over the steps; ``"base_norm_hi"``: the largest without a remedy.
+    """
+    runs = remedy_runs()
+    loss, norms = runs[f"res={residual},norm={norm},clip={clip}"]
+    base_loss, base_norms = runs["res=False,norm=none,clip=False"]
+    return {"loss": float(smooth(loss)[-1]), "base_loss": float(smooth(base_loss)[-1]),
+            "norm_lo": float(np.nanmin(norms)), "norm_hi": float(np.nanmax(norms)),
+            "base_norm_hi": float(np.nanmax(base_norms))}
+
+
+_NORM_WORDS = {"none": "without normalization", "batch": "with batch normalization", "layer": "with layer normalization"}
+
+
+def remedies_alt(residual: bool, norm: str, clip: bool) -> str:
+    """The alt text of one frame of :func:`remedies_explorer`, from :func:`remedies_summary`."""
+    s = remedies_summary(residual, norm, clip)
+    setting = (f"{'with' if residual else 'without'} residual connections, {_NORM_WORDS.get(norm, norm)}, "
+               f"{'with the gradient norm clipped at 1' if clip else 'without clipping'}")
+    if not (residual or clip) and norm == "none":
+        against = "; this is the network without any remedy"
+    else:
+        against = f", against {s['base_loss']:.2f} without any remedy"
+    return (f"Training of a {BASE.depth}-layer tanh network with small initialization, {setting}, over {STEPS} "
+            f"steps: the smoothed training loss ends at {s['loss']:.2f}{against}. Beside it, the gradient norm "
+            f"before clipping on a log scale, between {s['norm_lo']:.2g} and {s['norm_hi']:.2g} (without a remedy it "
+            f"peaks at {s['base_norm_hi']:.2g})")
 
 
 # --- explorer 3: update-to-data ratios during training ---------------------------------------

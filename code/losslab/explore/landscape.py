@@ -3,12 +3,15 @@
 - :func:`test_function_explorer`: a test function and a point on it: contours
   with the gradient arrow (its length proportional to the gradient's, none
   where the gradient vanishes) and the Hessian's eigenvectors (solid: curving
-  up, dashed: curving down, dotted: flat), the 3-D surface, the eigenvalues
-  and the point's type. :func:`point_geometry` computes what is drawn.
+  up, dashed: curving down, dotted: flat), the eigenvalues and the point's
+  type. :func:`point_geometry` computes what is drawn, and the alt text of
+  each frame (:func:`function_point_alt`) says it in words.
 - :func:`network_slice_explorer`: a 2-D slice of a trained network's loss on
   the digits along two random directions, with a 1-D profile; choose the
   model, the normalization of the directions and the scale. The networks are
   trained to the same training loss (:func:`network_models`).
+  :func:`slice_view` computes what a frame draws and states, for the figure
+  and its alt text alike.
 
 Heavy work (training the networks, the scans) happens once in the factory;
 ``render`` only slices precomputed arrays and draws.
@@ -23,14 +26,13 @@ from typing import Mapping
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 
 from .. import data, landscapes, plots
 from . import Choice, Explorer, Slider, registered
 
-__all__ = ["render_test_function", "test_function_explorer", "point_geometry", "PointGeometry", "CURVATURE_STYLE",
-           "network_models", "network_scans", "render_network_slice", "network_slice_explorer", "POINTS",
-           "NETWORKS", "TARGET_LOSS"]
+__all__ = ["render_test_function", "test_function_explorer", "function_point_alt", "point_geometry", "PointGeometry",
+           "CURVATURE_STYLE", "function_label", "network_models", "network_scans", "render_network_slice", "slice_view",
+           "SliceView", "network_slice_alt", "network_slice_explorer", "POINTS", "NETWORKS", "TARGET_LOSS"]
 
 #: The kinds of point the test-function explorer can show.
 POINTS = ("global minimum", "another critical point", "an ordinary point")
@@ -113,8 +115,21 @@ class PointGeometry:
     kind: str
 
 
+_NAMES = {"rosenbrock": "Rosenbrock", "himmelblau": "Himmelblau", "beale": "Beale", "rastrigin": "Rastrigin",
+          "six_hump_camel": "six-hump camel"}
+
+
+def function_label(function: str) -> str:
+    """How the text names a test function: ``"Rosenbrock"``, ``"six-hump camel"`` (never ``six_hump_camel``)."""
+    return _NAMES.get(function, function.replace("_", " "))
+
+
+@lru_cache(maxsize=64)
 def point_geometry(function: str, point: str) -> PointGeometry:
-    """The gradient arrow, eigenvalues, eigenvectors and type at the point ``point`` (one of :data:`POINTS`)."""
+    """The gradient arrow, eigenvalues, eigenvectors and type at the point ``point`` (one of :data:`POINTS`).
+
+    Cached: the frame and its alt text read the same result (treat its arrays as read-only).
+    """
     fn = landscapes.get(function)
     if point not in POINTS:
         raise ValueError(f"point: expected one of {POINTS}, got {point!r}")
@@ -138,66 +153,79 @@ def point_geometry(function: str, point: str) -> PointGeometry:
 
 
 def render_test_function(function: str, point: str) -> Figure:
-    """Contours with gradient and Hessian eigenvectors at a point, beside the 3-D surface.
+    """Contours with the gradient and the Hessian's eigenvectors at a point.
 
     The arrow's length is proportional to the gradient's (capped at 16% of the
     domain), and absent where the gradient vanishes; each eigenvector is drawn
     solid where the function curves up along it, dashed where it curves down
-    and dotted where it is flat; the legend says which is which.
+    and dotted where it is flat; the legend says which is which. (A 3-D view
+    is left out: the book draws its explorers with plotly.js's cartesian
+    bundle, which has no surfaces, and the contours carry the same heights.)
     """
     geo = point_geometry(function, point)
     fn = landscapes.get(function)
     xs, ys, z, _ = _surface(function, 75)
     px, py = geo.point
 
-    fig = Figure(figsize=(8.6, 4.4), layout="none")
-    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.11, top=0.7, wspace=0.12)
-    ax = fig.add_subplot(1, 2, 1)
+    # about square, so that the equal-aspect panel fills the width of a phone (the browser keeps the aspect)
+    fig = Figure(figsize=(4.8, 5.4), layout="none")
+    fig.subplots_adjust(left=0.11, right=0.97, bottom=0.09, top=0.8)
+    ax = fig.add_subplot(1, 1, 1)
     # contour levels at quantiles: even spacing in "how much of the plane lies below"
     levels = np.unique(np.quantile(z, np.linspace(0.0, 0.97, 22)))
     ax.contourf(xs, ys, z, levels=levels, cmap="viridis", extend="max")
     (x0, x1), (y0, y1) = fn.domain
     span = 0.16 * min(x1 - x0, y1 - y0)
-    handles = []
+    # every legend entry is a drawn, labelled artist, so that the browser's legend (figure descriptions
+    # read the axes' artists, not proxy handles) says the same as matplotlib's
     if geo.critical:
-        handles.append(Line2D([], [], color="#D55E00", marker="o", ls="none", mfc="white",
-                              label="gradient = 0 here: no arrow"))
+        ax.plot([px], [py], "o", color="white", mec="black", ms=7, zorder=4, label="gradient = 0 here: no arrow")
     else:
-        ax.annotate("", xy=(px + geo.arrow[0], py + geo.arrow[1]), xytext=(px, py),
-                    arrowprops=dict(arrowstyle="-|>", color="#D55E00", lw=2), zorder=6)  # on top
         scale = "longest arrow: gradient capped" if geo.capped else "length proportional to |grad f|"
-        handles.append(Line2D([], [], color="#D55E00", lw=2, marker=">", markevery=[1],
-                              label=f"gradient ({scale})"))
+        ax.plot([px, px + geo.arrow[0]], [py, py + geo.arrow[1]], color="#D55E00", lw=2, zorder=5,
+                label=f"gradient ({scale})")
+        ax.annotate("", xy=(px + geo.arrow[0], py + geo.arrow[1]), xytext=(px, py),
+                    arrowprops=dict(arrowstyle="-|>", color="#D55E00", lw=2), zorder=6)  # the head, on top
     for j, colour in ((0, "#56B4E9"), (1, "#CC79A7")):
         style, words = CURVATURE_STYLE[geo.curvature[j]]
         v = geo.vec[:, j] * span * 0.8
-        ax.plot([px - v[0], px + v[0]], [py - v[1], py + v[1]], color=colour, lw=2.2, ls=style, zorder=3)
-        handles.append(Line2D([], [], color=colour, lw=2.2, ls=style,
-                              label=f"eigenvector, eigenvalue {geo.eig[j]:.4g}: {words}"))
-    ax.plot([px], [py], "o", color="white", mec="black", ms=7, zorder=4)
+        ax.plot([px - v[0], px + v[0]], [py - v[1], py + v[1]], color=colour, lw=2.2, ls=style, zorder=3,
+                label=f"eigenvector, eigenvalue {geo.eig[j]:.4g}: {words}")
+    if not geo.critical:
+        ax.plot([px], [py], "o", color="white", mec="black", ms=7, zorder=4)
     for m in fn.minima:
         ax.plot([m[0]], [m[1]], "*", color="white", ms=9, mec="black", mew=0.6)
     ax.set(xlim=(x0, x1), ylim=(y0, y1), xlabel="x", ylabel="y")
     ax.set_aspect("equal", adjustable="box")  # right angles look right
     ax.grid(False)
-    ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.01), fontsize=7.5, frameon=False,
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), fontsize=7.5, frameon=False,
               borderaxespad=0.0, handlelength=2.6)
-
-    ax3 = fig.add_subplot(1, 2, 2, projection="3d")
-    step = max(1, len(xs) // 15)
-    X, Y = np.meshgrid(xs[::step], ys[::step])
-    top = np.quantile(z, 0.97)
-    Z = np.minimum(z[::step, ::step], top)
-    ax3.plot_surface(X, Y, Z, cmap="viridis", linewidth=0, antialiased=False, rstride=1, cstride=1)
-    ax3.scatter([px], [py], [min(geo.value, top)], color="#D55E00", s=30, depthshade=False)
-    ax3.set(xlabel="x", ylabel="y")
-    ax3.tick_params(labelsize=7)
-    ax3.view_init(elev=35, azim=-60)
-
     fig.suptitle(
-        f"{function.replace('_', ' ')} at ({px:.3g}, {py:.3g}): f = {geo.value:.4g}, |grad f| = {geo.grad_norm:.3g}\n"
+        f"{function_label(function)} at ({px:.3g}, {py:.3g}): f = {geo.value:.4g}, |grad f| = {geo.grad_norm:.3g}\n"
         f"Hessian eigenvalues {geo.eig[0]:.4g}, {geo.eig[1]:.4g}: {geo.note}{geo.kind}", fontsize=10)
     return fig
+
+
+_CURVES = {"up": "curves up", "down": "curves down", "flat": "is flat"}
+_LINE = {"-": "solid", "--": "dashed", ":": "dotted"}
+
+
+def function_point_alt(function: str, point: str) -> str:
+    """The alt text of one frame of :func:`test_function_explorer`: what :func:`point_geometry` found there."""
+    geo = point_geometry(function, point)
+    px, py = geo.point
+    where = "its global minimum" if point == "global minimum" else point
+    head = (f"Contour plot of the {function_label(function)} test function at {where}, ({px:.3g}, {py:.3g})"
+            f"{' (' + geo.note.rstrip('; ') + ')' if geo.note else ''}: f = {geo.value:.4g}; ")
+    if geo.critical:
+        grad = "the gradient is zero, so no arrow is drawn; "
+    else:
+        d = geo.grad / geo.grad_norm
+        grad = (f"an arrow shows the gradient, of length {geo.grad_norm:.3g}, pointing along ({d[0]:.2f}, {d[1]:.2f})"
+                f"{' (drawn at the longest arrow length)' if geo.capped else ''}; ")
+    curves = [f"{_CURVES[c]} along the {which} eigenvector (eigenvalue {e:.4g}, {_LINE[CURVATURE_STYLE[c][0]]} line)"
+              for which, c, e in zip(("first", "second"), geo.curvature, geo.eig)]
+    return head + grad + "the function " + " and ".join(curves) + f": {geo.kind}"
 
 
 @registered
@@ -212,10 +240,7 @@ def test_function_explorer() -> Explorer:
             "point": Choice(list(POINTS), default="another critical point", label="point"),
         },
         title="Test functions: gradient, Hessian eigenvalues and the type of a point",
-        alt="Contour plot of the {function} test function at {point}: the gradient arrow, "
-            "its length proportional to the gradient's and absent where the gradient is zero, and the two "
-            "Hessian eigenvector directions, solid where the function curves up, dashed where it curves down, "
-            "dotted where it is flat; the legend and title give the eigenvalues and the point's type",
+        alt=function_point_alt,
         dpi=72,
     )
 
@@ -292,14 +317,70 @@ def network_scans(models: Mapping[str, landscapes.MLP], x: torch.Tensor, y: torc
     return out
 
 
-def render_network_slice(scans: Mapping[tuple[str, str], np.ndarray], span: float, model: str,
-                         normalization: str, scale: float) -> Figure:
-    """Contours of one precomputed slice, cropped to ``|a|, |b| <= scale``, and its profile along ``d1``."""
+@dataclass(frozen=True)
+class SliceView:
+    """What one frame of the slice explorer draws (see :func:`slice_view`).
+
+    Attributes
+    ----------
+    coords : ndarray [k]
+        The slice's coordinates within ``|alpha| <= scale``.
+    z : ndarray [k, k]
+        The loss there (row: ``alpha_2``, column: ``alpha_1``).
+    profiles : dict of str to ndarray [k]
+        Every network's loss along ``d1`` (``alpha_2 = 0``), same normalization.
+    centre, worst : float
+        The loss at the trained weights and the largest loss in the cropped plane.
+    """
+
+    coords: np.ndarray
+    z: np.ndarray
+    profiles: dict
+    centre: float
+    worst: float
+
+
+def slice_view(scans: Mapping[tuple[str, str], np.ndarray], span: float, model: str, normalization: str,
+               scale: float) -> SliceView:
+    """Crop the precomputed slice of ``model`` to ``|alpha_1|, |alpha_2| <= scale`` and take every network's profile."""
     z = scans[(model, normalization)]
     n = z.shape[0]
     coords = np.linspace(-span, span, n)
     keep = np.abs(coords) <= scale + 1e-9
-    c, zc = coords[keep], z[np.ix_(keep, keep)]
+    mid = n // 2
+    profiles = {m: scans[(m, normalization)][mid][keep] for m in NETWORKS if (m, normalization) in scans}
+    return SliceView(coords[keep], z[np.ix_(keep, keep)], profiles, float(z[mid, mid]),
+                     float(z[np.ix_(keep, keep)].max()))
+
+
+_DIRECTION_WORDS = {"filter": "filter-normalized", "none": "raw Gaussian"}
+
+
+def _amount(x: float) -> str:
+    """A loss in words a screen reader reads well: three significant digits, thousands written out (29,600, not 2.96e+04)."""
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.3g}"
+
+
+def network_slice_alt(scans: Mapping[tuple[str, str], np.ndarray], span: float, model: str, normalization: str,
+                      scale: float) -> str:
+    """The alt text of one frame of :func:`network_slice_explorer`, from :func:`slice_view`."""
+    v = slice_view(scans, span, model, normalization, scale)
+    peak = float(v.profiles[model].max())
+    others = [float(p.max()) for m, p in v.profiles.items() if m != model]
+    rest = (f", against {_amount(min(others))} to {_amount(max(others))} for the other {len(others)} networks"
+            if len(others) > 1 else f", against {_amount(others[0])} for the other network" if others else "")
+    return (f"Contour plot of the log training loss of the {model} network over a plane through its trained weights "
+            f"along two {_DIRECTION_WORDS.get(normalization, normalization)} random directions, within plus or minus "
+            f"{scale:.2g}: the loss is {_amount(v.centre)} at the trained weights and {_amount(v.worst)} at the worst "
+            f"point of the plane. Beside it, the loss along the first direction for every network: this one's rises "
+            f"to {_amount(peak)}{rest}")
+
+
+def render_network_slice(scans: Mapping[tuple[str, str], np.ndarray], span: float, model: str,
+                         normalization: str, scale: float) -> Figure:
+    """Contours of one precomputed slice, cropped to ``|a|, |b| <= scale``, and its profile along ``d1``."""
+    v = slice_view(scans, span, model, normalization, scale)
+    c, zc = v.coords, v.z
     fig = Figure(figsize=(8.4, 3.5), layout="none")
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.15, top=0.82, wspace=0.45)
     ax = fig.add_subplot(1, 2, 1)
@@ -314,17 +395,15 @@ def render_network_slice(scans: Mapping[tuple[str, str], np.ndarray], span: floa
     cb.set_label(r"$\log_{10}$ loss")
     ax.set_title("2-D slice (star: trained weights)", fontsize=9)
     ax2 = fig.add_subplot(1, 2, 2)
-    mid = n // 2
-    for other, colour in ((m, plots.PALETTE[i % len(plots.PALETTE)]) for i, m in enumerate(NETWORKS)):
-        prof = scans[(other, normalization)][mid][keep]
+    for i, (other, prof) in enumerate(v.profiles.items()):
+        colour = plots.PALETTE[list(NETWORKS).index(other) % len(plots.PALETTE)]
         ax2.plot(c, prof, color=colour, lw=2.4 if other == model else 1.0, alpha=1 if other == model else 0.5,
                  label=other)
     ax2.set(yscale="log", xlabel=r"$\alpha_1$ ($\alpha_2 = 0$)", ylabel="training loss")
     ax2.legend(fontsize=7, loc="upper center")
     ax2.set_title("1-D profiles of all four models (bold: chosen)", fontsize=9)
-    centre = float(z[mid, mid])
-    fig.suptitle(f"{model}, {normalization} directions, scale {scale:.2g}: loss {centre:.3g} at the centre, "
-                 f"{float(zc.max()):.3g} at worst", fontsize=10)
+    fig.suptitle(f"{model}, {_DIRECTION_WORDS.get(normalization, normalization)} directions, scale {scale:.2g}: "
+                 f"loss {v.centre:.3g} at the centre, {v.worst:.3g} at worst", fontsize=10)
     return fig
 
 
@@ -350,8 +429,6 @@ def network_slice_explorer(scans: Mapping[tuple[str, str], np.ndarray] | None = 
             "scale": Slider(0.5, span, default=1.0, static=[1.0], label="scale (live only)", fill=False),
         },
         title="Slices of a trained network's loss on the digits",
-        alt="Contour plot of the log training loss of the {model} network over a plane through its trained "
-            "weights along two {normalization} random directions, within plus or minus {scale:.2g}, beside the "
-            "loss along one direction for all four networks",
+        alt=lambda model, normalization, scale: network_slice_alt(scans, span, model, normalization, scale),
         dpi=72,
     )
