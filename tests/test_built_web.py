@@ -2,8 +2,10 @@
 
 - Light pages: no page loads the theme's full Font Awesome (script or fonts); the
   icons come from two small fonts (book/_static/icons, tools/icons.py) that hold
-  every icon the pages use; MathJax is the lean set of components the book needs
-  (_config.yml), with every formula typeset; the head's scripts are deferred.
+  every icon the pages use; no page loads MathJax: the build typeset every formula
+  (tools/mathjax/prerender.js), none is left as TeX, each carries the hidden MathML
+  that screen readers read, and the shared stylesheet has a rule for every character
+  the pages draw; the head's scripts are deferred.
 - Print: on a page with quizzes and an explorer, printed (print media, and a PDF):
   code wraps, each quiz question prints with its answer and explanation and no
   controls, and each explorer prints its current frame with its settings.
@@ -56,11 +58,54 @@ def test_every_icon_the_pages_use_is_in_the_book_icon_fonts():
 def test_pages_load_light_assets_and_defer_their_scripts(path):
     html = page_of(path).read_text(encoding="utf-8")
     assert "fontawesome.js" not in html, "the theme's full Font Awesome script is back"
-    assert "tex-chtml-full" not in html and "mathjax/es5/startup.js" in html
+    assert "window.MathJax" not in html and not re.search(r'<script[^>]*src="[^"]*mathjax', html, re.I), \
+        "the page loads MathJax (its math is typeset at build time)"
     head = html[: html.index("</head>")]
     blocking = [src for attrs, src in re.findall(r'<script([^>]*)src="([^"]+)"', head)
                 if not re.search(r"\b(defer|async)\b", attrs) and "documentation_options.js" not in src]
     assert not blocking, f"render-blocking scripts in the head: {blocking}"
+
+
+MATH_CSS = HTML / "_static" / "mathjax" / "chtml.css"
+# Where TeX delimiters may stay as they are: code, scripts, styles, and the typeset formulas themselves.
+_NOT_TEXT = re.compile(r"<(script|style|pre|code|textarea|mjx-container)\b.*?</\1>", re.S | re.I)
+_DELIMITERS = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$|\\begin\{")
+
+
+@pytest.mark.parametrize("path", bf.by_page(bf.toc_files()))
+def test_math_is_typeset_at_build_time_with_mathml_for_screen_readers(path):
+    """Every formula was typeset by the build (MathJax's finished output in the page), none is left as
+    TeX, each carries the hidden MathML a screen reader reads and stays out of the Tab order, and the
+    page links the shared stylesheet, which has a rule for every character the page draws."""
+    import html as html_lib
+
+    page = page_of(path)
+    html = page.read_text(encoding="utf-8")
+    text = html_lib.unescape(re.sub(r"<[^>]+>", " ", _NOT_TEXT.sub(" ", html[html.index("<body"):])))
+    raw = [text[max(0, m.start() - 40): m.end() + 40] for m in _DELIMITERS.finditer(text)]
+    assert not raw, f"math left as TeX: {raw[:5]}"
+    # Sphinx's math elements (prose formulas) each hold a typeset formula.
+    math_nodes = re.findall(r'<(?:span|div) class="math[ "][^>]*>\s*(<[a-z-]+)?', html)
+    assert all(tag == "<mjx-container" for tag in math_nodes), "a math element without its typeset formula"
+    containers = re.findall(r"<mjx-container\b([^>]*)>(.*?)</mjx-container>", html, re.S)
+    if not containers:
+        assert "data-prerendered-math" not in html
+        return
+    for attrs, inner in containers:
+        assert "tabindex" not in attrs, "a formula is in the Tab order"
+        assert "<mjx-merror" not in inner, f"MathJax could not typeset a formula: {inner[:200]}"
+        assert re.match(r'<mjx-math [^>]*aria-hidden="true"', inner), "the drawn formula is not hidden from screen readers"
+        assert re.search(r"<mjx-assistive-mml [^>]*><math [^>]*>.+</math></mjx-assistive-mml>$", inner, re.S), \
+            "a formula without the MathML that screen readers read"
+    link = re.search(r'<link rel="stylesheet" type="text/css" href="([^"?]+)\?v=[0-9a-f]+" data-prerendered-math', html)
+    assert link, "a page with math does not link the math stylesheet"
+    assert (page.parent / link.group(1)).resolve() == MATH_CSS.resolve()
+    css = MATH_CSS.read_text(encoding="utf-8")
+    drawn = set(re.findall(r'<mjx-c class="(mjx-c[0-9A-F]+(?: [A-Z0-9-]+)?)"', html))
+    missing = sorted(c for c in drawn if f"mjx-c.{c.replace(' ', '.')}::before" not in css)
+    assert not missing, f"characters without a rule in {MATH_CSS.name}: {missing[:10]}"
+    fonts = set(re.findall(r"url\(\"?([^\")]+\.woff)", css))
+    assert fonts and all((MATH_CSS.parent / f).exists() for f in fonts), f"math fonts missing: {fonts}"
 
 
 def _open(browser, url: str, width: int = 1366, height: int = 900):
@@ -73,8 +118,6 @@ def _open(browser, url: str, width: int = 1366, height: int = 900):
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.route("**/*", lambda r: r.continue_() if r.request.url.startswith((base, "data:")) else r.abort())
     page.goto(urljoin(base, url), wait_until="load")
-    page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise")
-    page.evaluate("() => MathJax.startup.promise")
     page.evaluate("() => document.fonts.ready.then(() => true)")
     return context, page, requests, errors
 
@@ -83,10 +126,12 @@ def test_printed_page_wraps_code_and_shows_quiz_answers_and_the_explorers_curren
     url = page_of(PRINTED).relative_to(HTML).as_posix()
     context, page, requests, errors = _open(browser, url)
     try:
-        # On screen: icons from the book's small fonts, none of Font Awesome's files, math typeset.
+        # On screen: icons from the book's small fonts, none of Font Awesome's files, math typeset (by the build).
         assert not [u for u in requests if "fontawesome" in u or "/webfonts/" in u], "Font Awesome was fetched"
         assert page.evaluate("() => document.fonts.check('900 16px \"Book Icons\"')"), "the icon font did not load"
         assert page.locator("mjx-container").count() > 0 and page.locator("mjx-merror").count() == 0
+        assert page.evaluate("() => document.fonts.check('16px MJXTEX')"), "the math font did not load"
+        assert not [u for u in requests if re.search(r"mathjax/.*\.js", u)], "MathJax's JavaScript was fetched"
         assert not errors, f"JavaScript errors: {errors}"
 
         # The reader moves an explorer, then prints.

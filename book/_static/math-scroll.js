@@ -1,7 +1,7 @@
-// Formulas are kept out of the Tab order (MathJax is loaded without its menu, and its setting inTabOrder is false),
+// Formulas are kept out of the Tab order (the build typesets them with MathJax, without its menu),
 // but a display formula wider than the column scrolls sideways, and a region that
 // scrolls must be reachable by keyboard (WCAG 2.1.1; axe: scrollable-region-focusable).
-// Once MathJax has typeset the page, and again when the window is resized, the
+// Once the page is laid out (and its fonts loaded), and again when the window is resized, the
 // formulas that scroll get tabindex=0 and a name; the others stay out of the way.
 (function () {
   function mark() {
@@ -19,13 +19,9 @@
       }
     });
   }
-  function whenTypeset() {
-    if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
-      MathJax.startup.promise.then(mark);
-    } else {
-      setTimeout(whenTypeset, 200);
-    }
-  }
-  window.addEventListener('load', whenTypeset);
-  window.addEventListener('resize', function () { clearTimeout(mark.t); mark.t = setTimeout(mark, 200); });
+  function later() { clearTimeout(mark.t); mark.t = setTimeout(mark, 200); }
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', mark); else mark();
+  if (document.fonts && document.fonts.ready) document.fonts.ready.then(later);
+  window.addEventListener('load', later);
+  window.addEventListener('resize', later);
 })();
