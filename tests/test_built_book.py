@@ -135,6 +135,11 @@ def browser():
     server.shutdown()
 
 
+# book/_static/math-scroll.js has measured every display formula (it marks the wide ones as it goes, when idle).
+MATH_MARKED = """() => document.readyState === 'complete' && (!document.querySelector('mjx-container[display="true"]')
+  || document.documentElement.dataset.mathScroll === 'done')"""
+
+
 class Visit:
     """One page in a fresh browser context: every request leaving the local server is blocked and recorded."""
 
@@ -159,9 +164,9 @@ class Visit:
         self.page.goto(urljoin(base, url), wait_until="load")
 
     def wait_for_math(self):
-        """The math is typeset by the build; its fonts load with the page (and wide formulas get marked)."""
+        """The math is typeset by the build; wait for its fonts and for math-scroll.js to mark the wide formulas."""
         self.page.evaluate("() => document.fonts.ready.then(() => true)")
-        self.page.wait_for_timeout(100)
+        self.page.wait_for_function(MATH_MARKED)
 
     def close(self):
         self.context.close()

@@ -5,7 +5,8 @@
   every icon the pages use; no page loads MathJax: the build typeset every formula
   (tools/mathjax/prerender.js), none is left as TeX, each carries the hidden MathML
   that screen readers read, and the shared stylesheet has a rule for every character
-  the pages draw; the head's scripts are deferred.
+  the pages draw; figures are image files loaded lazily, with their size; the head's
+  scripts are deferred.
 - Print: on a page with quizzes and an explorer, printed (print media, and a PDF):
   code wraps, each quiz question prints with its answer and explanation and no
   controls, and each explorer prints its current frame with its settings.
@@ -23,7 +24,7 @@ from urllib.parse import urljoin
 import pytest
 
 import bookfiles as bf
-from test_built_book import HTML, _move, _movable_control, browser, page_of  # noqa: F401 (browser: a fixture)
+from test_built_book import HTML, MATH_MARKED, _move, _movable_control, browser, page_of  # noqa: F401 (browser: a fixture)
 
 pytestmark = pytest.mark.built
 
@@ -60,6 +61,12 @@ def test_pages_load_light_assets_and_defer_their_scripts(path):
     assert "fontawesome.js" not in html, "the theme's full Font Awesome script is back"
     assert "window.MathJax" not in html and not re.search(r'<script[^>]*src="[^"]*mathjax', html, re.I), \
         "the page loads MathJax (its math is typeset at build time)"
+    # Figures are image files fetched as they near the screen, with their size (no layout shift), not base64 in the page.
+    assert 'src="data:image/' not in html, "a figure is embedded in the page as base64"
+    for img in re.findall(r'<img class="ll-figure"[^>]*>', html):
+        src = re.search(r'src="([^"]+)"', img).group(1)
+        assert (page_of(path).parent / src).is_file(), f"missing figure file {src}"
+        assert re.search(r'\swidth="\d+" height="\d+"', img) and 'loading="lazy"' in img, f"figure not lazy or unsized: {img[:160]}"
     head = html[: html.index("</head>")]
     blocking = [src for attrs, src in re.findall(r'<script([^>]*)src="([^"]+)"', head)
                 if not re.search(r"\b(defer|async)\b", attrs) and "documentation_options.js" not in src]
@@ -119,6 +126,7 @@ def _open(browser, url: str, width: int = 1366, height: int = 900):
     page.route("**/*", lambda r: r.continue_() if r.request.url.startswith((base, "data:")) else r.abort())
     page.goto(urljoin(base, url), wait_until="load")
     page.evaluate("() => document.fonts.ready.then(() => true)")
+    page.wait_for_function(MATH_MARKED)
     return context, page, requests, errors
 
 

@@ -10,7 +10,8 @@
   writing its output, with the hidden MathML screen readers read, into the
   page; the pages link one shared stylesheet and the fonts
   (``book/_static/mathjax``) and load no MathJax JavaScript. The build fails
-  where Node is missing or a formula does not typeset.
+  where Node is missing or a formula does not typeset. Before that, figures
+  embedded in the pages as base64 become image files, loaded lazily.
 - It points the Colab and Binder launch buttons at the *reader edition*
   (:mod:`losslab.reader`), published on the branch named by the Sphinx
   option ``losslab_reader_branch`` (``_config.yml``), so a reader who
@@ -32,9 +33,13 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
+import re
 import shutil
+import struct
 import subprocess
 import tempfile
 from pathlib import Path
@@ -154,17 +159,58 @@ def drop_runtime_mathjax(app, pagename, templatename, context, doctree) -> None:
                       and not str((getattr(js, "attributes", {}) or {}).get("body", "")).startswith("window.MathJax")]
 
 
+_INLINE_IMG = re.compile(r'<img\b([^>]*?)\ssrc="data:image/(png|jpeg|gif|webp);base64,([A-Za-z0-9+/=\s]+)"([^>]*)>')
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        return struct.unpack(">II", data[16:24])
+    return None
+
+
+def externalize_images(outdir: Path) -> int:
+    """Figures embedded in the pages as base64 (``losslab.plots.show``: the notebook carries them so, for
+    Jupyter and Colab) become image files under ``_images``, loaded lazily (``loading="lazy"``), with
+    their width and height, so a chapter's HTML is its text (about a third of its bytes) and a phone
+    fetches a figure when it nears the screen."""
+    images = outdir / "_images"
+    moved = 0
+    for page in outdir.rglob("*.html"):
+        if page.relative_to(outdir).parts[0] in ("_static", "_sources"):
+            continue
+        text = page.read_text(encoding="utf-8")
+        if "src=\"data:image/" not in text:
+            continue
+
+        def replace(m: re.Match) -> str:
+            nonlocal moved
+            before, kind, b64, after = m.groups()
+            data = base64.b64decode(b64)
+            name = f"inline-{hashlib.sha1(data).hexdigest()[:20]}.{'jpg' if kind == 'jpeg' else kind}"
+            images.mkdir(exist_ok=True)
+            if not (images / name).exists():
+                (images / name).write_bytes(data)
+            attrs = before + after
+            extra = ""
+            size = _png_size(data) if kind == "png" else None
+            if size and not re.search(r"\swidth=", attrs):
+                extra += f' width="{size[0]}" height="{size[1]}"'
+            if "loading=" not in attrs:
+                extra += ' loading="lazy" decoding="async"'
+            moved += 1
+            return f'<img{before} src="{os.path.relpath(images / name, page.parent).replace(os.sep, "/")}"{extra}{after}>'
+
+        page.write_text(_INLINE_IMG.sub(replace, text), encoding="utf-8")
+    return moved
+
+
 PRERENDER = Path("tools") / "mathjax" / "prerender.js"  # in the book's source folder (the repository)
 MATH_CSS = "_static/mathjax/chtml.css"  # the shared stylesheet; the fonts are book/_static/mathjax/woff-v2
 
 
-def prerender_math(app, exception) -> None:  # noqa: ANN001 (Sphinx event)
-    """Typeset every page's math with MathJax in Node (tools/mathjax/prerender.js)."""
+def _prerender_tools(app) -> tuple[str, Path]:  # noqa: ANN001
     from sphinx.errors import ExtensionError  # noqa: PLC0415
-    from sphinx.util import logging  # noqa: PLC0415
 
-    if exception is not None or app.builder.format != "html":
-        return
     node = shutil.which("node") or shutil.which("nodejs")
     if node is None:
         raise ExtensionError("the book's math is typeset at build time with Node.js, which is not installed "
@@ -172,6 +218,27 @@ def prerender_math(app, exception) -> None:  # noqa: ANN001 (Sphinx event)
     script = Path(app.srcdir) / PRERENDER
     if not script.exists():
         raise ExtensionError(f"the math typesetting script is missing: {script}")
+    return node, script
+
+
+def require_node(app) -> None:  # noqa: ANN001 (Sphinx event)
+    """Fail at the start of an HTML build, not after the chapters have run, where Node.js is missing."""
+    if app.builder.format == "html":
+        _prerender_tools(app)
+
+
+def prerender_math(app, exception) -> None:  # noqa: ANN001 (Sphinx event)
+    """Move embedded figures to files (externalize_images), then typeset every page's math with
+    MathJax in Node (tools/mathjax/prerender.js)."""
+    from sphinx.errors import ExtensionError  # noqa: PLC0415
+    from sphinx.util import logging  # noqa: PLC0415
+
+    if exception is not None or app.builder.format != "html":
+        return
+    moved = externalize_images(Path(app.outdir))
+    if moved:
+        logging.getLogger(__name__).info(f"{moved} embedded figures written to _images, loaded lazily")
+    node, script = _prerender_tools(app)
     out = Path(app.outdir)
     pages = sorted(str(p) for p in out.rglob("*.html") if p.relative_to(out).parts[0] not in ("_static", "_sources"))
     settings = {"mathjax": app.config.mathjax3_config or {}, "css": str(out / MATH_CSS), "fonts": "woff-v2"}
@@ -193,6 +260,7 @@ def setup(app):  # noqa: ANN001, ANN201  (Sphinx's extension entry point)
     app.connect("html-page-context", defer_scripts, priority=900)  # after every handler that adds a script
     app.connect("html-page-context", reader_launch_links, priority=502)  # after the theme adds the buttons (501)
     app.connect("html-page-context", drop_runtime_mathjax, priority=900)  # after Sphinx's MathJax adds its script
+    app.connect("builder-inited", require_node)
     app.connect("build-finished", prerender_math)
     app.connect("html-page-context", meta_description, priority=100)
     app.connect("html-page-context", default_colour_mode, priority=100)
