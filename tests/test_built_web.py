@@ -115,6 +115,50 @@ def test_math_is_typeset_at_build_time_with_mathml_for_screen_readers(path):
     assert fonts and all((MATH_CSS.parent / f).exists() for f in fonts), f"math fonts missing: {fonts}"
 
 
+PRERENDER = bf.ROOT / "tools" / "mathjax" / "prerender.js"
+_PAGE = """<!DOCTYPE html>
+<html><head><title>t</title></head><body>
+<section class="tex2jax_ignore mathjax_ignore"><p>Prose \\(x\\) is ignored, <span class="math notranslate">\\(a &lt; b\\)</span> is not.</p>
+<div class="llq tex2jax_process"><p>Quiz \\(y_1\\) and $$\\frac{1}{2}$$, <code>\\(q\\)</code> stays code.</p></div></section>
+</body></html>
+"""
+
+
+def test_prerender_typesets_what_mathjax_finds_and_leaves_the_rest_of_the_page(tmp_path):
+    """tools/mathjax/prerender.js on a small page: the math MathJax's settings select is typeset (prose math,
+    quiz math with both delimiters, entities decoded), ignored prose and code keep their text, the rest of
+    the page is byte for byte what it was, and an undefined macro fails with the page and the formula named."""
+    import json
+    import shutil
+    import subprocess
+
+    node = shutil.which("node") or shutil.which("nodejs")
+    if node is None:
+        pytest.skip("no Node.js on this machine")
+    page, css = tmp_path / "page.html", tmp_path / "_static" / "mathjax" / "chtml.css"
+    page.write_text(_PAGE, encoding="utf-8")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"mathjax": {"loader": {"load": ["input/tex", "output/chtml", "a11y/assistive-mml"]},
+                                              "options": {"processHtmlClass": "tex2jax_process|mathjax_process|math|output_area"}},
+                                  "css": str(css), "fonts": "woff-v2"}))
+    done = subprocess.run([node, str(PRERENDER), str(config), str(page)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    html = page.read_text(encoding="utf-8")
+    formulas = re.findall(r"<mjx-container\b.*?</mjx-container>", html, re.S)
+    assert len(formulas) == 3 and 'display="true"' in formulas[2]
+    assert "<mo>&lt;</mo>" in formulas[0] and "<mfrac>" in formulas[2]
+    rest = re.sub(r"<mjx-container\b.*?</mjx-container>", "@", html, flags=re.S)
+    link = '<link rel="stylesheet" type="text/css" href="_static/mathjax/chtml.css?v='
+    assert rest.startswith(_PAGE.split("</head>")[0] + link)
+    expected = re.sub(r"\\\(a &lt; b\\\)|\\\(y_1\\\)|\$\$\\frac\{1\}\{2\}\$\$", "@", _PAGE.split("</head>")[1])
+    assert rest.split("</head>", 1)[1] == expected
+    assert "mjx-c.mjx-c1D44E.TEX-I::before" in css.read_text(encoding="utf-8")  # the a of a < b
+
+    page.write_text(_PAGE.replace("y_1", "\\undefinedmacro"), encoding="utf-8")
+    done = subprocess.run([node, str(PRERENDER), str(config), str(page)], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "page.html" in done.stderr and "undefinedmacro" in done.stderr
+
+
 def _open(browser, url: str, width: int = 1366, height: int = 900):
     """A page in a fresh context, every request recorded; requests off the local server are refused."""
     base, chromium = browser
