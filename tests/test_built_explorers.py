@@ -192,8 +192,8 @@ def test_every_quiz_gives_feedback_and_every_explorer_responds(browser, opened, 
         _answer_wrong_then_right(questions.nth(i), kinds[i])
     failures = page.evaluate(_ANSWER_WRONG_THEN_RIGHT, [i for i in range(len(kinds)) if i not in by_hand])
     assert not failures, f"quiz feedback: {failures}"
-    if page.locator(".llq-prompt .math").count():
-        assert page.locator(".llq-prompt mjx-container").count() > 0, "quiz math was not typeset"
+    if page.locator(".llq .math").count():
+        assert page.locator(".llq .math:not(:has(mjx-container))").count() == 0, "quiz math was not typeset"
 
     explorers = page.locator(".lle")
     assert explorers.count() > 0

@@ -2,8 +2,11 @@
 
 - Light pages: no page loads the theme's full Font Awesome (script or fonts); the
   icons come from two small fonts (book/_static/icons, tools/icons.py) that hold
-  every icon the pages use; MathJax is the lean set of components the book needs
-  (_config.yml), with every formula typeset; the head's scripts are deferred.
+  every icon the pages use; no page loads MathJax: the build typeset every formula
+  (tools/mathjax/prerender.js), none is left as TeX, each carries the hidden MathML
+  that screen readers read, and the shared stylesheet has a rule for every character
+  the pages draw; figures are image files loaded lazily, with their size; the head's
+  scripts are deferred.
 - Print: on a page with quizzes and an explorer, printed (print media, and a PDF):
   code wraps, each quiz question prints with its answer and explanation and no
   controls, and each explorer prints its current frame with its settings.
@@ -21,7 +24,7 @@ from urllib.parse import urljoin
 import pytest
 
 import bookfiles as bf
-from test_built_book import HTML, _move, _movable_control, browser, page_of  # noqa: F401 (browser: a fixture)
+from test_built_book import HTML, MATH_MARKED, _move, _movable_control, browser, page_of  # noqa: F401 (browser: a fixture)
 
 pytestmark = pytest.mark.built
 
@@ -56,11 +59,104 @@ def test_every_icon_the_pages_use_is_in_the_book_icon_fonts():
 def test_pages_load_light_assets_and_defer_their_scripts(path):
     html = page_of(path).read_text(encoding="utf-8")
     assert "fontawesome.js" not in html, "the theme's full Font Awesome script is back"
-    assert "tex-chtml-full" not in html and "mathjax/es5/startup.js" in html
+    assert "window.MathJax" not in html and not re.search(r'<script[^>]*src="[^"]*mathjax', html, re.I), \
+        "the page loads MathJax (its math is typeset at build time)"
+    # Figures are image files fetched as they near the screen, with their size (no layout shift), not base64 in the page.
+    assert 'src="data:image/' not in html, "a figure is embedded in the page as base64"
+    for img in re.findall(r'<img class="ll-figure"[^>]*>', html):
+        src = re.search(r'src="([^"]+)"', img).group(1)
+        assert (page_of(path).parent / src).is_file(), f"missing figure file {src}"
+        assert re.search(r'\swidth="\d+" height="\d+"', img) and 'loading="lazy"' in img, f"figure not lazy or unsized: {img[:160]}"
     head = html[: html.index("</head>")]
     blocking = [src for attrs, src in re.findall(r'<script([^>]*)src="([^"]+)"', head)
                 if not re.search(r"\b(defer|async)\b", attrs) and "documentation_options.js" not in src]
     assert not blocking, f"render-blocking scripts in the head: {blocking}"
+
+
+MATH_CSS = HTML / "_static" / "mathjax" / "chtml.css"
+# Where TeX delimiters may stay as they are: code, scripts, styles, and the typeset formulas themselves.
+_NOT_TEXT = re.compile(r"<(script|style|pre|code|textarea|mjx-container)\b.*?</\1>", re.S | re.I)
+_DELIMITERS = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$|\\begin\{")
+
+
+@pytest.mark.parametrize("path", bf.by_page(bf.toc_files()))
+def test_math_is_typeset_at_build_time_with_mathml_for_screen_readers(path):
+    """Every formula was typeset by the build (MathJax's finished output in the page), none is left as
+    TeX, each carries the hidden MathML a screen reader reads and stays out of the Tab order, and the
+    page links the shared stylesheet, which has a rule for every character the page draws."""
+    import html as html_lib
+
+    page = page_of(path)
+    html = page.read_text(encoding="utf-8")
+    text = html_lib.unescape(re.sub(r"<[^>]+>", " ", _NOT_TEXT.sub(" ", html[html.index("<body"):])))
+    raw = [text[max(0, m.start() - 40): m.end() + 40] for m in _DELIMITERS.finditer(text)]
+    assert not raw, f"math left as TeX: {raw[:5]}"
+    # Sphinx's math elements (prose formulas) each hold a typeset formula.
+    math_nodes = re.findall(r'<(?:span|div) class="math[ "][^>]*>\s*(<[a-z-]+)?', html)
+    assert all(tag == "<mjx-container" for tag in math_nodes), "a math element without its typeset formula"
+    containers = re.findall(r"<mjx-container\b([^>]*)>(.*?)</mjx-container>", html, re.S)
+    if not containers:
+        assert "data-prerendered-math" not in html
+        return
+    for attrs, inner in containers:
+        assert "tabindex" not in attrs, "a formula is in the Tab order"
+        assert "<mjx-merror" not in inner, f"MathJax could not typeset a formula: {inner[:200]}"
+        assert re.match(r'<mjx-math [^>]*aria-hidden="true"', inner), "the drawn formula is not hidden from screen readers"
+        assert re.search(r"<mjx-assistive-mml [^>]*><math [^>]*>.+</math></mjx-assistive-mml>$", inner, re.S), \
+            "a formula without the MathML that screen readers read"
+    link = re.search(r'<link rel="stylesheet" type="text/css" href="([^"?]+)\?v=[0-9a-f]+" data-prerendered-math', html)
+    assert link, "a page with math does not link the math stylesheet"
+    assert (page.parent / link.group(1)).resolve() == MATH_CSS.resolve()
+    css = MATH_CSS.read_text(encoding="utf-8")
+    drawn = set(re.findall(r'<mjx-c class="(mjx-c[0-9A-F]+(?: [A-Z0-9-]+)?)"', html))
+    missing = sorted(c for c in drawn if f"mjx-c.{c.replace(' ', '.')}::before" not in css)
+    assert not missing, f"characters without a rule in {MATH_CSS.name}: {missing[:10]}"
+    fonts = set(re.findall(r"url\(\"?([^\")]+\.woff)", css))
+    assert fonts and all((MATH_CSS.parent / f).exists() for f in fonts), f"math fonts missing: {fonts}"
+
+
+PRERENDER = bf.ROOT / "tools" / "mathjax" / "prerender.js"
+_PAGE = """<!DOCTYPE html>
+<html><head><title>t</title></head><body>
+<section class="tex2jax_ignore mathjax_ignore"><p>Prose \\(x\\) is ignored, <span class="math notranslate">\\(a &lt; b\\)</span> is not.</p>
+<div class="llq tex2jax_process"><p>Quiz \\(y_1\\) and $$\\frac{1}{2}$$, <code>\\(q\\)</code> stays code.</p></div></section>
+</body></html>
+"""
+
+
+def test_prerender_typesets_what_mathjax_finds_and_leaves_the_rest_of_the_page(tmp_path):
+    """tools/mathjax/prerender.js on a small page: the math MathJax's settings select is typeset (prose math,
+    quiz math with both delimiters, entities decoded), ignored prose and code keep their text, the rest of
+    the page is byte for byte what it was, and an undefined macro fails with the page and the formula named."""
+    import json
+    import shutil
+    import subprocess
+
+    node = shutil.which("node") or shutil.which("nodejs")
+    if node is None:
+        pytest.skip("no Node.js on this machine")
+    page, css = tmp_path / "page.html", tmp_path / "_static" / "mathjax" / "chtml.css"
+    page.write_text(_PAGE, encoding="utf-8")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"mathjax": {"loader": {"load": ["input/tex", "output/chtml", "a11y/assistive-mml"]},
+                                              "options": {"processHtmlClass": "tex2jax_process|mathjax_process|math|output_area"}},
+                                  "css": str(css), "fonts": "woff-v2"}))
+    done = subprocess.run([node, str(PRERENDER), str(config), str(page)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    html = page.read_text(encoding="utf-8")
+    formulas = re.findall(r"<mjx-container\b.*?</mjx-container>", html, re.S)
+    assert len(formulas) == 3 and 'display="true"' in formulas[2]
+    assert "<mo>&lt;</mo>" in formulas[0] and "<mfrac>" in formulas[2]
+    rest = re.sub(r"<mjx-container\b.*?</mjx-container>", "@", html, flags=re.S)
+    link = '<link rel="stylesheet" type="text/css" href="_static/mathjax/chtml.css?v='
+    assert rest.startswith(_PAGE.split("</head>")[0] + link)
+    expected = re.sub(r"\\\(a &lt; b\\\)|\\\(y_1\\\)|\$\$\\frac\{1\}\{2\}\$\$", "@", _PAGE.split("</head>")[1])
+    assert rest.split("</head>", 1)[1] == expected
+    assert "mjx-c.mjx-c1D44E.TEX-I::before" in css.read_text(encoding="utf-8")  # the a of a < b
+
+    page.write_text(_PAGE.replace("y_1", "\\undefinedmacro"), encoding="utf-8")
+    done = subprocess.run([node, str(PRERENDER), str(config), str(page)], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "page.html" in done.stderr and "undefinedmacro" in done.stderr
 
 
 def _open(browser, url: str, width: int = 1366, height: int = 900):
@@ -73,9 +169,8 @@ def _open(browser, url: str, width: int = 1366, height: int = 900):
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.route("**/*", lambda r: r.continue_() if r.request.url.startswith((base, "data:")) else r.abort())
     page.goto(urljoin(base, url), wait_until="load")
-    page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise")
-    page.evaluate("() => MathJax.startup.promise")
     page.evaluate("() => document.fonts.ready.then(() => true)")
+    page.wait_for_function(MATH_MARKED)
     return context, page, requests, errors
 
 
@@ -83,10 +178,12 @@ def test_printed_page_wraps_code_and_shows_quiz_answers_and_the_explorers_curren
     url = page_of(PRINTED).relative_to(HTML).as_posix()
     context, page, requests, errors = _open(browser, url)
     try:
-        # On screen: icons from the book's small fonts, none of Font Awesome's files, math typeset.
+        # On screen: icons from the book's small fonts, none of Font Awesome's files, math typeset (by the build).
         assert not [u for u in requests if "fontawesome" in u or "/webfonts/" in u], "Font Awesome was fetched"
         assert page.evaluate("() => document.fonts.check('900 16px \"Book Icons\"')"), "the icon font did not load"
         assert page.locator("mjx-container").count() > 0 and page.locator("mjx-merror").count() == 0
+        assert page.evaluate("() => document.fonts.check('16px MJXTEX')"), "the math font did not load"
+        assert not [u for u in requests if re.search(r"mathjax/.*\.js", u)], "MathJax's JavaScript was fetched"
         assert not errors, f"JavaScript errors: {errors}"
 
         # The reader moves an explorer, then prints.

@@ -3,8 +3,15 @@
 - It marks the build as static: kernels started by the build inherit
   ``LOSSLAB_STATIC=1``, so explorers render their kernel-free HTML version
   instead of live widgets (which render blank without a kernel).
-- It asks Sphinx to load MathJax on every page, because quiz and exercise
-  outputs carry math even on pages whose prose has none.
+- It typesets the mathematics at build time: when the build finishes, MathJax
+  runs in Node (``tools/mathjax/prerender.js``, with MathJax's own vendored
+  components and the book's MathJax configuration) over every page, finding
+  the math as it did in the browser (prose, quiz and exercise outputs) and
+  writing its output, with the hidden MathML screen readers read, into the
+  page; the pages link one shared stylesheet and the fonts
+  (``book/_static/mathjax``) and load no MathJax JavaScript. The build fails
+  where Node is missing or a formula does not typeset. Before that, figures
+  embedded in the pages as base64 become image files, loaded lazily.
 - It points the Colab and Binder launch buttons at the *reader edition*
   (:mod:`losslab.reader`), published on the branch named by the Sphinx
   option ``losslab_reader_branch`` (``_config.yml``), so a reader who
@@ -14,9 +21,7 @@
   ``book/_templates``, which also keep the search scripts to the search
   page): every page gets a ``<meta name="description">`` from its first paragraph;
   the colour mode defaults to the reader's system setting (an empty default
-  made the theme log "Got invalid theme mode" on every page); formulas stay
-  out of the Tab order (the book loads MathJax without its menu, which would put
-  them there; the setting keeps them out should the menu come back).
+  made the theme log "Got invalid theme mode" on every page).
 - It defers the scripts in the page's head (all but Sphinx's
   ``documentation_options.js``, which inline scripts use at once), so none of
   them blocks the first paint, and drops sphinx-thebe's script and stylesheet
@@ -28,7 +33,16 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import os
+import re
+import shutil
+import struct
+import subprocess
+import tempfile
+from pathlib import Path
 
 from .book import STATIC_ENV
 
@@ -135,22 +149,119 @@ def default_colour_mode(app, pagename, templatename, context, doctree) -> None: 
         context["default_mode"] = "auto"
 
 
-def theme_defaults(app, config) -> None:  # noqa: ANN001
-    """MathJax options Jupyter Book's configuration cannot set without replacing its own."""
-    mathjax = dict(config.mathjax3_config or {})
-    menu = mathjax.setdefault("options", {}).setdefault("menuOptions", {}).setdefault("settings", {})
-    menu.setdefault("inTabOrder", False)  # formulas out of the Tab order if ui/menu is loaded: keyboard users reach the controls
-    config.mathjax3_config = mathjax
+def drop_runtime_mathjax(app, pagename, templatename, context, doctree) -> None:  # noqa: ANN001 (Sphinx event)
+    """No MathJax script or configuration on the pages: their math is typeset when the build finishes."""
+    path = app.config.mathjax_path
+    scripts = context.get("script_files")
+    if scripts:
+        scripts[:] = [js for js in scripts
+                      if str(getattr(js, "filename", js) or "") != path
+                      and not str((getattr(js, "attributes", {}) or {}).get("body", "")).startswith("window.MathJax")]
+
+
+_INLINE_IMG = re.compile(r'<img\b([^>]*?)\ssrc="data:image/(png|jpeg|gif|webp);base64,([A-Za-z0-9+/=\s]+)"([^>]*)>')
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        return struct.unpack(">II", data[16:24])
+    return None
+
+
+def externalize_images(outdir: Path) -> int:
+    """Figures embedded in the pages as base64 (``losslab.plots.show``: the notebook carries them so, for
+    Jupyter and Colab) become image files under ``_images``, loaded lazily (``loading="lazy"``), with
+    their width and height, so a chapter's HTML is its text (about a third of its bytes) and a phone
+    fetches a figure when it nears the screen."""
+    images = outdir / "_images"
+    moved = 0
+    for page in outdir.rglob("*.html"):
+        if page.relative_to(outdir).parts[0] in ("_static", "_sources"):
+            continue
+        text = page.read_text(encoding="utf-8")
+        if "src=\"data:image/" not in text:
+            continue
+
+        def replace(m: re.Match) -> str:
+            nonlocal moved
+            before, kind, b64, after = m.groups()
+            data = base64.b64decode(b64)
+            name = f"inline-{hashlib.sha1(data).hexdigest()[:20]}.{'jpg' if kind == 'jpeg' else kind}"
+            images.mkdir(exist_ok=True)
+            if not (images / name).exists():
+                (images / name).write_bytes(data)
+            attrs = before + after
+            extra = ""
+            size = _png_size(data) if kind == "png" else None
+            if size and not re.search(r"\swidth=", attrs):
+                extra += f' width="{size[0]}" height="{size[1]}"'
+            if "loading=" not in attrs:
+                extra += ' loading="lazy" decoding="async"'
+            moved += 1
+            return f'<img{before} src="{os.path.relpath(images / name, page.parent).replace(os.sep, "/")}"{extra}{after}>'
+
+        page.write_text(_INLINE_IMG.sub(replace, text), encoding="utf-8")
+    return moved
+
+
+PRERENDER = Path("tools") / "mathjax" / "prerender.js"  # in the book's source folder (the repository)
+MATH_CSS = "_static/mathjax/chtml.css"  # the shared stylesheet; the fonts are book/_static/mathjax/woff-v2
+
+
+def _prerender_tools(app) -> tuple[str, Path]:  # noqa: ANN001
+    from sphinx.errors import ExtensionError  # noqa: PLC0415
+
+    node = shutil.which("node") or shutil.which("nodejs")
+    if node is None:
+        raise ExtensionError("the book's math is typeset at build time with Node.js, which is not installed "
+                             "(Debian: apt-get install nodejs; or https://nodejs.org)")
+    script = Path(app.srcdir) / PRERENDER
+    if not script.exists():
+        raise ExtensionError(f"the math typesetting script is missing: {script}")
+    return node, script
+
+
+def require_node(app) -> None:  # noqa: ANN001 (Sphinx event)
+    """Fail at the start of an HTML build, not after the chapters have run, where Node.js is missing."""
+    if app.builder.format == "html":
+        _prerender_tools(app)
+
+
+def prerender_math(app, exception) -> None:  # noqa: ANN001 (Sphinx event)
+    """Move embedded figures to files (externalize_images), then typeset every page's math with
+    MathJax in Node (tools/mathjax/prerender.js)."""
+    from sphinx.errors import ExtensionError  # noqa: PLC0415
+    from sphinx.util import logging  # noqa: PLC0415
+
+    if exception is not None or app.builder.format != "html":
+        return
+    moved = externalize_images(Path(app.outdir))
+    if moved:
+        logging.getLogger(__name__).info(f"{moved} embedded figures written to _images, loaded lazily")
+    node, script = _prerender_tools(app)
+    out = Path(app.outdir)
+    pages = sorted(str(p) for p in out.rglob("*.html") if p.relative_to(out).parts[0] not in ("_static", "_sources"))
+    settings = {"mathjax": app.config.mathjax3_config or {}, "css": str(out / MATH_CSS), "fonts": "woff-v2"}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(settings, f)
+    try:
+        done = subprocess.run([node, str(script), f.name, *pages], capture_output=True, text=True, check=False)
+    finally:
+        os.unlink(f.name)
+    if done.returncode != 0:
+        raise ExtensionError(f"typesetting the math failed:\n{done.stderr.strip()}")
+    logging.getLogger(__name__).info(done.stdout.strip())
 
 
 def setup(app):  # noqa: ANN001, ANN201  (Sphinx's extension entry point)
     os.environ[STATIC_ENV] = "1"
-    app.set_html_assets_policy("always")
     app.add_config_value("losslab_reader_branch", "", "html")
     app.connect("html-page-context", dedupe_scripts, priority=100)  # before any handler that returns a template
     app.connect("html-page-context", defer_scripts, priority=900)  # after every handler that adds a script
     app.connect("html-page-context", reader_launch_links, priority=502)  # after the theme adds the buttons (501)
-    app.connect("config-inited", theme_defaults)
+    app.connect("html-page-context", drop_runtime_mathjax, priority=900)  # after Sphinx's MathJax adds its script
+    app.connect("builder-inited", require_node)
+    app.connect("build-finished", prerender_math)
     app.connect("html-page-context", meta_description, priority=100)
     app.connect("html-page-context", default_colour_mode, priority=100)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
