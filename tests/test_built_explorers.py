@@ -6,7 +6,9 @@ to its controls and records them in the address. Every explorer:
 - ships its figure data, drawn by the vendored plotly.js (no PNG frames, no CDN);
 - at a 390 px phone width, has no text smaller than 10 CSS px (controls, labels
   and the figure's own SVG text), no panel narrower than 200 px (panels stack),
-  and nothing wider than the page;
+  no figure labels drawn over each other (a figure that cannot stack keeps a
+  minimum width and scrolls sideways in its own box), and nothing wider than
+  the page;
 - at a 1366 px laptop width, overflows nothing;
 - moves every control through every position: each position selects a frame
   that exists, is drawn, and carries its own alt text (different from the
@@ -60,9 +62,19 @@ _MEASURE = """(minPanel) => Array.from(document.querySelectorAll('.lle')).map(ex
   const page = document.documentElement.clientWidth;
   const r = ex.getBoundingClientRect();
   const panels = Array.from(ex.querySelectorAll('.nsewdrag')).map(d => d.getBoundingClientRect().width);
+  // Labels that cover each other are not legible at any size: pairs of figure texts whose boxes
+  // overlap by more than a third of the smaller one.
+  const boxes = Array.from(ex.querySelectorAll('svg text')).filter(t => visible(t) && t.textContent.trim())
+      .map(t => [t.textContent.trim().slice(0, 20), t.getBoundingClientRect()]).filter(([, b]) => b.width && b.height);
+  const overlaps = [];
+  for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+    const [ta, a] = boxes[i], [tb, b] = boxes[j];
+    const w = Math.min(a.right, b.right) - Math.max(a.left, b.left), h = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+    if (w > 0 && h > 0 && w * h > Math.min(a.width * a.height, b.width * b.height) / 3) overlaps.push(ta + ' / ' + tb);
+  }
   return {name: ex.dataset.name, small: small.slice(0, 5), overflow: ex.scrollWidth - ex.clientWidth,
           outside: Math.max(0, r.right - page, -r.left), narrow: panels.filter(w => w < minPanel),
-          svgText: ex.querySelectorAll('svg text').length};
+          svgText: ex.querySelectorAll('svg text').length, overlaps: overlaps.slice(0, 5)};
 })""" % MIN_TEXT_PX
 
 
@@ -105,6 +117,7 @@ def test_explorers_are_legible_on_a_phone_and_fit_a_laptop(visits, path):
             assert m["svgText"] > 0, f"{where}: no figure text drawn"
             assert not m["small"], f"{where}: text smaller than {MIN_TEXT_PX} px: {m['small']}"
             assert m["overflow"] <= 1 and m["outside"] <= 1, f"{where}: overflows by {m['overflow']} / {m['outside']} px"
+            assert not m["overlaps"], f"{where}: labels drawn over each other: {m['overlaps']}"
             if size == PHONE:
                 assert not m["narrow"], f"{where}: panels narrower than {MIN_PANEL_PX} px: {m['narrow']}"
 

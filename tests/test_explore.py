@@ -96,6 +96,17 @@ def test_alt_template_with_an_unknown_name_fails_at_construction():
                  title="t", alt="{nope}")
 
 
+def test_min_width_reaches_the_page_and_is_validated():
+    def data(ex):
+        return json.loads(re.search(r'class="lle-data">(.*?)</script>', ex.static_html(), re.S).group(1))
+
+    assert data(small(min_width=640))["minWidth"] == 640
+    assert "minWidth" not in data(small())
+    for bad in (True, 50, 640.0, "640", 5000):
+        with pytest.raises(ValueError, match="min_width"):
+            small(min_width=bad)
+
+
 def test_render_must_return_a_figure():
     ex = Explorer("t.bad", lambda a: None, {"a": Slider(0, 1, default=0.5)}, title="t", alt="a={a}")
     with pytest.raises(TypeError, match="Figure"):

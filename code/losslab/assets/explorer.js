@@ -153,6 +153,18 @@ window.losslabExplorer = window.losslabExplorer || (function () {
     var name = root.dataset.name;
     var data = JSON.parse(root.querySelector('script.lle-data').textContent);
     var box = root.querySelector('.lle-frame');
+    if (data.minWidth) {
+      // A figure that cannot stack (one picture) keeps its width and scrolls sideways in its own
+      // region on a narrow screen; the region takes focus, so the keyboard scrolls it too.
+      var scroller = document.createElement('div');
+      scroller.className = 'lle-scroll';
+      scroller.tabIndex = 0;
+      scroller.setAttribute('role', 'region');
+      scroller.setAttribute('aria-label', 'figure; scrolls sideways on a narrow screen');
+      box.parentNode.insertBefore(scroller, box);
+      scroller.appendChild(box);
+      box.style.minWidth = data.minWidth + 'px';
+    }
     var inputs = Array.prototype.slice.call(root.querySelectorAll('[data-j]'));
     var visible = false, drawnKey = null, drawnWidth = 0;
 

@@ -263,6 +263,10 @@ class Explorer:
         Resolution of rendered frames.
     max_frames : int
         Upper bound on the static grid (product of every control's static values).
+    min_width : int, optional
+        CSS px below which the static book does not shrink the figure: a figure that
+        cannot stack into panels (a graph drawn as one picture) keeps this width on a
+        phone and scrolls sideways in its own box, so its labels never overlap.
     """
 
     def __init__(
@@ -275,6 +279,7 @@ class Explorer:
         alt: str,
         dpi: float = 80,
         max_frames: int = 200,
+        min_width: int | None = None,
     ) -> None:
         if not callable(render):
             raise TypeError(f"render: expected a callable, got {type(render).__name__}")
@@ -291,6 +296,9 @@ class Explorer:
         self.title = title
         self.alt_template = alt
         self.dpi = dpi
+        if min_width is not None and (isinstance(min_width, bool) or not isinstance(min_width, int) or not 200 <= min_width <= 2000):
+            raise ValueError(f"min_width: expected CSS pixels, an int in [200, 2000], or None; got {min_width!r}")
+        self.min_width = min_width
         n = self.n_frames
         if n > max_frames:
             sizes = {k: len(c.static_values()) for k, c in self.controls.items()}
@@ -400,7 +408,8 @@ class Explorer:
         payload, start_key = self.static_payload()
         body = ('{"traces":[' + ",".join(payload["traces"]) + '],"layouts":[' + ",".join(payload["layouts"])
                 + '],"panels":[' + ",".join(payload["panels"]) + '],"frames":' + json.dumps(payload["frames"], separators=(",", ":"))
-                + ',"alts":' + json.dumps(payload["alts"], separators=(",", ":"), ensure_ascii=False).replace("</", "<\\/") + "}")
+                + ',"alts":' + json.dumps(payload["alts"], separators=(",", ":"), ensure_ascii=False).replace("</", "<\\/")
+                + (f',"minWidth":{self.min_width}' if self.min_width else "") + "}")
         if len(body.encode("utf-8")) > max_bytes:
             raise ValueError(
                 f"{self.name}: static data of {self.n_frames} frames take {len(body.encode()) / 1e6:.2f} MB, more than "

@@ -299,6 +299,7 @@ def step_explorer() -> Explorer:
         controls={"step": Slider(0, n, default=0, integer=True, step=1, static=list(range(n + 1)), label="backward step")},
         title="Backprop one rule at a time: forward values first, then gradients from the output back",
         alt=step_alt,
+        min_width=640,  # seven columns of boxes: narrower, their labels overlap (it scrolls sideways on a phone)
     )
 
 
