@@ -52,7 +52,7 @@ def example_expression() -> Value:
 
 
 _SX, _SY = 2.3, 1.25      # spacing of columns and rows in drawing units
-_BOX_W, _BOX_H = 1.55, 0.82
+_BOX_W, _BOX_H = 1.55, 0.95  # three lines of at least 10 CSS px each, without touching, at 700 px wide
 
 
 def _positions(layout: GraphLayout) -> list[tuple[float, float]]:
@@ -167,9 +167,9 @@ def draw_graph(ax: Axes, layout: GraphLayout, *, grads: list[float | None] | Non
         name = v.label or "?"
         head = f"{name} = {v._op}" if v._op else name
         g = "grad  ?" if grads[k] is None else f"grad {grads[k]:.3g}"
-        ax.text(x, y + 0.2, head, ha="center", va="center", fontsize=8.5, fontweight="bold")
-        ax.text(x, y - 0.02, f"data {v.data:.3g}", ha="center", va="center", fontsize=8)
-        ax.text(x, y - 0.24, g, ha="center", va="center", fontsize=8, color="#8a3a00" if grads[k] is not None else "0.5")
+        ax.text(x, y + 0.29, head, ha="center", va="center", fontsize=8.5, fontweight="bold")
+        ax.text(x, y, f"data {v.data:.3g}", ha="center", va="center", fontsize=8)
+        ax.text(x, y - 0.29, g, ha="center", va="center", fontsize=8, color="#8a3a00" if grads[k] is not None else "0.5")
     for (i, j), line in zip(layout.edges, routes):
         if round((pos[j][0] - pos[i][0]) / _SX) > 1:                  # a lane over the top: say what it is
             ax.text((pos[i][0] + pos[j][0]) / 2, line[:, 1].max() + 0.06, "skip connection", ha="center",
@@ -251,7 +251,7 @@ def render_steps(step: int) -> Figure:
     """The example graph after ``step`` steps of backward (0: forward values only)."""
     layout, _ = _trace()
     view = step_view(step)
-    fig, ax = plots.figure(size=(8.6, 3.3), layout="fixed")
+    fig, ax = plots.figure(size=(8.6, 3.5), layout="fixed")
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.03, top=0.84)
     draw_graph(ax, layout, grads=view.grads, rule=view.rule, received=view.received)
     # the note is the title's second line: a figure-level text would not reach the browser's drawing,
@@ -299,7 +299,7 @@ def step_explorer() -> Explorer:
         controls={"step": Slider(0, n, default=0, integer=True, step=1, static=list(range(n + 1)), label="backward step")},
         title="Backprop one rule at a time: forward values first, then gradients from the output back",
         alt=step_alt,
-        min_width=640,  # seven columns of boxes: narrower, their labels overlap (it scrolls sideways on a phone)
+        min_width=700,  # seven columns of boxes, drawn as on a laptop: narrower, their labels overlap (a phone scrolls it)
     )
 
 
