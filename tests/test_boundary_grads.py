@@ -83,6 +83,38 @@ def test_focal_loss_gradient_is_finite_at_confident_right_answers_and_matches_py
     assert ((ours_z.grad - exact).abs() <= allowed).all(), (ours_z.grad, exact)
 
 
+@pytest.mark.parametrize("gamma", [0.5, 1.0, 2.0])
+def test_focal_loss_gradient_in_the_target_is_finite_at_hard_labels_and_matches_pytorch(gamma):
+    """d loss / d target: the reference formula (linear in y inside, finite where 1 - p_t > 0) at hard
+    and soft targets, and the exact derivative at confident answers, where the reference rounds."""
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(60, generator=g, dtype=F64) * 5
+    y = torch.cat([torch.zeros(20, dtype=F64), torch.ones(20, dtype=F64), torch.rand(20, generator=g, dtype=F64)])
+    for alpha in (None, 0.25):
+        a = y.clone().requires_grad_()
+        b = y.clone().requires_grad_()
+        ours = losses.focal_loss(z, a, gamma=gamma, alpha=alpha, reduction="none")
+        ref = _torchvision_focal(z, b, gamma)
+        if alpha is not None:
+            ref = (alpha * b + (1 - alpha) * (1 - b)) * ref
+        ours.sum().backward()
+        ref.sum().backward()
+        assert torch.isfinite(a.grad).all(), a.grad
+        assert torch.allclose(ours.detach(), ref.detach(), rtol=1e-12, atol=0)
+        assert torch.allclose(a.grad, b.grad, rtol=1e-9, atol=1e-12), (a.grad - b.grad).abs().max()
+    # a confident right answer (y = 1, z = 40): 1 - p_t = sigma(-40), d/dy = -z q^gamma + ce gamma q^(gamma-1) (q' - p')
+    zc, yc = torch.tensor([40.0], dtype=F64), torch.tensor([1.0], dtype=F64, requires_grad=True)
+    losses.focal_loss(zc, yc, gamma=gamma, reduction="sum").backward()
+    q, p = torch.sigmoid(-zc), torch.sigmoid(zc)
+    exact = -zc * q ** gamma + F.softplus(-zc) * gamma * q ** (gamma - 1) * (q - p)
+    assert torch.allclose(yc.grad, exact, rtol=1e-9), (yc.grad, exact)
+    # and the logits' gradient is unchanged by a target that requires grad
+    z1, z2 = z.clone().requires_grad_(), z.clone().requires_grad_()
+    losses.focal_loss(z1, y, gamma=gamma).backward()
+    losses.focal_loss(z2, y.clone().requires_grad_(), gamma=gamma).backward()
+    assert torch.equal(z1.grad, z2.grad)
+
+
 def test_focal_loss_soft_targets_and_alpha_match_pytorch():
     g = torch.Generator().manual_seed(0)
     z = (torch.randn(200, generator=g, dtype=F64) * 8)

@@ -559,8 +559,19 @@ def focal_loss(input: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, al
     if gamma == 0:
         loss = ce
     else:
-        log_miss = torch.logaddexp(torch.log(target) + torch.nn.functional.logsigmoid(-input),
-                                   torch.log1p(-target) + torch.nn.functional.logsigmoid(input))  # log(1 - p_t)
+        # log(1 - p_t) = logaddexp(log y + log sigma(-z), log(1 - y) + log sigma(z)). Its derivative in
+        # y, (sigma(-z) - sigma(z)) / (1 - p_t), is finite for a hard 0/1 target, but autograd would reach
+        # it as 0 * inf through log 0: the value is computed with y held fixed and the y-derivative added
+        # in closed form (a term that is 0 in value).
+        y = target.detach()
+        neg_inf = torch.full_like(y, -math.inf)
+        log_y = torch.where(y > 0, torch.log(torch.where(y > 0, y, 1.0)), neg_inf)
+        log_1my = torch.where(y < 1, torch.log1p(-torch.where(y < 1, y, 0.0)), neg_inf)
+        ls_neg, ls_pos = torch.nn.functional.logsigmoid(-input), torch.nn.functional.logsigmoid(input)
+        log_miss = torch.logaddexp(log_y + ls_neg, log_1my + ls_pos)
+        if target.requires_grad:
+            d_target = (torch.exp(ls_neg - log_miss) - torch.exp(ls_pos - log_miss)).detach()
+            log_miss = log_miss + (target - y) * d_target
         loss = ce * torch.exp(gamma * log_miss)
     if alpha is not None:
         loss = (alpha * target + (1 - alpha) * (1 - target)) * loss
