@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from losslab.autograd import (
-    MLP, Value, backward_trace, cache_nbytes, gradcheck, gradient_costs, graph_layout, init_mlp, mlp_backward,
+    MLP, Value, backward_trace, cache_nbytes, central_difference_probe, gradcheck, gradient_costs, graph_layout, init_mlp, mlp_backward,
     mlp_forward, mlp_grads_checkpointed, mlp_jvp, mlp_loss_and_grads, mse, numerical_gradient,
     saved_tensor_bytes, topological_order,
 )
@@ -400,6 +400,19 @@ def test_numerical_gradient_reports_a_step_lost_to_rounding():
 def test_gradcheck_bad_input(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_central_difference_probe_matches_pytorch_autograd_and_leaves_the_network_alone():
+    net = init_mlp([3, 5, 1], seed=4)
+    g = torch.Generator().manual_seed(5)
+    x, t = torch.randn(7, 3, generator=g, dtype=F64), torch.randn(7, 1, generator=g, dtype=F64)
+    before = net.flat().clone()
+    d = central_difference_probe(net, x, t)
+    theta = net.flat().clone().requires_grad_()
+    (exact,) = torch.autograd.grad(mse(mlp_forward(net.with_flat(theta), x)[0], t)[0], theta)
+    probed = torch.tensor([d(k) for k in range(net.n_params)], dtype=F64)
+    torch.testing.assert_close(probed, exact, rtol=1e-6, atol=1e-9)
+    assert torch.equal(net.flat(), before)
 
 
 def test_gradient_costs_reports_every_method_and_reverse_mode_is_cheaper_than_finite_differences():

@@ -58,6 +58,7 @@ __all__ = [
     "gradcheck",
     "GradcheckResult",
     "gradient_costs",
+    "central_difference_probe",
     "GradientCosts",
     "saved_tensor_bytes",
     "ACTIVATIONS",
@@ -976,6 +977,27 @@ def gradient_costs(widths: Sequence[int] = (4, 16, 64, 256), *, n_in: int = 8, b
         return _gradient_costs(widths, x, t, repeats, max_coords, seed, dev, timed)
 
 
+def central_difference_probe(net: "MLP", x: torch.Tensor, t: torch.Tensor, h: float = 1e-5) -> Callable[[int], float]:
+    """``d(k)``: the central difference of ``net``'s MSE loss on ``(x, t)`` in parameter ``k``, two forward passes.
+
+    The passes run on a copy of the parameters (one flat vector, nudged in place and restored), so
+    ``net`` is untouched; this is what the gradient-cost measurements time per parameter.
+    """
+    theta = net.flat()                # (n,)
+    probe = net.with_flat(theta)      # parameters are views into theta
+
+    def d(k: int) -> float:
+        old = theta[k].item()
+        theta[k] = old + h
+        fp = mse(mlp_forward(probe, x)[0], t)[0].item()
+        theta[k] = old - h
+        fm = mse(mlp_forward(probe, x)[0], t)[0].item()
+        theta[k] = old
+        return (fp - fm) / (2 * h)
+
+    return d
+
+
 def _gradient_costs(widths, x, t, repeats, max_coords, seed, dev, timed) -> GradientCosts:
     n_in = x.shape[1]
     out: dict[str, list] = {k: [] for k in ("n", "fwd", "rev", "fm", "fd")}
@@ -983,20 +1005,10 @@ def _gradient_costs(widths, x, t, repeats, max_coords, seed, dev, timed) -> Grad
         net = init_mlp([n_in, w, 1], seed=seed + i, device=dev)
         n = net.n_params
         k = n if max_coords is None else min(n, max_coords)
-        theta = net.flat()                                # (n,)
-        probe = net.with_flat(theta)                      # parameters are views into theta
-        tangent_flat = torch.zeros_like(theta)            # (n,)
+        fd_coordinate = central_difference_probe(net, x, t)
+        tangent_flat = torch.zeros_like(net.flat())       # (n,)
         tangent = net.with_flat(tangent_flat)
         timed(lambda: mlp_loss_and_grads(net, x, t), 3)  # warm-up
-
-        def fd_coordinate(j):                             # two forward passes per parameter
-            old = theta[j].item()
-            theta[j] = old + 1e-5
-            fp = mse(mlp_forward(probe, x)[0], t)[0].item()
-            theta[j] = old - 1e-5
-            fm = mse(mlp_forward(probe, x)[0], t)[0].item()
-            theta[j] = old
-            return (fp - fm) / 2e-5
 
         def fm_coordinate(j):                             # one forward-mode pass per parameter
             tangent_flat[j] = 1.0

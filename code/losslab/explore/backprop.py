@@ -24,8 +24,8 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from matplotlib.path import Path as MplPath
 
 from .. import plots
-from ..autograd import (GradientCosts, GraphLayout, Value, backward_trace, graph_layout, init_mlp, mlp_forward, mlp_loss_and_grads,
-                        mse, numerical_gradient)
+from ..autograd import (GradientCosts, GraphLayout, Value, backward_trace, central_difference_probe, graph_layout, init_mlp,
+                        mlp_forward, mlp_loss_and_grads, mse, numerical_gradient)
 from ..backend import single_thread
 from . import Choice, Explorer, Slider, registered
 
@@ -360,18 +360,7 @@ def depth_width_costs(depths: tuple = COST_DEPTHS, widths: tuple = COST_WIDTHS, 
         for i, d in enumerate(depths):
             for j, w in enumerate(widths):
                 net = init_mlp([n_in] + [w] * d + [1], seed=seed + i * len(widths) + j)
-                theta = net.flat()  # (P,)
-                probe = net.with_flat(theta)  # parameters are views into theta
-
-                def fd_coordinate(k):  # two forward passes per parameter
-                    old = theta[k].item()
-                    theta[k] = old + 1e-5
-                    fp = mse(mlp_forward(probe, x)[0], t)[0].item()
-                    theta[k] = old - 1e-5
-                    fm = mse(mlp_forward(probe, x)[0], t)[0].item()
-                    theta[k] = old
-                    return (fp - fm) / 2e-5
-
+                fd_coordinate = central_difference_probe(net, x, t)  # two forward passes per parameter
                 timed(lambda: mlp_loss_and_grads(net, x, t), 2)  # warm-up
                 n_params[i, j] = net.n_params
                 fwd[i, j] = timed(lambda: mse(mlp_forward(net, x)[0], t)[0].item(), repeats)
