@@ -58,12 +58,83 @@ from matplotlib.figure import Figure
 from .. import plots
 from . import figure as _figure
 
-__all__ = ["Slider", "Choice", "Toggle", "Explorer", "MAX_STATIC_BYTES", "registered", "REGISTRY"]
+__all__ = ["Slider", "Choice", "Toggle", "Explorer", "MAX_STATIC_BYTES", "registered", "REGISTRY", "canvas", "legend", "bars"]
 
 #: Budget for one explorer's static HTML (all frames together).
 MAX_STATIC_BYTES = 1_500_000
 #: Positions of a numeric slider in the static book when the grid allows it (issue 19: at least 9).
 MIN_POSITIONS = 9
+
+
+# --- reused figures (a frame drawn on the figure of the previous one) ----------------
+
+_CANVASES: dict[str, Figure] = {}
+
+
+def canvas(key: str, make: Callable[[], Figure]) -> Figure:
+    """The figure ``make()`` built once per ``key``, emptied of the previous frame's data (lines, collections,
+    patches, texts, legends); axis scales, limits, ticks and titles are set by each ``render`` again.
+
+    Making a figure with its axes costs 15-40 ms, most of one explorer frame; reusing it makes a frame a few
+    milliseconds, which the static book (every point of the grid) and a live update both gain. A ``render``
+    that draws on it returns the same figure each call: read it (describe it, save a PNG) before the next call.
+    """
+    fig = _CANVASES.get(key)
+    if fig is None:
+        fig = _CANVASES[key] = make()
+    for ax in fig.axes:
+        for art in [*ax.lines, *ax.collections, *ax.patches, *ax.texts, *ax.images]:
+            art.remove()
+        ax.containers.clear()
+        if ax.get_legend() is not None:
+            _KEPT_LEGENDS[id(ax)] = ax.get_legend()
+            ax.get_legend().remove()
+        ax.relim()  # forget the old data's limits: an axis the render does not fix is autoscaled to the new data
+        ax.set_autoscale_on(True)
+    return fig
+
+
+_KEPT_LEGENDS: dict[int, object] = {}
+
+
+def legend(ax, *, handles_from=None, **kw) -> None:
+    """``ax.legend(**kw)`` on a :func:`canvas` (of the labelled artists of ``handles_from``, default ``ax``): the previous
+    frame's legend is put back with the new labels when it has as many entries with the same styles (a new legend
+    costs about 10 ms; the figure's description reads only its labels)."""
+    handles, labels = (handles_from or ax).get_legend_handles_labels()
+    kept = _KEPT_LEGENDS.get(id(ax))
+    if kept is not None and getattr(kept, "_losslab_kw", None) == kw and len(kept.get_texts()) == len(labels) \
+            and getattr(kept, "_losslab_styles", None) == [_style(h) for h in handles]:
+        for text, label in zip(kept.get_texts(), labels):
+            text.set_text(label)
+        ax.legend_ = kept
+        kept._remove_method = ax._remove_legend
+        return
+    leg = ax.legend(handles, labels, **kw)
+    leg._losslab_kw = kw
+    leg._losslab_styles = [_style(h) for h in handles]
+
+
+def _style(h) -> tuple:
+    """What a legend entry draws of a handle: type, colours, line style, marker."""
+    get = lambda name: (lambda v: tuple(np.ravel(v)) if hasattr(v, "__len__") and not isinstance(v, str) else v)(
+        getattr(h, name)()) if hasattr(h, name) else None  # noqa: E731
+    return (type(h).__name__, get("get_color"), get("get_facecolor"), get("get_linestyle"), get("get_marker"),
+            get("get_linewidth"), get("get_markersize"))
+
+
+def bars(ax, x, height, *, width: float, bottom=0.0, **kw):
+    """Bars of one style as one ``PolyCollection`` (``ax.bar`` makes a patch per bar, about 1 ms each; the figure's
+    description draws bars of one colour as one trace either way)."""
+    from matplotlib.collections import PolyCollection  # noqa: PLC0415
+
+    x, h = np.asarray(x, dtype=float), np.asarray(height, dtype=float)
+    b = np.broadcast_to(np.asarray(bottom, dtype=float), x.shape)
+    lo, hi = x - width / 2, x + width / 2
+    verts = np.stack([np.stack([lo, b], 1), np.stack([hi, b], 1), np.stack([hi, b + h], 1), np.stack([lo, b + h], 1)], 1)
+    pc = PolyCollection(verts, **kw)
+    ax.add_collection(pc)
+    return pc
 
 
 # --- controls -------------------------------------------------------------------

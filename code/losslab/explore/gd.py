@@ -17,7 +17,7 @@ slider (243 race frames, 81 momentum frames), so the runs of a whole grid
 are one batch (:func:`losslab.optim.run_trajectories` with a learning rate
 and a momentum per row), the contours are traced once per function, long
 paths are thinned to the points that move the drawing (:func:`thin`), and
-every frame is drawn on one reused figure (:func:`losslab.explore.loss.canvas`).
+every frame is drawn on one reused figure (:func:`losslab.explore.canvas`).
 """
 
 from __future__ import annotations
@@ -31,8 +31,7 @@ from matplotlib.figure import Figure
 
 from .. import landscapes, optim, plots
 from ..backend import single_thread
-from . import Choice, Explorer, Slider, registered
-from .loss import canvas, legend
+from . import Choice, Explorer, Slider, canvas, legend, registered
 
 
 def _panels(key: str, n: int, size: tuple[float, float], **adjust) -> tuple:
