@@ -135,9 +135,22 @@ def browser():
     server.shutdown()
 
 
-# book/_static/math-scroll.js has measured every display formula (it marks the wide ones as it goes, when idle).
-MATH_MARKED = """() => document.readyState === 'complete' && (!document.querySelector('mjx-container[display="true"]')
-  || document.documentElement.dataset.mathScroll === 'done')"""
+# book/_static/scrollables.js measures the regions that may scroll sideways (wide formulas, code, outputs) as they
+# near the view, and all of them once a reader presses Tab; book/_static/sections.js lays out the sections the
+# browser skipped off screen from a reader's first key or scroll on. The tests read the page as a keyboard reader
+# has it once both are done.
+SCROLLABLES_MEASURED = """() => document.readyState === 'complete' && window.losslabScrollables
+  && document.documentElement.dataset.scrollables === 'done'
+  && (document.documentElement.dataset.sections === 'done' || !document.querySelector('.bd-article section section'))"""
+
+
+def measure_scrollables(page) -> None:
+    """Wait for the fonts (the math's too), press Tab as a keyboard reader does (scrollables.js then measures
+    every region that may scroll sideways, and sections.js lays out every section once) and wait until both have."""
+    page.evaluate("() => document.fonts.ready.then(() => true)")
+    page.wait_for_function("() => document.readyState === 'complete' && !!window.losslabScrollables")
+    page.evaluate("() => document.dispatchEvent(new KeyboardEvent('keydown', {key: 'Tab', bubbles: true}))")
+    page.wait_for_function(SCROLLABLES_MEASURED)
 
 
 class Visit:
@@ -164,9 +177,9 @@ class Visit:
         self.page.goto(urljoin(base, url), wait_until="load")
 
     def wait_for_math(self):
-        """The math is typeset by the build; wait for its fonts and for math-scroll.js to mark the wide formulas."""
-        self.page.evaluate("() => document.fonts.ready.then(() => true)")
-        self.page.wait_for_function(MATH_MARKED)
+        """The math is typeset by the build; wait for its fonts, then press Tab as a keyboard reader does
+        (scrollables.js then measures every region that may scroll sideways) and wait for that to finish."""
+        measure_scrollables(self.page)
 
     def close(self):
         self.context.close()

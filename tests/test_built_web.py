@@ -7,6 +7,13 @@
   that screen readers read, and the shared stylesheet has a rule for every character
   the pages draw; figures are image files loaded lazily, with their size; the head's
   scripts are deferred.
+- Speed on a phone (losslab.sphinxext; book/_static/sections.js, scrollables.js): each page
+  loads the explorers' and quizzes' script once, not a copy per block; an explorer's
+  figure data is a file of its own, fetched (with plotly.js) only as the explorer nears
+  the screen; plain code tokens carry no <span>; off-screen sections are skipped by the
+  browser (content-visibility), yet links into the page land on their target, and on a
+  page just opened every region that scrolls sideways is already reachable by keyboard
+  (axe's scrollable-region-focusable, before any key is pressed).
 - Print: on a page with quizzes and an explorer, printed (print media, and a PDF):
   code wraps, each quiz question prints with its answer and explanation and no
   controls, and each explorer prints its current frame with its settings.
@@ -24,7 +31,7 @@ from urllib.parse import urljoin
 import pytest
 
 import bookfiles as bf
-from test_built_book import HTML, MATH_MARKED, _move, _movable_control, browser, page_of  # noqa: F401 (browser: a fixture)
+from test_built_book import HTML, measure_scrollables, _move, _movable_control, browser, page_of  # noqa: F401 (browser: a fixture)
 
 pytestmark = pytest.mark.built
 
@@ -159,8 +166,9 @@ def test_prerender_typesets_what_mathjax_finds_and_leaves_the_rest_of_the_page(t
     assert done.returncode != 0 and "page.html" in done.stderr and "undefinedmacro" in done.stderr
 
 
-def _open(browser, url: str, width: int = 1366, height: int = 900):
-    """A page in a fresh context, every request recorded; requests off the local server are refused."""
+def _open(browser, url: str, width: int = 1366, height: int = 900, keyboard: bool = True):
+    """A page in a fresh context, every request recorded; requests off the local server are refused.
+    With ``keyboard``, as a keyboard reader has it (measure_scrollables); else just loaded, untouched."""
     base, chromium = browser
     context = chromium.new_context(viewport={"width": width, "height": height})
     page = context.new_page()
@@ -169,8 +177,10 @@ def _open(browser, url: str, width: int = 1366, height: int = 900):
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.route("**/*", lambda r: r.continue_() if r.request.url.startswith((base, "data:")) else r.abort())
     page.goto(urljoin(base, url), wait_until="load")
-    page.evaluate("() => document.fonts.ready.then(() => true)")
-    page.wait_for_function(MATH_MARKED)
+    if keyboard:
+        measure_scrollables(page)
+    else:
+        page.evaluate("() => document.fonts.ready.then(() => true)")
     return context, page, requests, errors
 
 
@@ -225,5 +235,84 @@ def test_printed_page_wraps_code_and_shows_quiz_answers_and_the_explorers_curren
         pdf = tmp_path / "printed.pdf"
         page.pdf(path=str(pdf), format="A4", print_background=False)
         assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 20_000
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("path", bf.by_page(bf.chapters()))
+def test_interactive_blocks_share_their_scripts_and_code_tokens_stay_light(path):
+    page = page_of(path)
+    html = page.read_text(encoding="utf-8")
+    assert "window.losslabExplorer = window.losslabExplorer" not in html, "a copy of the explorer script in the page"
+    assert "window.losslabQuiz = window.losslabQuiz" not in html, "a copy of the quiz script in the page"
+    for kind in ("explorer", "quiz"):
+        assert len(re.findall(rf'<script defer src="[^"]*_static/losslab/{kind}\.\w+\.js"', html)) == 1, kind
+    data = re.findall(r'<script type="application/json" class="lle-data"([^>]*)>(.*?)</script>', html, re.S)
+    assert data and all(not body and "data-src=" in attrs for attrs, body in data), "explorer data left in the page"
+    for attrs, _ in data:
+        assert (page.parent / re.search(r'data-src="([^"]+)"', attrs).group(1)).is_file()
+    plain = re.findall(r'<span class="(?:n|p|w)">', "".join(re.findall(r'<div class="highlight">.*?</pre>', html, re.S)))
+    assert not plain, f"{len(plain)} plain code tokens still wrapped in <span>"
+
+
+def test_explorer_data_and_plotly_load_only_as_an_explorer_nears_the_screen(browser):  # noqa: F811
+    url = page_of(bf.ROOT / "book" / "01_loss_functions.ipynb").relative_to(HTML).as_posix()
+    context, page, requests, errors = _open(browser, url, 390, 844, keyboard=False)
+    try:
+        page.wait_for_timeout(500)
+        early = [u for u in requests if "/_static/losslab/data/" in u or "plotly" in u]
+        assert not early, f"fetched before any explorer neared the screen: {early}"
+        # scroll to it as a reader does, until it is drawn (a first jump may land short while the sections
+        # around it are laid out)
+        assert page.evaluate("""async () => { const b = document.querySelector('.lle .lle-frame'), t0 = performance.now();
+          while (b.dataset.drawn !== b.dataset.key && performance.now() - t0 < 15000) {
+            b.scrollIntoView({block: 'center'}); await new Promise(r => setTimeout(r, 200)); }
+          return b.dataset.drawn === b.dataset.key; }"""), "the first explorer was not drawn"
+        fetched = [u for u in requests if "/_static/losslab/data/" in u]
+        assert len(fetched) >= 1 and sum("plotly" in u for u in requests) == 1
+        assert len(fetched) < page.locator(".lle").count(), "every explorer's data was fetched at once"
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("path", bf.by_page(bf.chapters()))
+def test_a_page_just_opened_has_its_wide_regions_in_reach_of_the_keyboard(browser, path):  # noqa: F811
+    """Before any key is pressed (scrollables.js has only estimated, from the text, which regions scroll),
+    at phone width, where most code and many formulas scroll: axe finds no region out of the keyboard's reach."""
+    from test_built_book import _axe_violations  # noqa: PLC0415
+
+    context, page, _, errors = _open(browser, page_of(path).relative_to(HTML).as_posix(), 390, 844, keyboard=False)
+    try:
+        page.wait_for_function("() => document.querySelector('pre[data-scrolls], mjx-container[data-scrolls]')")
+        assert page.evaluate("() => document.documentElement.dataset.sections") is None, "laid out without a reader"
+        found = _axe_violations(page, ["scrollable-region-focusable"])
+        assert not found, found
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+def test_links_into_a_page_land_on_their_target(browser):  # noqa: F811
+    """Sections off screen are skipped by the browser with a guessed height: opening a page at an anchor far
+    down, and following a link in the page, still brings the target to the top of the view (below the header)."""
+    path = bf.ROOT / "book" / "03_gradient_descent.ipynb"
+    url = page_of(path).relative_to(HTML).as_posix()
+    context, page, _, errors = _open(browser, url, 390, 844, keyboard=False)
+    try:
+        ids = page.evaluate("() => Array.from(document.querySelectorAll('.bd-article section section[id]')).map(s => s.id)")
+        far, back = ids[-2], ids[len(ids) // 2]
+        top = "(id) => document.getElementById(id).getBoundingClientRect().top"
+        page.goto(urljoin(page.url.split("#")[0], f"#{far}"), wait_until="load")
+        page.wait_for_timeout(800)
+        assert 0 <= page.evaluate(top, far) < 150, f"#{far} is at {page.evaluate(top, far)} px"
+        page.evaluate("(id) => { const a = document.createElement('a'); a.href = '#' + id; a.textContent = 'x';"
+                      " document.querySelector('.bd-article').prepend(a); a.click(); }", back)
+        page.wait_for_timeout(800)
+        assert 0 <= page.evaluate(top, back) < 150, f"#{back} is at {page.evaluate(top, back)} px"
+        page.wait_for_function("() => document.documentElement.dataset.sections === 'done'", timeout=20_000)
+        assert page.locator(".bd-article section section:not(.lls-shown)").count() == 0
+        assert 0 <= page.evaluate(top, back) < 150, "the view moved while the sections were laid out"
+        assert not errors, errors
     finally:
         context.close()

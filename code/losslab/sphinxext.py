@@ -11,7 +11,12 @@
   page; the pages link one shared stylesheet and the fonts
   (``book/_static/mathjax``) and load no MathJax JavaScript. The build fails
   where Node is missing or a formula does not typeset. Before that, figures
-  embedded in the pages as base64 become image files, loaded lazily.
+  embedded in the pages as base64 become image files, loaded lazily; the
+  explorers' and quizzes' scripts become one shared file each, and each
+  explorer's figure data a file loaded as it nears the screen; code tokens
+  drawn in the code's own colour lose their ``<span>``; and the theme's
+  page-wide measuring of scrollable regions gives way to
+  ``book/_static/scrollables.js``, which measures them lazily.
 - It points the Colab and Binder launch buttons at the *reader edition*
   (:mod:`losslab.reader`), published on the branch named by the Sphinx
   option ``losslab_reader_branch`` (``_config.yml``), so a reader who
@@ -159,6 +164,16 @@ def drop_runtime_mathjax(app, pagename, templatename, context, doctree) -> None:
                       and not str((getattr(js, "attributes", {}) or {}).get("body", "")).startswith("window.MathJax")]
 
 
+def _pages(outdir: Path):
+    for page in sorted(outdir.rglob("*.html")):
+        if page.relative_to(outdir).parts[0] not in ("_static", "_sources"):
+            yield page
+
+
+def _rel(target: Path, page: Path) -> str:
+    return os.path.relpath(target, page.parent).replace(os.sep, "/")
+
+
 _INLINE_IMG = re.compile(r'<img\b([^>]*?)\ssrc="data:image/(png|jpeg|gif|webp);base64,([A-Za-z0-9+/=\s]+)"([^>]*)>')
 
 
@@ -175,9 +190,7 @@ def externalize_images(outdir: Path) -> int:
     fetches a figure when it nears the screen."""
     images = outdir / "_images"
     moved = 0
-    for page in outdir.rglob("*.html"):
-        if page.relative_to(outdir).parts[0] in ("_static", "_sources"):
-            continue
+    for page in _pages(outdir):
         text = page.read_text(encoding="utf-8")
         if "src=\"data:image/" not in text:
             continue
@@ -202,6 +215,154 @@ def externalize_images(outdir: Path) -> int:
 
         page.write_text(_INLINE_IMG.sub(replace, text), encoding="utf-8")
     return moved
+
+
+# The interactive blocks (losslab.explore, losslab.questions) each carry their own copy of their script and
+# style, and an explorer its figure data, so that one notebook output works alone in Jupyter and Colab.
+_INTERACTIVES = (("explorer", "explorer.js", "explorer.css", "losslabExplorer"),
+                 ("quiz", "quiz.js", "quiz.css", "losslabQuiz"))
+_EXPLORER_DATA = re.compile(r'<script type="application/json" class="lle-data">(.*?)</script>', re.S)
+
+
+def share_interactive_assets(outdir: Path) -> dict:
+    """In the built book, each page loads the explorers' and quizzes' script once, from ``_static/losslab``
+    (deferred, cached across pages), in place of a copy per block; keeps one copy of each style; and moves
+    each explorer's figure data (up to about 0.8 MB of frames) to a script file of its own that the
+    explorer loads when it nears the screen (``data-src``; explorer.js), so a chapter's HTML is its text.
+
+    A page whose block carries a script that differs from the package's (an execution cache older than
+    the package) fails the build rather than mixing two versions."""
+    from importlib import resources  # noqa: PLC0415
+
+    from sphinx.errors import ExtensionError  # noqa: PLC0415
+
+    static = outdir / "_static" / "losslab"
+    (static / "data").mkdir(parents=True, exist_ok=True)
+    shared = []
+    for kind, js, css, obj in _INTERACTIVES:
+        code = (resources.files("losslab") / "assets" / js).read_text(encoding="utf-8")
+        style = "<style>" + (resources.files("losslab") / "assets" / css).read_text(encoding="utf-8") + "</style>"
+        body = (code + f"\n// The built book loads this file once per page, deferred: mount every {kind} on the page.\n"
+                f"document.querySelectorAll('[data-losslab=\"{kind}\"]').forEach(function (el) {{ window.{obj}.mount(el.id); }});\n")
+        name = static / f"{kind}.{hashlib.sha1(body.encode()).hexdigest()[:10]}.js"
+        name.write_text(body, encoding="utf-8")
+        inline = re.compile("<script>" + re.escape(code) + r"\nwindow\." + obj + r'\.mount\("[\w-]+"\);</script>')
+        shared.append((kind, obj, name, inline, style))
+    counts = {"pages": 0, "copies": 0, "data": 0, "data_bytes": 0}
+    for page in _pages(outdir):
+        text = page.read_text(encoding="utf-8")
+        loads = []
+        for kind, obj, name, inline, style in shared:
+            text, n = inline.subn("", text)
+            if f"window.{obj}.mount(" in text:
+                raise ExtensionError(f"{page.name}: a {kind} carries a script that differs from the package's "
+                                     f"{kind} script (an execution cache older than the package? make clean)")
+            if n:
+                loads.append(f'<script defer src="{_rel(name, page)}"></script>')
+                counts["copies"] += n
+            first = text.find(style)
+            if first >= 0:
+                end = first + len(style)
+                text = text[:end] + text[end:].replace(style, "")
+
+        def data_file(m: re.Match) -> str:
+            body = m.group(1)
+            json.loads(body)  # valid JSON, or the build stops here
+            key = hashlib.sha1(body.encode()).hexdigest()[:16]
+            target = static / "data" / f"{key}.js"
+            if not target.exists():
+                target.write_text(f'window.losslabExplorer.deliver("{key}", JSON.parse({json.dumps(body)}));\n',
+                                  encoding="utf-8")
+            counts["data"] += 1
+            counts["data_bytes"] += len(body)
+            return (f'<script type="application/json" class="lle-data" data-id="{key}" '
+                    f'data-src="{_rel(target, page)}"></script>')
+
+        text = _EXPLORER_DATA.sub(data_file, text)
+        if loads:
+            text = text.replace("</head>", "".join(loads) + "\n</head>", 1)
+            counts["pages"] += 1
+        page.write_text(text, encoding="utf-8")
+    return counts
+
+
+_PYGMENTS_RULE = re.compile(r'html\[data-theme="(light|dark)"\] \.highlight(?: \.([\w-]+))? \{([^}]*)\}')
+_KEEP_TOKENS = {"gp", "go", "hll", "linenos"}  # the prompt and output classes sphinx-copybutton reads
+
+
+def _plain_token_classes(css: str) -> set[str]:
+    """Pygments token classes styled only with the code's own colour in both colour modes."""
+    base, styled = {}, {}
+    for mode, cls, decl in _PYGMENTS_RULE.findall(css):
+        props = dict(tuple(x.strip().lower() for x in d.split(":", 1)) for d in decl.split(";") if ":" in d)
+        if not cls:
+            base[mode] = props.get("color")
+        else:
+            styled.setdefault(cls, {})[mode] = props
+    return {cls for cls, modes in styled.items()
+            if cls not in _KEEP_TOKENS and set(modes) == {"light", "dark"}
+            and all(base.get(m) and props == {"color": base[m]} for m, props in modes.items())}
+
+
+_HIGHLIGHT = re.compile(r'<div class="highlight"><pre>.*?</pre>', re.S)
+
+
+def plain_code_tokens(outdir: Path) -> int:
+    """Unwrap the highlighted code's tokens that look like the code around them (names, punctuation and
+    spaces are drawn in the code's own colour in both colour modes: ``pygments.css``): a chapter's code is
+    thousands of such ``<span>`` elements, a third of the page's elements outside the math, which the
+    browser must style and lay out. The text is unchanged, and the coloured tokens keep their spans."""
+    from sphinx.errors import ExtensionError  # noqa: PLC0415
+
+    css = (outdir / "_static" / "pygments.css").read_text(encoding="utf-8")
+    if not _PYGMENTS_RULE.search(css):
+        raise ExtensionError("_static/pygments.css has no light and dark rules (html[data-theme=...] .highlight): "
+                             "was it read before pydata-sphinx-theme wrote it? see losslab.sphinxext.plain_code_tokens")
+    plain = _plain_token_classes(css)
+    if not plain:
+        return 0
+    token = re.compile(r'<span class="(?:' + "|".join(sorted(map(re.escape, plain))) + r')">([^<]*)</span>')
+    removed = 0
+    for page in _pages(outdir):
+        text = page.read_text(encoding="utf-8")
+        if '<div class="highlight">' not in text:
+            continue
+
+        def unwrap(m: re.Match) -> str:
+            nonlocal removed
+            out, n = token.subn(r"\1", m.group(0))
+            removed += n
+            return out
+
+        page.write_text(_HIGHLIGHT.sub(unwrap, text), encoding="utf-8")
+    return removed
+
+
+_THEME_SCRIPT = Path("_static") / "scripts" / "pydata-sphinx-theme.js"
+_THEME_SCROLLABLES = '".pst-scrollable-table-container"].join(", ")'
+
+
+def lazy_theme_scrollables(outdir: Path) -> None:
+    """Replace the theme's measuring of every scrollable element (at load, and again after any change in
+    the article, each time a layout of the whole page) by nothing: book/_static/scrollables.js does the
+    same lazily. The build fails if the theme's script no longer has that function (a new theme version)."""
+    from sphinx.errors import ExtensionError  # noqa: PLC0415
+
+    path = outdir / _THEME_SCRIPT
+    code = path.read_text(encoding="utf-8")
+    at = code.find(_THEME_SCROLLABLES)
+    start = code.rfind("function ", 0, at)
+    head = re.match(r"function (\w+)\(\)\{", code[start:]) if at > 0 and start >= 0 else None
+    if head is None:
+        raise ExtensionError(f"{_THEME_SCRIPT}: the theme's scrollable-region function was not found "
+                             "(pydata-sphinx-theme changed?): see losslab.sphinxext.lazy_theme_scrollables")
+    depth, end = 0, start + head.end() - 1
+    for end in range(start + head.end() - 1, len(code)):
+        depth += {"{": 1, "}": -1}.get(code[end], 0)
+        if depth == 0:
+            break
+    path.write_text(code[:start] + f"function {head.group(1)}(){{/* losslab: book/_static/scrollables.js */}}"
+                    + code[end + 1:], encoding="utf-8")
 
 
 PRERENDER = Path("tools") / "mathjax" / "prerender.js"  # in the book's source folder (the repository)
@@ -235,12 +396,18 @@ def prerender_math(app, exception) -> None:  # noqa: ANN001 (Sphinx event)
 
     if exception is not None or app.builder.format != "html":
         return
+    log = logging.getLogger(__name__)
     moved = externalize_images(Path(app.outdir))
     if moved:
-        logging.getLogger(__name__).info(f"{moved} embedded figures written to _images, loaded lazily")
+        log.info(f"{moved} embedded figures written to _images, loaded lazily")
+    shared = share_interactive_assets(Path(app.outdir))
+    log.info(f"{shared['copies']} copies of the explorer and quiz scripts replaced by shared files on {shared['pages']} pages; "
+             f"{shared['data']} explorers' data ({shared['data_bytes'] / 1e6:.1f} MB) in files loaded as they near the screen")
+    log.info(f"{plain_code_tokens(Path(app.outdir))} plain code tokens unwrapped")
+    lazy_theme_scrollables(Path(app.outdir))
     node, script = _prerender_tools(app)
     out = Path(app.outdir)
-    pages = sorted(str(p) for p in out.rglob("*.html") if p.relative_to(out).parts[0] not in ("_static", "_sources"))
+    pages = [str(p) for p in _pages(out)]
     settings = {"mathjax": app.config.mathjax3_config or {}, "css": str(out / MATH_CSS), "fonts": "woff-v2"}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(settings, f)
@@ -250,7 +417,7 @@ def prerender_math(app, exception) -> None:  # noqa: ANN001 (Sphinx event)
         os.unlink(f.name)
     if done.returncode != 0:
         raise ExtensionError(f"typesetting the math failed:\n{done.stderr.strip()}")
-    logging.getLogger(__name__).info(done.stdout.strip())
+    log.info(done.stdout.strip())
 
 
 def setup(app):  # noqa: ANN001, ANN201  (Sphinx's extension entry point)
@@ -261,7 +428,9 @@ def setup(app):  # noqa: ANN001, ANN201  (Sphinx's extension entry point)
     app.connect("html-page-context", reader_launch_links, priority=502)  # after the theme adds the buttons (501)
     app.connect("html-page-context", drop_runtime_mathjax, priority=900)  # after Sphinx's MathJax adds its script
     app.connect("builder-inited", require_node)
-    app.connect("build-finished", prerender_math)
+    # after pydata-sphinx-theme's own build-finished handler (priority 500), which writes the light and
+    # dark pygments.css that plain_code_tokens reads
+    app.connect("build-finished", prerender_math, priority=800)
     app.connect("html-page-context", meta_description, priority=100)
     app.connect("html-page-context", default_colour_mode, priority=100)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

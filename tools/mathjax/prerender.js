@@ -191,6 +191,11 @@ async function main() {
     } catch (err) {
       throw new Error(`${file}: ${err.message}`);
     }
+    // A display formula carries its width (data-w, in its own em), so the page can tell whether it is
+    // wider than the column, and so scrolls, without laying it out (book/_static/scrollables.js).
+    for (const item of items) {
+      if (item.display) adaptor.setAttribute(item.typesetRoot, 'data-w', output.getBBox(item, doc).w.toFixed(2));
+    }
     const errors = items.filter(item => adaptor.tags(item.typesetRoot, 'mjx-merror').length || item.root.isKind('merror'));
     if (errors.length) {
       throw new Error(`${file}: MathJax could not typeset ${errors.length} formula(s), e.g. ${errors[0].start.delim}${errors[0].math}`

@@ -10,10 +10,45 @@
 // controls move, so a link reproduces a view. Query parameters, not the
 // #fragment, so section links keep working. Defined once per page, mounted once
 // per explorer.
+// The figure data is read only when the explorer comes near the screen (or a control
+// moves): from the page itself (a notebook's output), or, in the built book, from a
+// script file of its own (data-src on the lle-data tag) that hands it to deliver(), so
+// a chapter opens without parsing megabytes of frames it may never show. Script
+// files rather than fetch(), so the book works opened from disk (file://) too.
 window.losslabExplorer = window.losslabExplorer || (function () {
   var MIN_PANEL = 300;    // CSS px: narrower panels stack
   var STACK_PANEL = 300;  // CSS px: height of one stacked panel
+  var NEAR = '600px 0px'; // load an explorer's data and plotly.js this far before it scrolls into view
   var pending = [], loading = false;
+  var delivered = {}, waiting = {};
+
+  // A data file calls deliver(id, data) when it has loaded.
+  function deliver(id, data) {
+    delivered[id] = data;
+    var fns = waiting[id] || [];
+    delete waiting[id];
+    fns.forEach(function (f) { f(data); });
+  }
+  // Call fn(data) with this explorer's figure data, loading it first if needed.
+  function withData(root, fn) {
+    if (root.lleData) { fn(root.lleData); return; }
+    var tag = root.querySelector('script.lle-data');
+    var src = tag.getAttribute('data-src');
+    function keep(d) { root.lleData = d; fn(d); }
+    if (!src) { keep(JSON.parse(tag.textContent)); return; }
+    var id = tag.getAttribute('data-id');
+    if (delivered[id]) { keep(delivered[id]); return; }
+    if (waiting[id]) { waiting[id].push(keep); return; }
+    waiting[id] = [keep];
+    var file = document.createElement('script');
+    file.src = src;
+    file.async = true;
+    file.onerror = function () {
+      var note = root.querySelector('.lle-note');
+      if (note) note.textContent = 'The figure data (' + src + ') could not be loaded.';
+    };
+    document.head.appendChild(file);
+  }
 
   function plotlyUrl() {
     var root = document.documentElement.getAttribute('data-content_root');
@@ -151,23 +186,28 @@ window.losslabExplorer = window.losslabExplorer || (function () {
     if (!root || root.dataset.mounted) return;
     root.dataset.mounted = '1';
     var name = root.dataset.name;
-    var data = JSON.parse(root.querySelector('script.lle-data').textContent);
     var box = root.querySelector('.lle-frame');
-    if (data.minWidth) {
-      // A figure that cannot stack (one picture) keeps its width and scrolls sideways in its own
-      // region on a narrow screen; the region takes focus, so the keyboard scrolls it too.
-      var scroller = document.createElement('div');
-      scroller.className = 'lle-scroll';
-      scroller.tabIndex = 0;
-      scroller.setAttribute('role', 'region');
-      scroller.setAttribute('aria-label', 'figure; scrolls sideways on a narrow screen');
-      box.parentNode.insertBefore(scroller, box);
-      scroller.appendChild(box);
-      box.style.minWidth = data.minWidth + 'px';
-    }
+    var data = null;  // the figure data, once loaded
     var inputs = Array.prototype.slice.call(root.querySelectorAll('[data-j]'));
     var visible = false, drawnKey = null, drawnWidth = 0;
 
+    function setUp(d) {
+      data = d;
+      if (data.minWidth && !box.parentNode.classList.contains('lle-scroll')) {
+        // A figure that cannot stack (one picture) keeps its width and scrolls sideways in its own
+        // region on a narrow screen; the region takes focus, so the keyboard scrolls it too.
+        var scroller = document.createElement('div');
+        scroller.className = 'lle-scroll';
+        scroller.tabIndex = 0;
+        scroller.setAttribute('role', 'region');
+        scroller.setAttribute('aria-label', 'figure; scrolls sideways on a narrow screen');
+        box.parentNode.insertBefore(scroller, box);
+        scroller.appendChild(box);
+        box.style.minWidth = data.minWidth + 'px';
+      }
+      show();
+    }
+    function need() { if (!data) withData(root, setUp); }
     function key() {
       var idx = [];
       inputs.forEach(function (el) { idx[parseInt(el.dataset.j, 10)] = getIndex(el); });
@@ -186,10 +226,11 @@ window.losslabExplorer = window.losslabExplorer || (function () {
       return { f: f, layout: lay };
     }
     function draw() {
+      if (!data || !visible) return;
       var k = key();
       var s = size();
       var width = box.clientWidth;
-      if (!visible || (k === drawnKey && width === drawnWidth)) return;
+      if (k === drawnKey && width === drawnWidth) return;
       withPlotly(function () {
         drawnKey = k; drawnWidth = width;
         window.Plotly.react(box, JSON.parse(JSON.stringify(s.f.data)), s.layout,
@@ -199,11 +240,6 @@ window.losslabExplorer = window.losslabExplorer || (function () {
       });
     }
     function show() {
-      var k = key();
-      if (data.frames[k]) {
-        box.dataset.key = k;
-        box.setAttribute('aria-label', data.alts[k]);
-      }
       inputs.forEach(function (el) {
         if (el.type !== 'range') return;
         var text = labelsOf(el)[getIndex(el)];
@@ -211,8 +247,15 @@ window.losslabExplorer = window.losslabExplorer || (function () {
         if (out) out.textContent = text;
         el.setAttribute('aria-valuetext', text);
       });
+      var k = key();
+      if (!data) { box.dataset.key = k; return; }  // the alt text follows when the data is here
+      if (data.frames[k]) {
+        box.dataset.key = k;
+        box.setAttribute('aria-label', data.alts[k]);
+      }
       draw();
     }
+    function moved() { show(); need(); }
     function writeAddress() {
       if (!window.history || !history.replaceState) return;
       var params = new URLSearchParams(window.location.search);
@@ -223,26 +266,38 @@ window.losslabExplorer = window.losslabExplorer || (function () {
       var url = window.location.pathname + '?' + params.toString() + window.location.hash;
       try { history.replaceState(history.state, '', url); } catch (e) { /* file:// pages may refuse */ }
     }
-    var params = new URLSearchParams(window.location.search);
+    var params = new URLSearchParams(window.location.search), fromAddress = false;
     inputs.forEach(function (el) {
       var wanted = params.get(name + '.' + el.dataset.name);
       if (wanted !== null && el.type !== 'hidden') {
         var i = find(labelsOf(el), wanted);
-        if (i >= 0) setIndex(el, i);
+        if (i >= 0) { setIndex(el, i); fromAddress = true; }
       }
     });
     show();
+    if (fromAddress) need();  // the view the address asks for: its alt text and height now
     inputs.forEach(function (el) {
-      el.addEventListener('input', show);
-      el.addEventListener('change', function () { show(); writeAddress(); });
+      el.addEventListener('input', moved);
+      el.addEventListener('change', function () { moved(); writeAddress(); });
     });
-    window.addEventListener('resize', function () { draw(); });
+    // Redrawn when its width changes (a resize, a sidebar opening, the page settling), near the screen.
+    if ('ResizeObserver' in window) new ResizeObserver(function () { draw(); }).observe(box);
+    else window.addEventListener('resize', function () { draw(); });
+    // Drawn (and redrawn after a resize) only while near the screen: an explorer far away keeps its
+    // last drawing until the reader comes back to it.
+    function near() { withPlotly(function () {}); need(); draw(); }
     if ('IntersectionObserver' in window) {
-      var io = new IntersectionObserver(function (entries) {
-        if (entries.some(function (e) { return e.isIntersecting; })) { visible = true; io.disconnect(); draw(); }
-      }, { rootMargin: '300px 0px' });
-      io.observe(box);
-    } else { visible = true; draw(); }
+      new IntersectionObserver(function (entries) {
+        visible = entries[entries.length - 1].isIntersecting;
+        if (visible) near();
+      }, { rootMargin: NEAR }).observe(box);
+    } else { visible = true; near(); }
   }
-  return { mount: mount, layoutFor: layoutFor, wrapText: wrapText, CHAR_EM: CHAR_EM };
+  // Mount every explorer on the page (the built book loads this file once, deferred).
+  function mountAll() {
+    document.querySelectorAll('.lle[data-losslab="explorer"]').forEach(function (el) { mount(el.id); });
+  }
+  // A promise of an explorer's figure data (for tests and tools).
+  function dataOf(root) { return new Promise(function (ok) { withData(root, ok); }); }
+  return { mount: mount, mountAll: mountAll, deliver: deliver, dataOf: dataOf, layoutFor: layoutFor, wrapText: wrapText, CHAR_EM: CHAR_EM };
 })();
