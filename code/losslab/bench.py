@@ -22,7 +22,7 @@ import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +66,25 @@ def timeit(fn: Callable[[], object], dev: torch.device, *, repeat: int = 5, warm
         _sync(dev)
         times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
+
+
+def timeit_side_by_side(fns: Sequence[Callable[[], object]], dev: torch.device, *, rounds: int = 3,
+                        warmup: int = 1) -> list[float]:
+    """Median wall times in milliseconds of several functions, run in turn round after round, so a
+    machine that slows down or speeds up during the run weighs on each the same way (their ratio is
+    what a benchmark reports)."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for fn, out in zip(fns, times):
+            _sync(dev)
+            t0 = time.perf_counter()
+            fn()
+            _sync(dev)
+            out.append((time.perf_counter() - t0) * 1e3)
+    return [statistics.median(t) for t in times]
 
 
 def copy_bandwidth(dev: torch.device, *, mib: int = 256) -> float:
@@ -156,14 +175,17 @@ def run(dev: torch.device, *, quick: bool = False) -> tuple[list[Row], float]:
     d2 = landscapes.random_direction(model, seed=2)
     r = 101 if gpu and not quick else (41 if not quick else 11)
     coords = torch.linspace(-1, 1, r, device=dev)
-    ms = timeit(lambda: landscapes.scan_2d(model, xd, yd, d1, d2, coords, coords), dev, repeat=max(2, rep // 4))
-    # the per-point loop on a sample of the grid, scaled to the whole grid (same work per point)
+    # the per-point loop and vmap on a sample of the grid, scaled to the whole grid (same work per
+    # point); the three timed in turn, round after round (timeit_side_by_side)
     sample = min(r * r, 100)
     c = torch.stack(torch.meshgrid(coords, coords, indexing="xy"), -1).reshape(-1, 2)[:sample]
-    loop = timeit(lambda: landscapes.scan_losses(model, xd, yd, [d1, d2], c, method="loop"), dev, repeat=1)
+    ms, loop, vm = timeit_side_by_side(
+        [lambda: landscapes.scan_2d(model, xd, yd, d1, d2, coords, coords),
+         lambda: landscapes.scan_losses(model, xd, yd, [d1, d2], c, method="loop"),
+         lambda: landscapes.scan_losses(model, xd, yd, [d1, d2], c, method="vmap")],
+        dev, rounds=3 if not quick else 1)
     rows.append(Row(f"scan_2d {r}x{r}, 64-64-10 MLP on {xd.shape[0]} digits", "batched (affine path)", ms,
                     f"per-point loop ({sample} points, scaled)", loop * (r * r) / sample))
-    vm = timeit(lambda: landscapes.scan_losses(model, xd, yd, [d1, d2], c, method="vmap"), dev, repeat=1)
     rows.append(Row(f"scan_2d {r}x{r}, 64-64-10 MLP on {xd.shape[0]} digits", "batched (affine path)", ms,
                     f"torch.func.vmap ({sample} points, scaled)", vm * (r * r) / sample))
 
