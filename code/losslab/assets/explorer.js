@@ -293,11 +293,7 @@ window.losslabExplorer = window.losslabExplorer || (function () {
       }, { rootMargin: NEAR }).observe(box);
     } else { visible = true; near(); }
   }
-  // Mount every explorer on the page (the built book loads this file once, deferred).
-  function mountAll() {
-    document.querySelectorAll('.lle[data-losslab="explorer"]').forEach(function (el) { mount(el.id); });
-  }
   // A promise of an explorer's figure data (for tests and tools).
   function dataOf(root) { return new Promise(function (ok) { withData(root, ok); }); }
-  return { mount: mount, mountAll: mountAll, deliver: deliver, dataOf: dataOf, layoutFor: layoutFor, wrapText: wrapText, CHAR_EM: CHAR_EM };
+  return { mount: mount, deliver: deliver, dataOf: dataOf, layoutFor: layoutFor, wrapText: wrapText, CHAR_EM: CHAR_EM };
 })();
