@@ -141,7 +141,7 @@ def browser():
 # has it once both are done.
 SCROLLABLES_MEASURED = """() => document.readyState === 'complete' && window.losslabScrollables
   && document.documentElement.dataset.scrollables === 'done'
-  && (document.documentElement.dataset.sections === 'done' || !document.querySelector('.bd-article section section'))"""
+  && (document.documentElement.dataset.sections === 'done' || !document.querySelector('.bd-article section section, .bd-article div.cell'))"""
 
 
 def measure_scrollables(page) -> None:

@@ -1,6 +1,7 @@
 // A chapter is 15,000-30,000 elements, most of them typeset math and highlighted code. book.css
-// lets the browser skip the sections the reader is not near (content-visibility: auto), so a
-// chapter opens fast on a phone. But a skipped section counts as a guessed height, is not
+// lets the browser skip the sections (and the heavy blocks in them: code cells, display formulas,
+// quizzes, dropdowns) the reader is not near (content-visibility: auto), so a chapter opens fast
+// on a phone. But a skipped section counts as a guessed height, is not
 // painted, and changes height when it is first laid out; with guesses above it, a jump to a
 // section far down would land off target. So this script:
 // - from the reader's first scroll, touch, click or key on, lays out the sections for good, one
@@ -9,20 +10,25 @@
 //   links, find-in-page and focus land where they should;
 // - when the page opens at an anchor, or the reader follows one, scrolls to its target again
 //   until it stays put, in case the sections around it were not yet laid out.
-// <html data-sections="done"> says every section has been laid out.
+// <html data-sections="done"> says every section and block has been laid out.
 (function () {
-  var SKIPPED = '.bd-article section section';  // what book.css makes content-visibility: auto
+  // what book.css makes content-visibility: auto: sections, and the heavy blocks inside them
+  var SKIPPED = ['section section', 'div.cell', 'div.math', '.llq', 'details'].map(function (s) {
+    return '.bd-article ' + s;
+  }).join(', ');
   var SHOWN = 'lls-shown';                      // book.css: content-visibility: visible
   var queue = null;
   var idle = window.requestIdleCallback || function (fn) { return setTimeout(fn, 1); };
   function frame(fn) { requestAnimationFrame(function () { requestAnimationFrame(fn); }); }
 
-  // Sections in document order, so a section's parent is laid out before it.
-  function layOut() {
-    var section = queue.shift();
-    if (!section) { document.documentElement.dataset.sections = 'done'; return; }
-    section.classList.add(SHOWN);
-    void section.offsetHeight;  // its layout happens here, in this idle slice
+  // In document order, so that a block's section is laid out before it; a few blocks per idle slice.
+  function layOut(deadline) {
+    do {
+      var block = queue.shift();
+      if (!block) { document.documentElement.dataset.sections = 'done'; return; }
+      block.classList.add(SHOWN);
+      void block.offsetHeight;  // its layout happens here, in this idle slice
+    } while (deadline && deadline.timeRemaining && deadline.timeRemaining() > 4);
     idle(layOut);
   }
   function start() {
