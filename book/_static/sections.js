@@ -1,7 +1,7 @@
 // A chapter is 15,000-30,000 elements, most of them typeset math and highlighted code. book.css
-// lets the browser skip the sections (and the heavy blocks in them: code cells, display formulas,
-// quizzes, dropdowns) the reader is not near (content-visibility: auto), so a chapter opens fast
-// on a phone. But a skipped section counts as a guessed height, is not
+// lets the browser skip the sections (and the blocks in them: code cells, display formulas,
+// quizzes, dropdowns, paragraphs, lists) the reader is not near (content-visibility: auto), so a
+// chapter opens fast on a phone. But a skipped section counts as a guessed height, is not
 // painted, and changes height when it is first laid out; with guesses above it, a jump to a
 // section far down would land off target. So this script:
 // - from the reader's first scroll, touch, click or key on, lays out the sections for good, one
@@ -13,7 +13,8 @@
 // <html data-sections="done"> says every section and block has been laid out.
 (function () {
   // what book.css makes content-visibility: auto: sections, and the heavy blocks inside them
-  var SKIPPED = ['section section', 'div.cell', 'div.math', '.llq', 'details'].map(function (s) {
+  var SKIPPED = ['section section', 'div.cell', 'div.math', '.llq', 'details', 'section > p', 'section > ul',
+                 'section > ol'].map(function (s) {
     return '.bd-article ' + s;
   }).join(', ');
   var SHOWN = 'lls-shown';                      // book.css: content-visibility: visible
