@@ -170,6 +170,15 @@ def _pages(outdir: Path):
             yield page
 
 
+def _rewrite_pages(outdir: Path, change) -> None:  # noqa: ANN001 (change: (page, text) -> text)
+    """Apply ``change(page, text)`` to the text of every page, writing back the pages it changed."""
+    for page in _pages(outdir):
+        text = page.read_text(encoding="utf-8")
+        new = change(page, text)
+        if new != text:
+            page.write_text(new, encoding="utf-8")
+
+
 def _rel(target: Path, page: Path) -> str:
     return os.path.relpath(target, page.parent).replace(os.sep, "/")
 
@@ -190,11 +199,8 @@ def externalize_images(outdir: Path) -> int:
     fetches a figure when it nears the screen."""
     images = outdir / "_images"
     moved = 0
-    for page in _pages(outdir):
-        text = page.read_text(encoding="utf-8")
-        if "src=\"data:image/" not in text:
-            continue
 
+    def change(page: Path, text: str) -> str:
         def replace(m: re.Match) -> str:
             nonlocal moved
             before, kind, b64, after = m.groups()
@@ -211,9 +217,11 @@ def externalize_images(outdir: Path) -> int:
             if "loading=" not in attrs:
                 extra += ' loading="lazy" decoding="async"'
             moved += 1
-            return f'<img{before} src="{os.path.relpath(images / name, page.parent).replace(os.sep, "/")}"{extra}{after}>'
+            return f'<img{before} src="{_rel(images / name, page)}"{extra}{after}>'
 
-        page.write_text(_INLINE_IMG.sub(replace, text), encoding="utf-8")
+        return _INLINE_IMG.sub(replace, text) if 'src="data:image/' in text else text
+
+    _rewrite_pages(outdir, change)
     return moved
 
 
@@ -249,8 +257,8 @@ def share_interactive_assets(outdir: Path) -> dict:
         inline = re.compile("<script>" + re.escape(code) + r"\nwindow\." + obj + r'\.mount\("[\w-]+"\);</script>')
         shared.append((kind, obj, name, inline, style))
     counts = {"pages": 0, "copies": 0, "data": 0, "data_bytes": 0}
-    for page in _pages(outdir):
-        text = page.read_text(encoding="utf-8")
+
+    def change(page: Path, text: str) -> str:
         loads = []
         for kind, obj, name, inline, style in shared:
             text, n = inline.subn("", text)
@@ -282,7 +290,9 @@ def share_interactive_assets(outdir: Path) -> dict:
         if loads:
             text = text.replace("</head>", "".join(loads) + "\n</head>", 1)
             counts["pages"] += 1
-        page.write_text(text, encoding="utf-8")
+        return text
+
+    _rewrite_pages(outdir, change)
     return counts
 
 
@@ -323,18 +333,14 @@ def plain_code_tokens(outdir: Path) -> int:
         return 0
     token = re.compile(r'<span class="(?:' + "|".join(sorted(map(re.escape, plain))) + r')">([^<]*)</span>')
     removed = 0
-    for page in _pages(outdir):
-        text = page.read_text(encoding="utf-8")
-        if '<div class="highlight">' not in text:
-            continue
 
-        def unwrap(m: re.Match) -> str:
-            nonlocal removed
-            out, n = token.subn(r"\1", m.group(0))
-            removed += n
-            return out
+    def unwrap(m: re.Match) -> str:
+        nonlocal removed
+        out, n = token.subn(r"\1", m.group(0))
+        removed += n
+        return out
 
-        page.write_text(_HIGHLIGHT.sub(unwrap, text), encoding="utf-8")
+    _rewrite_pages(outdir, lambda page, text: _HIGHLIGHT.sub(unwrap, text))
     return removed
 
 
@@ -389,8 +395,9 @@ def require_node(app) -> None:  # noqa: ANN001 (Sphinx event)
 
 
 def prerender_math(app, exception) -> None:  # noqa: ANN001 (Sphinx event)
-    """Move embedded figures to files (externalize_images), then typeset every page's math with
-    MathJax in Node (tools/mathjax/prerender.js)."""
+    """Lighten the pages (externalize_images, share_interactive_assets, plain_code_tokens,
+    lazy_theme_scrollables), then typeset every page's math with MathJax in Node
+    (tools/mathjax/prerender.js)."""
     from sphinx.errors import ExtensionError  # noqa: PLC0415
     from sphinx.util import logging  # noqa: PLC0415
 
