@@ -193,7 +193,7 @@ window.losslabExplorer = window.losslabExplorer || (function () {
 
     function setUp(d) {
       data = d;
-      if (data.minWidth && !box.parentNode.classList.contains('lle-scroll')) {
+      if (data.minWidth) {
         // A figure that cannot stack (one picture) keeps its width and scrolls sideways in its own
         // region on a narrow screen; the region takes focus, so the keyboard scrolls it too.
         var scroller = document.createElement('div');
@@ -207,7 +207,8 @@ window.losslabExplorer = window.losslabExplorer || (function () {
       }
       show();
     }
-    function need() { if (!data) withData(root, setUp); }
+    var requested = false;  // the data asked for once, however often a control moves before it arrives
+    function need() { if (!requested) { requested = true; withData(root, setUp); } }
     function key() {
       var idx = [];
       inputs.forEach(function (el) { idx[parseInt(el.dataset.j, 10)] = getIndex(el); });
