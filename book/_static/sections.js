@@ -10,6 +10,7 @@
 //   links, find-in-page and focus land where they should;
 // - when the page opens at an anchor, or the reader follows one, scrolls to its target again
 //   until it stays put, in case the sections around it were not yet laid out.
+// - lays out at once the sections around a focused element and an anchor's target.
 // <html data-sections="done"> says every section and block has been laid out.
 (function () {
   // what book.css makes content-visibility: auto: sections, and the heavy blocks inside them
@@ -38,10 +39,21 @@
     idle(layOut);
   }
 
+  // The sections and blocks around an element, laid out for good now: the target of an anchor,
+  // a focused control (book.css clips a section until it is laid out for good, which would cut
+  // the focus ring of a control at its edge).
+  function showAround(el) {
+    for (; el && el !== document.documentElement; el = el.parentElement) {
+      if (el.matches(SKIPPED)) el.classList.add(SHOWN);
+    }
+  }
+  document.addEventListener('focusin', function (e) { showAround(e.target); });
+
   // Scroll to the target of an anchor until it stays where it is.
   function settle(id, tries) {
     var target = id && document.getElementById(decodeURIComponent(id));
     if (!target) return;
+    showAround(target);
     target.scrollIntoView();
     var top = target.getBoundingClientRect().top;
     frame(function () {
