@@ -214,6 +214,38 @@ def test_trajectories_report_divergence_without_nans():
     assert run.final[1].abs().max() < 1e-10
 
 
+def test_trajectories_catch_overflow_to_inf_as_divergence():
+    """With the bound at float32's edge the check must catch inf itself (the functions' own finiteness
+    check is skipped inside the loop, which checks each new position)."""
+    fn = landscapes.quadratic(10.0)
+    x0 = torch.tensor([[1.0, 1.0], [1.0, 0.0]], dtype=torch.float32)
+    run = optim.run_trajectories(fn, x0, optim.optimizer("sgd", lr=0.25), 400, bound=3e38, device="cpu")
+    assert run.diverged.tolist() == [True, False]
+    assert torch.isfinite(run.path).all()
+    t = int(run.diverged_at[0])
+    # |y| = 1.5^(t-1) before step t; the step's gradient 10 y overflows to inf first, below the bound
+    top = float(torch.finfo(torch.float32).max)
+    assert 10 * 1.5 ** (t - 1) > top > 10 * 1.5 ** (t - 2)
+    assert float(run.final[0].abs().max()) < 3e38
+
+
+def test_values_checked_skips_only_the_finiteness_check_and_only_inside():
+    fn = landscapes.rosenbrock()
+    bad = torch.tensor([[float("nan"), 0.0]])
+    with pytest.raises(ValueError, match="points: expected finite values"):
+        fn.grad(bad)
+    with optim._checks.values_checked():
+        assert torch.isnan(fn.grad(bad)).any()  # the caller vouches for its values: no pass, no sync
+        with pytest.raises(ValueError, match=r"shape \[\.\.\., 2\]"):
+            fn.grad(torch.zeros(3, 3))  # shape checks still run
+    with pytest.raises(ValueError, match="points: expected finite values"):
+        fn.grad(bad)
+    with pytest.raises(RuntimeError), optim._checks.values_checked():
+        raise RuntimeError("leaves the context")
+    with pytest.raises(ValueError, match="points: expected finite values"):
+        fn.grad(bad)
+
+
 def test_basins_of_himmelblau_cover_the_four_minima():
     fn = landscapes.himmelblau()
     b = optim.basins(fn, optim.optimizer("sgd", lr=0.005), steps=400, resolution=24, device="cpu")

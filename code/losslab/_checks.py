@@ -13,13 +13,16 @@ call reads ``lr = number("lr", lr, low=0)``.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import numbers
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
-__all__ = ["number", "positive", "count", "boolean", "choice", "tensor", "floating", "traced"]
+__all__ = ["number", "positive", "count", "boolean", "choice", "tensor", "floating", "traced", "values_checked",
+           "values_trusted"]
 
 
 def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
@@ -112,3 +115,28 @@ def traced(t: torch.Tensor) -> bool:
     """True inside torch.func transforms (vmap, grad), where a data-dependent check cannot run."""
     check = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
     return bool(check(t)) if check is not None else False
+
+
+_VALUES_CHECKED = contextvars.ContextVar("losslab_values_checked", default=False)
+
+
+@contextlib.contextmanager
+def values_checked() -> Iterator[None]:
+    """Inside, the data-dependent checks of the functions' inputs (all finite) are skipped.
+
+    For a loop that checks every value it passes on itself: ``run_trajectories``
+    checks the starting points once and each new position as it is made (finite
+    and within the bound), so the test function's own check of the same points,
+    a full pass and a host sync per step, would only repeat it. Shape, type and
+    dtype checks still run.
+    """
+    token = _VALUES_CHECKED.set(True)
+    try:
+        yield
+    finally:
+        _VALUES_CHECKED.reset(token)
+
+
+def values_trusted(t: torch.Tensor) -> bool:
+    """Whether a data-dependent check of ``t`` is to be skipped: inside :func:`values_checked`, or traced."""
+    return _VALUES_CHECKED.get() or traced(t)

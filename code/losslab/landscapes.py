@@ -96,12 +96,9 @@ def _check_points(points: object, name: str = "points") -> torch.Tensor:
         raise TypeError(f"{name}: expected a floating-point tensor (float32 or float64), got {points.dtype}")
     if points.ndim < 1 or points.shape[-1] != 2:
         raise ValueError(f"{name}: expected shape [..., 2] (last dimension the x and y coordinates), got {tuple(points.shape)}")
-    if not _traced(points) and not bool(torch.isfinite(points).all()):
+    if not _checks.values_trusted(points) and not bool(torch.isfinite(points).all()):
         raise ValueError(f"{name}: expected finite values, got {int((~torch.isfinite(points)).sum())} non-finite entries")
     return points
-
-
-_traced = _checks.traced
 
 
 def _check_positive(name: str, value: object) -> float:

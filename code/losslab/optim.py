@@ -197,7 +197,12 @@ def _sgd(p, g, state, *, lr, momentum, dampening, nesterov, weight_decay, maximi
     if _nonzero(momentum):
         buf = state.get("momentum_buffer")
         # PyTorch (and Sutskever et al. 2013) start the buffer at the first gradient, not at zero.
-        buf = g.clone() if buf is None else momentum * buf + (1 - dampening) * g
+        if buf is None:
+            buf = g.clone()
+        elif isinstance(dampening, (int, float)) and dampening == 0:  # (1 - 0) * g is g: one op less per step
+            buf = momentum * buf + g
+        else:
+            buf = momentum * buf + (1 - dampening) * g
         if isinstance(momentum, torch.Tensor):  # a row with momentum 0 is plain SGD: no dampening of its gradient
             buf = torch.where(momentum == 0, g, buf)
         state = {**state, "momentum_buffer": buf}
@@ -1531,23 +1536,32 @@ def run_trajectories(fn: Any, x0: torch.Tensor, update: Update, steps: int, *, k
     diverged_at = torch.full((n,), -1, dtype=torch.int64, device=dev)  # (N,)
     state: dict = {}
     path = [x] if keep_path else None
-    for t in range(1, steps + 1):
-        g = fn.grad(x)  # (N, 2)
-        new, state = kernel(x, g, state, **hyper)
-        bad = ~(new.abs() <= bound).all(1)  # (N,) True for NaN, inf and out of bounds
-        if bool(bad.any()):  # rare: freeze those runs, record when, and clear their optimizer state
-            diverged_at = torch.where(bad & (diverged_at < 0), torch.full_like(diverged_at, t), diverged_at)
-            alive = (diverged_at < 0).unsqueeze(1)  # (N, 1)
-            new = torch.where(alive, new, x)
-            state = {k: (torch.where(alive, v, torch.zeros_like(v)) if isinstance(v, torch.Tensor) else v)
-                     for k, v in state.items()}
-        x = new
-        if keep_path:
-            path.append(x)
+    with _checks.values_checked():  # x0 was checked above, and each new position is checked below
+        for t in range(1, steps + 1):
+            x, state, diverged_at = _trajectory_step(fn, kernel, hyper, x, state, diverged_at, t, bound)
+            if keep_path:
+                path.append(x)
     if keep_path:
         stacked = torch.stack(path)  # (T + 1, N, 2)
         return Trajectories(stacked, fn.f(stacked), x, diverged_at)
     return Trajectories(None, None, x, diverged_at)
+
+
+def _trajectory_step(fn, kernel, hyper, x, state, diverged_at, t, bound):
+    """One step of every run: the update, then any run that left the box (or is not finite) frozen."""
+    g = fn.grad(x)  # (N, 2)
+    new, state = kernel(x, g, state, **hyper)
+    # one reduction says whether any run left the box (a NaN propagates through max() and fails
+    # the comparison): 11 us per step for 20,000 runs on a CPU, against 66 us for the per-row test
+    if not bool(new.abs().max() <= bound):
+        # rare: freeze those runs, record when, and clear their optimizer state
+        bad = ~(new.abs() <= bound).all(1)  # (N,) True for NaN, inf and out of bounds
+        diverged_at = torch.where(bad & (diverged_at < 0), torch.full_like(diverged_at, t), diverged_at)
+        alive = (diverged_at < 0).unsqueeze(1)  # (N, 1)
+        new = torch.where(alive, new, x)
+        state = {k: (torch.where(alive, v, torch.zeros_like(v)) if isinstance(v, torch.Tensor) else v)
+                 for k, v in state.items()}
+    return new, state, diverged_at
 
 
 @dataclass(frozen=True)
