@@ -228,6 +228,71 @@ def test_trajectories_bad_input_is_named(args, kw, err, match):
         kernels.trajectories(*args, **kw)
 
 
+# --- the landscape scan: the kernel's algorithm, emulated ----------------------------
+
+def _scan_problem(sizes, skip, activation, n, k, points, dtype, seed):
+    from losslab import landscapes  # noqa: PLC0415
+
+    g = torch.Generator().manual_seed(seed)
+    model = landscapes.MLP(sizes, skip=skip, activation=activation, seed=seed, dtype=dtype)
+    x = torch.randn(n, sizes[0], generator=g, dtype=dtype)
+    y = torch.randint(0, sizes[-1], (n,), generator=g)
+    dirs = [landscapes.random_direction(model, seed=seed + j + 1) for j in range(k)]
+    coeffs = (torch.rand(points, k, generator=g, dtype=torch.float64) * 4 - 2).to(dtype)
+    return model, x, y, dirs, coeffs
+
+
+@settings(max_examples=30, deadline=None)
+@given(depth=st.integers(1, 4), width=st.integers(1, 9), classes=st.integers(2, 5), skip=st.booleans(),
+       activation=st.sampled_from(["relu", "tanh"]), n=st.integers(1, 150), k=st.integers(1, 4),
+       points=st.integers(1, 6), dtype=st.sampled_from([torch.float64, torch.float32]), seed=st.integers(0, 2**16))
+def test_the_scan_kernels_algorithm_is_the_per_point_loop(depth, width, classes, skip, activation, n, k, points,
+                                                         dtype, seed):
+    """The packing of the weights, the tiles of 64 rows (N not a multiple of 64 included), one layer
+    (logits straight from the first), skip connections, tanh, 1 to 4 directions: the emulation of
+    scan_mlp.cu gives the loop's losses (float64 to 1e-12, float32 to 1e-5 relative)."""
+    from losslab import landscapes  # noqa: PLC0415
+
+    sizes = (3,) + (width,) * (depth - 1) + (classes,)
+    model, x, y, dirs, coeffs = _scan_problem(sizes, skip and depth > 2, activation, n, k, points, dtype, seed)
+    params = {name: v.detach() for name, v in model.named_parameters()}
+    ours = kernels.scan_mlp_reference(model, params, dirs, coeffs, x, y)
+    loop = landscapes.scan_losses(model, x, y, dirs, coeffs, method="loop")
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(ours, loop, rtol=tol, atol=tol)
+
+
+def test_the_scan_kernel_is_refused_where_it_cannot_run():
+    from losslab import landscapes  # noqa: PLC0415
+
+    model, x, y, dirs, coeffs = _scan_problem((4, 5, 3), False, "relu", 20, 2, 3, torch.float64, 0)
+    with pytest.raises(ValueError, match="method: the scan kernel needs a CUDA device with CuPy"):
+        kernels.scan_mlp(model, dict(model.named_parameters()), dirs, coeffs, x, y)
+    if not GPU:
+        with pytest.raises(ValueError, match="method: the scan kernel needs a CUDA device"):
+            landscapes.scan_losses(model, x, y, dirs, coeffs, method="kernel")
+    with pytest.raises(ValueError, match="method: 'kernel' needs an MLP"):
+        landscapes.scan_losses(torch.nn.Linear(4, 3).double(), x, y, [{"weight": torch.zeros(3, 4, dtype=torch.float64),
+                                                                        "bias": torch.zeros(3, dtype=torch.float64)}],
+                               coeffs[:, :1], method="kernel")
+    deep = landscapes.MLP((4,) + (5,) * 8 + (3,), seed=0)
+    assert "at most 8 layers" in kernels.scan_unsupported(deep, 2, torch.float32)
+    assert "1 to 4 directions" in kernels.scan_unsupported(model, 5, torch.float64)
+    assert "float32 or float64" in kernels.scan_unsupported(model, 2, torch.float16)
+    assert kernels.scan_unsupported(model, 2, torch.float32) is None
+    with pytest.raises(ValueError, match=r"y: expected class labels in \[0, 2\]"):
+        kernels.scan_mlp_reference(model, dict(model.named_parameters()), dirs, coeffs, x, torch.full_like(y, 3))
+
+
+def test_the_books_scan_fits_one_blocks_shared_memory_in_both_dtypes():
+    """The 64-64-10 MLP on the digits (the benchmark's and chapter 2's): the tile of P (64 rows, K + 1 = 3),
+    one point's weights of layers 2-3 (64 x 64 + 64 + 10 x 64 + 10) and two activation buffers of
+    64 x 65 words: 25,418 words, which fit an H100 block's 227 KB in float64 too."""
+    words = 3 * 64 * 64 + (64 * 64 + 64 + 10 * 64 + 10) + 2 * 64 * 65
+    assert kernels.scan_shared_bytes([64, 64, 64, 10], 2, torch.float32) == 4 * words
+    assert kernels.scan_shared_bytes([64, 64, 64, 10], 2, torch.float64) == 8 * words <= 227 * 1024 - 1024
+
+
 # --- on a GPU: the kernels themselves -----------------------------------------------
 
 @pytest.mark.gpu
@@ -328,3 +393,30 @@ def test_the_benchmarks_plain_loops_run_the_same_optimizers_as_the_kernel(method
     ours = kernels.trajectories("rosenbrock", x0, upd, 40).final
     plain = bench._eager(landscapes.rosenbrock(), x0, method, lr, 40)
     torch.testing.assert_close(plain, ours, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("sizes,skip,activation", [
+    ((64, 64, 64, 10), False, "relu"),  # the benchmark's
+    ((5, 3), False, "relu"),  # one layer: the logits straight from the first
+    ((5, 70, 3), False, "tanh"),  # wider than 64 columns: two passes over the output
+    ((3, 130, 2), False, "relu"),  # three passes
+    ((5, 6, 6, 6, 4), True, "relu"),  # skip connections
+])
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_the_scan_kernel_on_the_gpu(sizes, skip, activation, dtype, tol):
+    """method="kernel" against the per-point loop: 200 rows (a last tile of 8) and 1,000 points
+    (groups of 8, the last one short), and a second run giving the same numbers."""
+    from losslab import landscapes  # noqa: PLC0415
+
+    model, x, y, dirs, coeffs = _scan_problem(sizes, skip, activation, 200, 2, 1000, dtype, 0)
+    model = model.cuda()
+    x, y, coeffs = x.cuda(), y.cuda(), coeffs.cuda()
+    dirs = [{name: v.cuda() for name, v in d.items()} for d in dirs]
+    ours = landscapes.scan_losses(model, x, y, dirs, coeffs, method="kernel")
+    loop = landscapes.scan_losses(model, x, y, dirs, coeffs[:50], method="loop")
+    torch.testing.assert_close(ours[:50], loop, rtol=tol, atol=tol)
+    torch.testing.assert_close(ours, landscapes.scan_losses(model, x, y, dirs, coeffs, method="affine"),
+                               rtol=tol * 10, atol=tol * 10)
+    assert torch.equal(ours, landscapes.scan_losses(model, x, y, dirs, coeffs, method="kernel"))

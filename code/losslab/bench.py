@@ -188,6 +188,14 @@ def run(dev: torch.device, *, quick: bool = False) -> tuple[list[Row], float]:
                     f"per-point loop ({sample} points, scaled)", loop * (r * r) / sample))
     rows.append(Row(f"scan_2d {r}x{r}, 64-64-10 MLP on {xd.shape[0]} digits", "batched (affine path)", ms,
                     f"torch.func.vmap ({sample} points, scaled)", vm * (r * r) / sample))
+    if kernels.available(dev):  # the fused kernel (landscapes.scan_losses(method="kernel")), against the same two
+        ms_k, affine = timeit_side_by_side(
+            [lambda: landscapes.scan_2d(model, xd, yd, d1, d2, coords, coords, method="kernel"),
+             lambda: landscapes.scan_2d(model, xd, yd, d1, d2, coords, coords, method="affine")],
+            dev, rounds=3 if not quick else 1)
+        work = f"scan_2d {r}x{r}, 64-64-10 MLP on {xd.shape[0]} digits"
+        rows.append(Row(work, "fused kernel", ms_k, f"per-point loop ({sample} points, scaled)", loop * (r * r) / sample))
+        rows.append(Row(work, "fused kernel", ms_k, "batched (affine path)", affine))
 
     # 3. optimizer trajectories from many starts
     n, steps = (1_000_000, 1000) if gpu and not quick else ((20_000, 200) if not quick else (2_000, 50))

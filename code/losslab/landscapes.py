@@ -1231,10 +1231,12 @@ def scan_losses(
         One row of coefficients per point.
     params : mapping, optional
         The centre :math:`\theta`.
-    method : {"auto", "affine", "vmap", "loop"}
+    method : {"auto", "affine", "vmap", "loop", "kernel"}
         ``"loop"``: one forward pass per point (the reference).
         ``"vmap"``: ``torch.func.functional_call`` under ``torch.func.vmap``, in chunks.
         ``"affine"``: the fast path for :class:`MLP` (first layer computed once, see Notes).
+        ``"kernel"``: the affine path's first layer, then every later layer and the loss in one
+        CUDA kernel (:func:`losslab.kernels.scan_mlp`; an :class:`MLP` on a CUDA device with CuPy).
         ``"auto"``: ``"affine"`` for an :class:`MLP`, else ``"vmap"``.
     chunk_size : int, optional
         Points per batched call; default bounds each intermediate tensor to about 2**20 floats on
@@ -1270,12 +1272,12 @@ def scan_losses(
         raise ValueError(f"coeffs: expected a tensor [G, {len(directions)}], got {tuple(getattr(coeffs, 'shape', ()))}")
     if not bool(torch.isfinite(coeffs).all()):
         raise ValueError("coeffs: expected finite values")
-    if method not in ("auto", "affine", "vmap", "loop"):
-        raise ValueError(f"method: expected 'auto', 'affine', 'vmap' or 'loop', got {method!r}")
+    if method not in ("auto", "affine", "vmap", "loop", "kernel"):
+        raise ValueError(f"method: expected 'auto', 'affine', 'vmap', 'loop' or 'kernel', got {method!r}")
     if method == "auto":
         method = "affine" if isinstance(model, MLP) else "vmap"
-    if method == "affine" and not isinstance(model, MLP):
-        raise ValueError(f"method: 'affine' needs an MLP, got {type(model).__name__}")
+    if method in ("affine", "kernel") and not isinstance(model, MLP):
+        raise ValueError(f"method: {method!r} needs an MLP, got {type(model).__name__}")
     dtype, dev = x.dtype, x.device
     p = {k: v.to(dtype=dtype, device=dev) for k, v in p.items()}
     dirs = [{k: v.detach().to(dtype=dtype, device=dev) for k, v in d.items()} for d in directions]
@@ -1292,6 +1294,10 @@ def scan_losses(
             out = _scan_loop(model, p, dirs, coeffs, x, y)
         elif method == "vmap":
             out = _scan_vmap(model, p, dirs, coeffs, x, y, chunk_size)
+        elif method == "kernel":
+            from . import kernels  # noqa: PLC0415
+
+            out = kernels.scan_mlp(model, p, dirs, coeffs, x, y)
         else:
             out = _scan_affine(model, p, dirs, coeffs, x, y, chunk_size)
         return out + _penalty_along(p, dirs, coeffs, wd) if wd else out

@@ -14,6 +14,11 @@ every device:
   2-D test function, all steps of one start in one thread's registers, one
   launch for the whole run (``trajectories.cu``). Elsewhere it is
   :func:`losslab.optim.run_trajectories`.
+- :func:`scan_mlp`: the loss of an MLP at many points of a plane in parameter
+  space (``landscapes.scan_losses(method="kernel")``): after PyTorch's K + 1
+  first-layer products, one launch computes every later layer and the loss in
+  shared memory, tile by tile, without writing an activation to global memory
+  (``scan_mlp.cu``). :func:`scan_mlp_reference` is its emulation on any device.
 
 Without a GPU the kernels are still checked: :func:`compile_with_nvrtc`
 compiles each source with NVRTC (which needs no GPU and no driver), and the
@@ -43,13 +48,15 @@ __all__ = [
     "cross_entropy",
     "cross_entropy_reference",
     "trajectories",
+    "scan_mlp",
+    "scan_mlp_reference",
     "FUNCTIONS",
 ]
 
 _DIR = Path(__file__).resolve().parent
 
 #: Kernel name -> CUDA source file beside this module.
-KERNELS = {"cross_entropy": "cross_entropy.cu", "trajectories": "trajectories.cu"}
+KERNELS = {"cross_entropy": "cross_entropy.cu", "trajectories": "trajectories.cu", "scan_mlp": "scan_mlp.cu"}
 
 #: Test functions the trajectory kernel knows, with the index its source uses (FN_*).
 FUNCTIONS = {"quadratic": 0, "rosenbrock": 1, "himmelblau": 2, "rastrigin": 3, "beale": 4,
@@ -459,3 +466,125 @@ def trajectories(name: str, x0: torch.Tensor, update: Any, steps: int, *, fn_par
     if path_every:
         return Trajectories(path, fn.f(path), out, dead)
     return Trajectories(None, None, out, dead)
+
+
+# =============================================================================
+# Landscape scan of an MLP
+# =============================================================================
+
+SCAN_ROWS, SCAN_POINTS, SCAN_THREADS = 64, 8, 256  # LS_ROWS, LS_POINTS, LS_THREADS in scan_mlp.cu
+_SCAN_MAX_LAYERS, _SCAN_MAX_K, _MAX_GRID_Y = 8, 4, 65535
+
+
+def _scan_operands(model: Any, params: dict, dirs: list, x: torch.Tensor):
+    """What ``scan_mlp.cu`` reads besides the coefficients and labels.
+
+    P [K + 1, N, H0]: the first layer's pre-activation at theta and along each direction; the
+    weights of layers 2..L packed (each W row-major, then its b) at theta [M] and along each
+    direction [K, M]; the sizes; and where each packed layer starts.
+    """
+    L, K = len(model.layers), len(dirs)
+    sizes = [int(s) for s in model.sizes]
+    P = torch.empty((K + 1, x.shape[0], sizes[1]), dtype=x.dtype, device=x.device)
+    torch.addmm(params["layers.0.bias"], x, params["layers.0.weight"].T, out=P[0])
+    for k, d in enumerate(dirs):
+        torch.addmm(d["layers.0.bias"], x, d["layers.0.weight"].T, out=P[k + 1])
+
+    def pack(p: dict) -> torch.Tensor:
+        parts = [t for i in range(1, L) for t in (p[f"layers.{i}.weight"].reshape(-1), p[f"layers.{i}.bias"])]
+        return torch.cat(parts) if parts else torch.zeros(0, dtype=x.dtype, device=x.device)
+
+    offsets, o = [], 0
+    for i in range(1, L):
+        offsets.append(o)
+        o += sizes[i] * sizes[i + 1] + sizes[i + 1]
+    theta = pack(params)
+    packed_dirs = torch.stack([pack(d) for d in dirs]) if L > 1 else torch.zeros((K, 0), dtype=x.dtype, device=x.device)
+    return P, theta, packed_dirs, sizes, offsets
+
+
+def scan_shared_bytes(sizes: list[int], k: int, dtype: torch.dtype) -> int:
+    """The shared memory one block of ``scan_mlp.cu`` takes: the tile of P, one point's weights, two activations."""
+    m = sum(sizes[i] * sizes[i + 1] + sizes[i + 1] for i in range(1, len(sizes) - 1))
+    words = (k + 1) * SCAN_ROWS * sizes[1] + m + 2 * SCAN_ROWS * (max(sizes[1:]) + 1)
+    return words * torch.empty((), dtype=dtype).element_size()
+
+
+def scan_unsupported(model: Any, k: int, dtype: torch.dtype, device: torch.device | None = None) -> str | None:
+    """Why ``scan_mlp.cu`` cannot scan this model (None if it can): depth, directions, dtype, shared memory."""
+    if len(model.layers) > _SCAN_MAX_LAYERS:
+        return f"takes MLPs of at most {_SCAN_MAX_LAYERS} layers, got {len(model.layers)}"
+    if not 1 <= k <= _SCAN_MAX_K:
+        return f"takes 1 to {_SCAN_MAX_K} directions, got {k}"
+    if dtype not in (torch.float32, torch.float64):
+        return f"takes float32 or float64, got {dtype}"
+    if device is not None and device.type == "cuda":
+        need = scan_shared_bytes(list(model.sizes), k, dtype)
+        have = getattr(torch.cuda.get_device_properties(device), "shared_memory_per_block_optin", 48 * 1024)
+        if need + 1024 > have:
+            return f"needs {need} bytes of shared memory per block for sizes {tuple(model.sizes)}, the device has {have}"
+    return None
+
+
+def _check_scan_labels(y: torch.Tensor, classes: int) -> None:
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= classes):
+        raise ValueError(f"y: expected class labels in [0, {classes - 1}], got values in [{int(y.min())}, {int(y.max())}]")
+
+
+def scan_mlp_reference(model: Any, params: dict, dirs: list, coeffs: torch.Tensor, x: torch.Tensor,
+                       y: torch.Tensor) -> torch.Tensor:
+    """:func:`scan_mlp` emulated on any device (:func:`losslab.kernels.reference.scan_mlp_blocked`): [G]."""
+    from .reference import scan_mlp_blocked  # noqa: PLC0415
+
+    _check_scan_labels(y, model.sizes[-1])
+    P, theta, packed, sizes, offsets = _scan_operands(model, params, dirs, x)
+    partial = scan_mlp_blocked(P, coeffs, theta, packed, sizes, offsets, y, activation=model.activation,
+                               skip=model.skip, rows=SCAN_ROWS)
+    return partial.sum(dim=1) / x.shape[0]
+
+
+def scan_mlp(model: Any, params: dict, dirs: list, coeffs: torch.Tensor, x: torch.Tensor,
+             y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of ``model`` at ``theta + sum_k coeffs[g, k] dirs[k]`` for every g, with ``scan_mlp.cu``.
+
+    Called by :func:`losslab.landscapes.scan_losses` (``method="kernel"``), which checks the
+    arguments: ``params`` and each of ``dirs`` map the MLP's parameter names to tensors of x's
+    dtype and device, ``coeffs`` is [G, K], ``y`` [N] int64.
+
+    Returns
+    -------
+    Tensor [G]
+
+    Raises
+    ------
+    ValueError
+        Where the kernel cannot run (no CUDA device with CuPy; see :func:`scan_unsupported`),
+        or for labels outside the model's classes.
+    """
+    import cupy  # noqa: PLC0415
+
+    if not available(x.device):
+        raise ValueError(f"method: the scan kernel needs a CUDA device with CuPy; x is on {x.device}")
+    why = scan_unsupported(model, len(dirs), x.dtype, x.device)
+    if why:
+        raise ValueError(f"method: the scan kernel {why}; method='affine' scans any MLP")
+    _check_scan_labels(y, model.sizes[-1])
+    P, theta, packed, sizes, offsets = _scan_operands(model, params, dirs, x)
+    meta = torch.tensor(sizes + offsets, dtype=torch.int64, device=x.device)
+    n, g, k, layers = x.shape[0], coeffs.shape[0], len(dirs), len(model.layers)
+    tiles = -(-n // SCAN_ROWS)
+    partial = torch.empty((g, tiles), dtype=x.dtype, device=x.device)
+    coeffs, y = coeffs.contiguous(), y.contiguous()
+    nbytes = scan_shared_bytes(sizes, k, x.dtype)
+    fn = _function("scan_mlp", "scan_mlp_f32" if x.dtype == torch.float32 else "scan_mlp_f64")
+    fn.max_dynamic_shared_size_bytes = nbytes
+    act = 0 if model.activation == "relu" else 1
+    with _stream():
+        for g0 in range(0, g, _MAX_GRID_Y * SCAN_POINTS):  # the grid's second dimension holds 65535 groups
+            groups = min(_MAX_GRID_Y, -(-(g - g0) // SCAN_POINTS))
+            fn((tiles, groups), (SCAN_THREADS,),
+               (_ptr(P), _ptr(coeffs), _ptr(theta), _ptr(packed), _ptr(meta), _ptr(y), _ptr(partial),
+                cupy.int64(n), cupy.int64(g), cupy.int64(g0), cupy.int32(layers), cupy.int32(k),
+                cupy.int32(act), cupy.int32(int(model.skip)), cupy.int64(theta.numel()),
+                cupy.int32(max(sizes[1:]))), shared_mem=nbytes)
+    return partial.sum(dim=1) / n

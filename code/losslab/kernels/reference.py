@@ -235,3 +235,45 @@ def gradient(name: str, prm: list[float]):
     if name == "monkey_saddle":
         return lambda x, y: (3 * x * x - 3 * y * y, -6 * x * y)
     raise ValueError(f"name: no kernel gradient for {name!r}")
+
+
+SCAN_ROWS = 64  # LS_ROWS of scan_mlp.cu: data rows per block
+
+
+def scan_mlp_blocked(P: torch.Tensor, coeffs: torch.Tensor, theta: torch.Tensor, dirs: torch.Tensor,
+                     sizes: list[int], offsets: list[int], y: torch.Tensor, *, activation: str = "relu",
+                     skip: bool = False, rows: int = SCAN_ROWS) -> torch.Tensor:
+    """``scan_mlp.cu`` for every point and tile at once: the per-tile sums of the per-row losses [G, tiles].
+
+    The same steps in the same order: each point's weights ``theta + c_1 d_1 + c_2 d_2 + ...``
+    (k in order), the first layer ``P_0 + c_1 P_1 + ...`` (k in order) activated (not when the MLP
+    has one layer), each later layer ``b + h W^T`` activated, plus its input with skip connections
+    (not the last: its z are the logits), each row's ``(m + log sum exp(z - m)) - z[y]``, summed
+    over tiles of ``rows`` data rows (rows past N count nothing).
+    """
+    act = torch.relu if activation == "relu" else torch.tanh
+    L, K = len(sizes) - 1, coeffs.shape[1]
+    n = P.shape[1]
+    g = coeffs.shape[0]
+    w = theta.expand(g, -1).clone()  # (G, M): the weights of layers 2..L at each point
+    for k in range(K):
+        w = w + coeffs[:, k:k + 1] * dirs[k]
+    z = P[0].expand(g, -1, -1).clone()  # (G, N, H0)
+    for k in range(K):
+        z = z + coeffs[:, k, None, None] * P[k + 1]
+    h = z if L == 1 else act(z)
+    for i in range(1, L):
+        fan_in, fan_out, o = sizes[i], sizes[i + 1], offsets[i - 1]
+        W = w[:, o:o + fan_in * fan_out].reshape(g, fan_out, fan_in)
+        b = w[:, o + fan_in * fan_out:o + fan_in * fan_out + fan_out]
+        z = b[:, None, :] + h @ W.transpose(1, 2)  # (G, N, out)
+        if i == L - 1:
+            h = z
+        else:
+            h = act(z) + h if skip else act(z)
+    m = h.amax(dim=2, keepdim=True)
+    per_row = (m[..., 0] + torch.log(torch.exp(h - m).sum(dim=2))) - h.gather(2, y.view(1, n, 1).expand(g, n, 1))[..., 0]
+    tiles = -(-n // rows)
+    padded = torch.zeros(g, tiles * rows, dtype=per_row.dtype)
+    padded[:, :n] = per_row
+    return padded.reshape(g, tiles, rows).sum(dim=2)
