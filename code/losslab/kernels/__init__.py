@@ -24,7 +24,9 @@ Without a GPU the kernels are still checked: :func:`compile_with_nvrtc`
 compiles each source with NVRTC (which needs no GPU and no driver), and the
 emulations in :mod:`losslab.kernels.reference` follow each kernel's algorithm
 step by step (same blocking, same merge order) and are tested against
-PyTorch.
+PyTorch. The tests also run each kernel's own source on the CPU
+(``tests/cuda_host.h``: one thread per CUDA thread, a barrier for each
+``__syncthreads``), which checks its index arithmetic as written.
 
 CuPy is imported only when a kernel runs or compiles (never at import time).
 """
