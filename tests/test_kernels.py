@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -49,8 +50,12 @@ def test_a_broken_kernel_is_reported_with_nvrtcs_log(monkeypatch):
     pytest.importorskip("cupy", reason="CuPy's NVRTC bindings")
     broken = kernels.source("cross_entropy").replace("loss[b] = (t == ignore_index)", "loss[b] = (t == ignore_index", 1)
     monkeypatch.setattr(kernels, "source", lambda name: broken)
-    with pytest.raises(RuntimeError, match=r"cross_entropy\.cu.*does not compile"):
+    with pytest.raises(RuntimeError, match=r"cross_entropy\.cu.*does not compile") as err:
         kernels.compile_with_nvrtc("cross_entropy")
+    # the shared prelude goes first, yet the log names the line of cross_entropy.cu itself
+    own = (Path(kernels.__file__).parent / "cross_entropy.cu").read_text(encoding="utf-8").splitlines()
+    line = next(i for i, text in enumerate(own, 1) if "loss[b] = (t == ignore_index)" in text)
+    assert f"cross_entropy.cu({line})" in str(err.value)
 
 
 def test_importing_the_package_does_not_import_cupy():

@@ -49,7 +49,8 @@ def _host_source(name: str) -> str:
                   r"alignas(\1) unsigned char \2[1 << 22];", kernels.source(name))
 
 
-SCAN_MAIN = r"""
+# reading and writing the raw arrays numpy's tofile() writes (an empty array is one zero, never read)
+IO = r"""
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -61,6 +62,14 @@ template <typename T> static std::vector<T> load(const std::string &path, size_t
     std::fclose(f);
     return v;
 }
+template <typename T> static void save(const std::string &path, const T *p, size_t n) {
+    FILE *f = std::fopen(path.c_str(), "wb");
+    std::fwrite(p, sizeof(T), n, f);
+    std::fclose(f);
+}
+"""
+
+SCAN_MAIN = IO + r"""
 
 template <typename T, typename K>
 static void run(const std::string &dir, long long *s, K kernel) {
@@ -77,9 +86,7 @@ static void run(const std::string &dir, long long *s, K kernel) {
         kernel(P.data(), c.data(), theta.data(), dirs.data(), meta.data(), y.data(), partial.data(), N, G, 0LL,
                (int)L, (int)Kd, (int)act, (int)skip, M, (int)maxw);
     });
-    FILE *f = std::fopen((dir + "/partial.bin").c_str(), "wb");
-    std::fwrite(partial.data(), sizeof(T), partial.size(), f);
-    std::fclose(f);
+    save(dir + "/partial.bin", partial.data(), partial.size());
 }
 
 int main(int argc, char **argv) {
@@ -141,23 +148,7 @@ def test_the_scan_kernel_source_gives_the_loops_losses(scan_binary, tmp_path, si
     torch.testing.assert_close(partial.sum(dim=1) / n, loop, rtol=tol, atol=tol)
 
 
-CE_MAIN = r"""
-#include <cstdio>
-#include <cstdlib>
-#include <string>
-
-template <typename T> static std::vector<T> load(const std::string &path, size_t n) {
-    std::vector<T> v(n);
-    FILE *f = std::fopen(path.c_str(), "rb");
-    if (std::fread(v.data(), sizeof(T), n, f) != n) std::exit(3);
-    std::fclose(f);
-    return v;
-}
-template <typename T> static void save(const std::string &path, const T *p, size_t n) {
-    FILE *f = std::fopen(path.c_str(), "wb");
-    std::fwrite(p, sizeof(T), n, f);
-    std::fclose(f);
-}
+CE_MAIN = IO + r"""
 
 // rows of logits start `off` elements past a 16-byte boundary, as a slice of a larger tensor would
 template <typename T, typename Fw, typename Bw, typename FB>
@@ -254,23 +245,7 @@ def test_the_cross_entropy_kernel_source_matches_torch(ce_binary, tmp_path, v, d
         torch.testing.assert_close(read("dlogits2", (b, v)), soft * (scale * valid)[:, None], rtol=tol, atol=tol * 1e-2)
 
 
-TRAJ_MAIN = r"""
-#include <cstdio>
-#include <cstdlib>
-#include <string>
-
-template <typename T> static std::vector<T> load(const std::string &path, size_t n) {
-    std::vector<T> v(n);
-    FILE *f = std::fopen(path.c_str(), "rb");
-    if (std::fread(v.data(), sizeof(T), n, f) != n) std::exit(3);
-    std::fclose(f);
-    return v;
-}
-template <typename T> static void save(const std::string &path, const T *p, size_t n) {
-    FILE *f = std::fopen(path.c_str(), "wb");
-    std::fwrite(p, sizeof(T), n, f);
-    std::fclose(f);
-}
+TRAJ_MAIN = IO + r"""
 
 template <typename T, typename K>
 static void run(const std::string &dir, long long n, long long steps, long long every, double bound, K kernel) {

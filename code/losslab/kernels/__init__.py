@@ -74,10 +74,11 @@ _OPTIONS = {"trajectories": ("--prec-div=false", "--prec-sqrt=false")}
 
 
 def source(name: str) -> str:
-    """The CUDA source of kernel ``name`` (one of :data:`KERNELS`)."""
+    """The CUDA source of kernel ``name`` (one of :data:`KERNELS`), after the shared ``prelude.cu``."""
     if name not in KERNELS:
         raise ValueError(f"name: expected one of {sorted(KERNELS)}, got {name!r}")
-    return (_DIR / KERNELS[name]).read_text(encoding="utf-8")
+    prelude = (_DIR / "prelude.cu").read_text(encoding="utf-8")
+    return f'{prelude}\n#line 1 "{KERNELS[name]}"\n' + (_DIR / KERNELS[name]).read_text(encoding="utf-8")
 
 
 def _variants(name: str) -> list[tuple[str, ...]]:

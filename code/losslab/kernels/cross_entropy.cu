@@ -24,12 +24,7 @@ template <typename T> struct Vec;
 template <> struct Vec<float> { typedef float4 type; static const int width = 4; };
 template <> struct Vec<double> { typedef double2 type; static const int width = 2; };
 
-template <typename T> __device__ __forceinline__ T ll_exp(T x);
-template <> __device__ __forceinline__ float ll_exp<float>(float x) { return expf(x); }
-template <> __device__ __forceinline__ double ll_exp<double>(double x) { return exp(x); }
-template <typename T> __device__ __forceinline__ T ll_log(T x);
-template <> __device__ __forceinline__ float ll_log<float>(float x) { return logf(x); }
-template <> __device__ __forceinline__ double ll_log<double>(double x) { return log(x); }
+// ll_exp and ll_log: prelude.cu, put in front of this file by losslab.kernels.source()
 
 template <typename T> __device__ __forceinline__ T ll_neg_inf();
 template <> __device__ __forceinline__ float ll_neg_inf<float>() { return __int_as_float(0xff800000); }

@@ -45,20 +45,12 @@
 #define LS_MAXL 8                // layers at most
 #define LS_MAXK 4                // directions at most
 
-template <typename T> __device__ __forceinline__ T ls_exp(T x);
-template <> __device__ __forceinline__ float ls_exp<float>(float x) { return expf(x); }
-template <> __device__ __forceinline__ double ls_exp<double>(double x) { return exp(x); }
-template <typename T> __device__ __forceinline__ T ls_log(T x);
-template <> __device__ __forceinline__ float ls_log<float>(float x) { return logf(x); }
-template <> __device__ __forceinline__ double ls_log<double>(double x) { return log(x); }
-template <typename T> __device__ __forceinline__ T ls_tanh(T x);
-template <> __device__ __forceinline__ float ls_tanh<float>(float x) { return tanhf(x); }
-template <> __device__ __forceinline__ double ls_tanh<double>(double x) { return tanh(x); }
+// ll_exp, ll_log and ll_tanh: prelude.cu, put in front of this file by losslab.kernels.source()
 
 // act 0: relu (a NaN stays NaN, as torch.relu); 1: tanh
 template <typename T> __device__ __forceinline__ T ls_act(T v, int act) {
     if (act == 0) return v < T(0) ? T(0) : v;
-    return ls_tanh<T>(v);
+    return ll_tanh<T>(v);
 }
 
 extern __shared__ __align__(16) unsigned char ls_smem[];
@@ -176,8 +168,8 @@ __device__ void ls_scan(const T *__restrict__ P, const T *__restrict__ coeffs, c
             T m = z[0];
             for (int j = 1; j < C; ++j) m = z[j] > m ? z[j] : m;
             T s = T(0);
-            for (int j = 0; j < C; ++j) s += ls_exp<T>(z[j] - m);
-            part += (m + ls_log<T>(s)) - z[y[row0 + r]];
+            for (int j = 0; j < C; ++j) s += ll_exp<T>(z[j] - m);
+            part += (m + ll_log<T>(s)) - z[y[row0 + r]];
         }
         for (int o = 16; o > 0; o >>= 1) part += __shfl_down_sync(0xffffffffu, part, o);
         if (tid % 32 == 0) red[tid / 32] = part;
