@@ -126,6 +126,29 @@ def test_interactive_blocks_share_one_script_each_and_explorer_data_moves_to_fil
         assert json.loads(json.loads(m.group(2))) == data
 
 
+def test_files_no_page_refers_to_any_more_are_removed_and_the_rest_kept(tmp_path):
+    """An incremental build: one page rebuilt with a new explorer, one page left as an earlier build wrote
+    it (its own data and script files are kept), and files of builds before that (removed)."""
+    static = tmp_path / "_static" / "losslab"
+    (static / "data").mkdir(parents=True)
+    kept_data, kept_script = static / "data" / ("a" * 16 + ".js"), static / "explorer.0123456789.js"
+    gone_data, gone_script = static / "data" / ("b" * 16 + ".js"), static / "quiz.9876543210.js"
+    other = static / "data" / "notes.js"  # not a file this step writes: left alone
+    for f in (kept_data, kept_script, gone_data, gone_script, other):
+        f.write_text("//", encoding="utf-8")
+    _page(tmp_path, "old.html", f'<script defer src="../_static/losslab/{kept_script.name}"></script>'
+                                f'<script type="application/json" class="lle-data" data-id="{"a" * 16}" '
+                                f'data-src="../_static/losslab/data/{kept_data.name}"></script>')
+    new = _page(tmp_path, "new.html", _small_explorer("t.one").static_html())
+
+    counts = sphinxext.share_interactive_assets(tmp_path)
+    assert counts["removed"] == 3  # and this build's quiz script, which no page loads
+    assert kept_data.exists() and kept_script.exists() and other.exists()
+    assert not gone_data.exists() and not gone_script.exists() and not list(static.glob("quiz.*.js"))
+    for src in re.findall(r'(?:src|data-src)="([^"]+)"', new.read_text(encoding="utf-8")):
+        assert (new.parent / src).exists(), src  # the rebuilt page's own files are there
+
+
 def test_a_block_whose_script_differs_from_the_package_fails_the_build(tmp_path):
     stale = _small_explorer("t.one").static_html().replace("var MIN_PANEL = 300;", "var MIN_PANEL = 250;")
     _page(tmp_path, "ch.html", stale)

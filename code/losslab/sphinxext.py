@@ -239,7 +239,8 @@ def share_interactive_assets(outdir: Path) -> dict:
     explorer loads when it nears the screen (``data-src``; explorer.js), so a chapter's HTML is its text.
 
     A page whose block carries a script that differs from the package's (an execution cache older than
-    the package) fails the build rather than mixing two versions."""
+    the package) fails the build rather than mixing two versions. Shared scripts and data files that no
+    page loads any more (left by earlier incremental builds) are removed."""
     from importlib import resources  # noqa: PLC0415
 
     from sphinx.errors import ExtensionError  # noqa: PLC0415
@@ -293,7 +294,29 @@ def share_interactive_assets(outdir: Path) -> dict:
         return text
 
     _rewrite_pages(outdir, change)
+    counts["removed"] = _remove_unreferenced(outdir, static, [kind for kind, *_ in shared])
     return counts
+
+
+_LOSSLAB_REF = re.compile(r'(?:src|data-src)="([^"]*_static/losslab/[^"]+\.js)"')
+
+
+def _remove_unreferenced(outdir: Path, static: Path, kinds: list[str]) -> int:
+    """Delete the shared scripts and data files no page refers to; return how many.
+
+    An incremental build rewrites only the pages it rebuilt, so the files an earlier build wrote
+    for other versions of the package or of an explorer stay behind, unless removed here (a page it
+    did not rebuild still refers to its own files, which are kept)."""
+    referenced = set()
+    for page in _pages(outdir):
+        for m in _LOSSLAB_REF.finditer(page.read_text(encoding="utf-8")):
+            referenced.add((page.parent / m.group(1)).resolve())
+    ours = [f for f in (static / "data").glob("*.js") if re.fullmatch(r"[0-9a-f]{16}\.js", f.name)]
+    ours += [f for kind in kinds for f in static.glob(f"{kind}.*.js") if re.fullmatch(rf"{kind}\.[0-9a-f]{{10}}\.js", f.name)]
+    removed = [f for f in ours if f.resolve() not in referenced]
+    for f in removed:
+        f.unlink()
+    return len(removed)
 
 
 _PYGMENTS_RULE = re.compile(r'html\[data-theme="(light|dark)"\] \.highlight(?: \.([\w-]+))? \{([^}]*)\}')
@@ -410,6 +433,8 @@ def prerender_math(app, exception) -> None:  # noqa: ANN001 (Sphinx event)
     shared = share_interactive_assets(Path(app.outdir))
     log.info(f"{shared['copies']} copies of the explorer and quiz scripts replaced by shared files on {shared['pages']} pages; "
              f"{shared['data']} explorers' data ({shared['data_bytes'] / 1e6:.1f} MB) in files loaded as they near the screen")
+    if shared["removed"]:
+        log.info(f"{shared['removed']} shared scripts and data files of earlier builds removed (no page loads them)")
     log.info(f"{plain_code_tokens(Path(app.outdir))} plain code tokens unwrapped")
     lazy_theme_scrollables(Path(app.outdir))
     node, script = _prerender_tools(app)
