@@ -291,9 +291,9 @@ def test_the_scan_kernel_is_refused_where_it_cannot_run():
 
 def test_the_books_scan_fits_one_blocks_shared_memory_in_both_dtypes():
     """The 64-64-10 MLP on the digits (the benchmark's and chapter 2's): the tile of P (64 rows, K + 1 = 3),
-    one point's weights of layers 2-3 (64 x 64 + 64 + 10 x 64 + 10) and two activation buffers of
-    64 x 65 words: 25,418 words, which fit an H100 block's 227 KB in float64 too."""
-    words = 3 * 64 * 64 + (64 * 64 + 64 + 10 * 64 + 10) + 2 * 64 * 65
+    one point's weights of layers 2-3 (W^T with rows out + 1 apart: 64 x 65 + 64 + 64 x 11 + 10) and two
+    activation buffers of 64 x 65 words: 25,546 words, which fit an H100 block's 227 KB in float64 too."""
+    words = 3 * 64 * 64 + (64 * 65 + 64 + 64 * 11 + 10) + 2 * 64 * 65
     assert kernels.scan_shared_bytes([64, 64, 64, 10], 2, torch.float32) == 4 * words
     assert kernels.scan_shared_bytes([64, 64, 64, 10], 2, torch.float64) == 8 * words <= 227 * 1024 - 1024
 

@@ -507,8 +507,9 @@ def _scan_operands(model: Any, params: dict, dirs: list, x: torch.Tensor):
 
 
 def scan_shared_bytes(sizes: list[int], k: int, dtype: torch.dtype) -> int:
-    """The shared memory one block of ``scan_mlp.cu`` takes: the tile of P, one point's weights, two activations."""
-    m = sum(sizes[i] * sizes[i + 1] + sizes[i + 1] for i in range(1, len(sizes) - 1))
+    """The shared memory one block of ``scan_mlp.cu`` takes: the tile of P, one point's weights (each W^T
+    with rows out + 1 words apart, then b), two activations."""
+    m = sum(sizes[i] * (sizes[i + 1] + 1) + sizes[i + 1] for i in range(1, len(sizes) - 1))
     words = (k + 1) * SCAN_ROWS * sizes[1] + m + 2 * SCAN_ROWS * (max(sizes[1:]) + 1)
     return words * torch.empty((), dtype=dtype).element_size()
 

@@ -13,7 +13,9 @@
 //   of its points, one after the other:
 //   1. that point's weights of layers 2..L, theta + sum_k c_k d_k (k in order),
 //      into shared memory, each W transposed (W^T[in][out], so that the 16
-//      threads of a row of the block read 16 consecutive words);
+//      threads of a row of the block read 16 consecutive words), its rows
+//      out + 1 words apart (an odd stride: the transposing stores of 32
+//      consecutive weights fall in 32 different banks, not all in one);
 //   2. the tile's first activation, act(P_0 + sum_k c_k P_k) (k in order; the
 //      logits themselves when the MLP has one layer);
 //   3. each later layer as a small product in shared memory: 16 x 16 threads,
@@ -61,19 +63,24 @@ __device__ void ls_scan(const T *__restrict__ P, const T *__restrict__ coeffs, c
                         const long long *__restrict__ y, T *__restrict__ partial, long long N, long long G,
                         long long g0, int L, int K, int act, int skip, long long M, int maxw) {
     __shared__ int sz[LS_MAXL + 1];
-    __shared__ long long off[LS_MAXL];
+    __shared__ long long off[LS_MAXL], soff[LS_MAXL + 1];
     __shared__ T red[LS_THREADS / 32];
     const int tid = threadIdx.x, tx = tid % LS_TX, ty = tid / LS_TX;
     const long long tile = blockIdx.x, tiles = gridDim.x;
     if (tid <= L) sz[tid] = (int)meta[tid];
     if (tid >= 1 && tid < L) off[tid] = meta[L + tid];
     __syncthreads();
+    if (tid == 0) {  // where each layer's W^T (rows out + 1 apart) and b start in shared memory
+        soff[1] = 0;
+        for (int i = 1; i < L; ++i) soff[i + 1] = soff[i] + (long long)sz[i] * (sz[i + 1] + 1) + sz[i + 1];
+    }
+    __syncthreads();
     const int H0 = sz[1];
     const int stride = maxw + 1;  // a row of an activation buffer: an odd number of words, no bank conflicts
     const long long per = (long long)LS_ROWS * H0;
     T *ptile = reinterpret_cast<T *>(ls_smem);  // (K + 1) x LS_ROWS x H0
-    T *wt = ptile + (K + 1) * per;               // M: the point's weights, W^T then b per layer
-    T *hA = wt + M;                              // LS_ROWS x stride
+    T *wt = ptile + (K + 1) * per;               // soff[L]: the point's weights, W^T then b per layer
+    T *hA = wt + soff[L];                        // LS_ROWS x stride
     T *hB = hA + LS_ROWS * stride;
     const long long row0 = tile * LS_ROWS;
     // the tile of P_0..P_K, once for all the block's points (zeros past the last row)
@@ -92,14 +99,14 @@ __device__ void ls_scan(const T *__restrict__ P, const T *__restrict__ coeffs, c
         // 1. the point's weights of layers 2..L
         for (int i = 1; i < L; ++i) {
             const int in = sz[i], out = sz[i + 1];
-            const long long o0 = off[i];
+            const long long o0 = off[i], s0 = soff[i];
             for (int idx = tid; idx < out * in + out; idx += LS_THREADS) {
                 T v = theta[o0 + idx];
                 #pragma unroll
                 for (int k = 0; k < LS_MAXK; ++k)  // unrolled, so that c[] stays in registers
                     if (k < K) v += c[k] * dirs[(long long)k * M + o0 + idx];
-                if (idx < out * in) wt[o0 + (long long)(idx % in) * out + idx / in] = v;  // W^T[q][o]
-                else wt[o0 + idx] = v;  // the bias
+                if (idx < out * in) wt[s0 + (long long)(idx % in) * (out + 1) + idx / in] = v;  // W^T[q][o]
+                else wt[s0 + (long long)in * (out + 1) + (idx - out * in)] = v;  // the bias
             }
         }
         // 2. the first layer
@@ -116,8 +123,8 @@ __device__ void ls_scan(const T *__restrict__ P, const T *__restrict__ coeffs, c
         T *hin = hA, *hout = hB;
         for (int i = 1; i < L; ++i) {
             const int in = sz[i], out = sz[i + 1];
-            const T *w = wt + off[i];
-            const T *b = w + (long long)in * out;
+            const T *w = wt + soff[i];
+            const T *b = w + (long long)in * (out + 1);
             const bool last = (i == L - 1);
             for (int c0 = 0; c0 < out; c0 += LS_TX * LS_CT) {
                 T acc[LS_RT][LS_CT];
@@ -134,7 +141,7 @@ __device__ void ls_scan(const T *__restrict__ P, const T *__restrict__ coeffs, c
                     #pragma unroll
                     for (int p = 0; p < LS_RT; ++p) a[p] = hin[(ty + LS_TY * p) * stride + kk];
                     #pragma unroll
-                    for (int q = 0; q < LS_CT; ++q) wv[q] = col[q] < out ? w[kk * out + col[q]] : T(0);
+                    for (int q = 0; q < LS_CT; ++q) wv[q] = col[q] < out ? w[kk * (out + 1) + col[q]] : T(0);
                     #pragma unroll
                     for (int p = 0; p < LS_RT; ++p) {
                         #pragma unroll
