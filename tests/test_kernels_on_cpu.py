@@ -49,6 +49,17 @@ def _host_source(name: str) -> str:
                   r"alignas(\1) unsigned char \2[1 << 22];", kernels.source(name))
 
 
+def _build(tmp_path_factory, name: str, main: str, defines: tuple[str, ...] = ()) -> Path:
+    folder = tmp_path_factory.mktemp(name)
+    (folder / f"{name}_host.cpp").write_text('#include "cuda_host.h"\n' + _host_source(name) + main)
+    exe = folder / f"{name}_host"
+    out = subprocess.run([CXX, "-std=c++20", "-O1", "-pthread", "-w", *defines, f"-I{HERE}",
+                          str(folder / f"{name}_host.cpp"), "-o", str(exe)], capture_output=True, text=True)
+    if out.returncode:
+        pytest.fail(f"{name}.cu does not compile as host C++:\n{out.stderr[-3000:]}")
+    return exe
+
+
 # reading and writing the raw arrays numpy's tofile() writes (an empty array is one zero, never read)
 IO = r"""
 #include <cstdio>
@@ -102,14 +113,7 @@ int main(int argc, char **argv) {
 
 @pytest.fixture(scope="module")
 def scan_binary(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("scan_mlp")
-    (folder / "scan_mlp_host.cpp").write_text('#include "cuda_host.h"\n' + _host_source("scan_mlp") + SCAN_MAIN)
-    exe = folder / "scan_mlp_host"
-    out = subprocess.run([CXX, "-std=c++20", "-O1", "-pthread", "-w", f"-I{HERE}", str(folder / "scan_mlp_host.cpp"),
-                          "-o", str(exe)], capture_output=True, text=True)
-    if out.returncode:
-        pytest.fail(f"scan_mlp.cu does not compile as host C++:\n{out.stderr[-3000:]}")
-    return exe
+    return _build(tmp_path_factory, "scan_mlp", SCAN_MAIN)
 
 
 @pytest.mark.parametrize("sizes,skip,activation,k", [
@@ -185,17 +189,6 @@ int main(int argc, char **argv) {
     return 0;
 }
 """
-
-
-def _build(tmp_path_factory, name: str, main: str, defines: tuple[str, ...] = ()) -> Path:
-    folder = tmp_path_factory.mktemp(name)
-    (folder / f"{name}_host.cpp").write_text('#include "cuda_host.h"\n' + _host_source(name) + main)
-    exe = folder / f"{name}_host"
-    out = subprocess.run([CXX, "-std=c++20", "-O1", "-pthread", "-w", *defines, f"-I{HERE}",
-                          str(folder / f"{name}_host.cpp"), "-o", str(exe)], capture_output=True, text=True)
-    if out.returncode:
-        pytest.fail(f"{name}.cu does not compile as host C++:\n{out.stderr[-3000:]}")
-    return exe
 
 
 @pytest.fixture(scope="module")

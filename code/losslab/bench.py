@@ -55,24 +55,14 @@ def _sync(dev: torch.device) -> None:
 
 def timeit(fn: Callable[[], object], dev: torch.device, *, repeat: int = 5, warmup: int = 1) -> float:
     """Median wall time of ``fn()`` in milliseconds (the device synchronized around each call)."""
-    for _ in range(warmup):
-        fn()
-    _sync(dev)
-    times = []
-    for _ in range(repeat):
-        _sync(dev)
-        t0 = time.perf_counter()
-        fn()
-        _sync(dev)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return timeit_side_by_side([fn], dev, rounds=repeat, warmup=warmup)[0]
 
 
 def timeit_side_by_side(fns: Sequence[Callable[[], object]], dev: torch.device, *, rounds: int = 3,
                         warmup: int = 1) -> list[float]:
-    """Median wall times in milliseconds of several functions, run in turn round after round, so a
-    machine that slows down or speeds up during the run weighs on each the same way (their ratio is
-    what a benchmark reports)."""
+    """Median wall times in milliseconds of several functions (the device synchronized around each
+    call), run in turn round after round, so a machine that slows down or speeds up during the run
+    weighs on each the same way (their ratio is what a benchmark reports)."""
     for fn in fns:
         for _ in range(warmup):
             fn()
@@ -176,26 +166,22 @@ def run(dev: torch.device, *, quick: bool = False) -> tuple[list[Row], float]:
     r = 101 if gpu and not quick else (41 if not quick else 11)
     coords = torch.linspace(-1, 1, r, device=dev)
     # the per-point loop and vmap on a sample of the grid, scaled to the whole grid (same work per
-    # point); the three timed in turn, round after round (timeit_side_by_side)
+    # point), and where it runs the fused kernel (scan_losses(method="kernel")): all timed in turn,
+    # round after round (timeit_side_by_side)
     sample = min(r * r, 100)
     c = torch.stack(torch.meshgrid(coords, coords, indexing="xy"), -1).reshape(-1, 2)[:sample]
-    ms, loop, vm = timeit_side_by_side(
+    ms, loop, vm, *ms_k = timeit_side_by_side(
         [lambda: landscapes.scan_2d(model, xd, yd, d1, d2, coords, coords),
          lambda: landscapes.scan_losses(model, xd, yd, [d1, d2], c, method="loop"),
-         lambda: landscapes.scan_losses(model, xd, yd, [d1, d2], c, method="vmap")],
+         lambda: landscapes.scan_losses(model, xd, yd, [d1, d2], c, method="vmap")]
+        + ([lambda: landscapes.scan_2d(model, xd, yd, d1, d2, coords, coords, method="kernel")] if fused else []),
         dev, rounds=3 if not quick else 1)
-    rows.append(Row(f"scan_2d {r}x{r}, 64-64-10 MLP on {xd.shape[0]} digits", "batched (affine path)", ms,
-                    f"per-point loop ({sample} points, scaled)", loop * (r * r) / sample))
-    rows.append(Row(f"scan_2d {r}x{r}, 64-64-10 MLP on {xd.shape[0]} digits", "batched (affine path)", ms,
-                    f"torch.func.vmap ({sample} points, scaled)", vm * (r * r) / sample))
-    if kernels.available(dev):  # the fused kernel (landscapes.scan_losses(method="kernel")), against the same two
-        ms_k, affine = timeit_side_by_side(
-            [lambda: landscapes.scan_2d(model, xd, yd, d1, d2, coords, coords, method="kernel"),
-             lambda: landscapes.scan_2d(model, xd, yd, d1, d2, coords, coords, method="affine")],
-            dev, rounds=3 if not quick else 1)
-        work = f"scan_2d {r}x{r}, 64-64-10 MLP on {xd.shape[0]} digits"
-        rows.append(Row(work, "fused kernel", ms_k, f"per-point loop ({sample} points, scaled)", loop * (r * r) / sample))
-        rows.append(Row(work, "fused kernel", ms_k, "batched (affine path)", affine))
+    work, loop_label = f"scan_2d {r}x{r}, 64-64-10 MLP on {xd.shape[0]} digits", f"per-point loop ({sample} points, scaled)"
+    rows.append(Row(work, "batched (affine path)", ms, loop_label, loop * (r * r) / sample))
+    rows.append(Row(work, "batched (affine path)", ms, f"torch.func.vmap ({sample} points, scaled)", vm * (r * r) / sample))
+    if fused:
+        rows.append(Row(work, "fused kernel", ms_k[0], loop_label, loop * (r * r) / sample))
+        rows.append(Row(work, "fused kernel", ms_k[0], "batched (affine path)", ms))
 
     # 3. optimizer trajectories from many starts
     n, steps = (1_000_000, 1000) if gpu and not quick else ((20_000, 200) if not quick else (2_000, 50))

@@ -230,6 +230,7 @@ def externalize_images(outdir: Path) -> int:
 _INTERACTIVES = (("explorer", "explorer.js", "explorer.css", "losslabExplorer"),
                  ("quiz", "quiz.js", "quiz.css", "losslabQuiz"))
 _EXPLORER_DATA = re.compile(r'<script type="application/json" class="lle-data">(.*?)</script>', re.S)
+_LOSSLAB_REF = re.compile(r'(?:src|data-src)="([^"]*_static/losslab/[^"]+\.js)"')  # a page loading a shared file
 
 
 def share_interactive_assets(outdir: Path) -> dict:
@@ -258,6 +259,7 @@ def share_interactive_assets(outdir: Path) -> dict:
         inline = re.compile("<script>" + re.escape(code) + r"\nwindow\." + obj + r'\.mount\("[\w-]+"\);</script>')
         shared.append((kind, obj, name, inline, style))
     counts = {"pages": 0, "copies": 0, "data": 0, "data_bytes": 0}
+    referenced: set[Path] = set()  # the shared files some page loads, as the pages stand after this step
 
     def change(page: Path, text: str) -> str:
         loads = []
@@ -291,26 +293,20 @@ def share_interactive_assets(outdir: Path) -> dict:
         if loads:
             text = text.replace("</head>", "".join(loads) + "\n</head>", 1)
             counts["pages"] += 1
+        referenced.update((page.parent / m.group(1)).resolve() for m in _LOSSLAB_REF.finditer(text))
         return text
 
     _rewrite_pages(outdir, change)
-    counts["removed"] = _remove_unreferenced(outdir, static, [kind for kind, *_ in shared])
+    counts["removed"] = _remove_unreferenced(static, [kind for kind, *_ in shared], referenced)
     return counts
 
 
-_LOSSLAB_REF = re.compile(r'(?:src|data-src)="([^"]*_static/losslab/[^"]+\.js)"')
-
-
-def _remove_unreferenced(outdir: Path, static: Path, kinds: list[str]) -> int:
-    """Delete the shared scripts and data files no page refers to; return how many.
+def _remove_unreferenced(static: Path, kinds: list[str], referenced: set[Path]) -> int:
+    """Delete the shared scripts and data files not in ``referenced`` (what the pages load); return how many.
 
     An incremental build rewrites only the pages it rebuilt, so the files an earlier build wrote
     for other versions of the package or of an explorer stay behind, unless removed here (a page it
     did not rebuild still refers to its own files, which are kept)."""
-    referenced = set()
-    for page in _pages(outdir):
-        for m in _LOSSLAB_REF.finditer(page.read_text(encoding="utf-8")):
-            referenced.add((page.parent / m.group(1)).resolve())
     ours = [f for f in (static / "data").glob("*.js") if re.fullmatch(r"[0-9a-f]{16}\.js", f.name)]
     ours += [f for kind in kinds for f in static.glob(f"{kind}.*.js") if re.fullmatch(rf"{kind}\.[0-9a-f]{{10}}\.js", f.name)]
     removed = [f for f in ours if f.resolve() not in referenced]

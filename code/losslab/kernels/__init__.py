@@ -228,9 +228,13 @@ def _fused_grad_fits(x: torch.Tensor) -> bool:
     """Whether a row of ``x`` (and one vector of padding) fits in the shared memory one block may hold."""
     if GRADIENT_IN_FORWARD is False:
         return False
-    optin = getattr(torch.cuda.get_device_properties(x.device), "shared_memory_per_block_optin", 48 * 1024)
     width = 4 if x.dtype == torch.float32 else 2
-    return (x.shape[1] + width) * x.element_size() + 1024 <= optin  # 1 KB for the merge's static arrays
+    return (x.shape[1] + width) * x.element_size() + 1024 <= _shared_memory_optin(x.device)  # 1 KB: static arrays
+
+
+def _shared_memory_optin(device: torch.device) -> int:
+    """The shared memory one block may hold on ``device`` when it asks for it (48 KB if not reported)."""
+    return getattr(torch.cuda.get_device_properties(device), "shared_memory_per_block_optin", 48 * 1024)
 
 
 class _FusedCrossEntropy(torch.autograd.Function):
@@ -524,7 +528,7 @@ def scan_unsupported(model: Any, k: int, dtype: torch.dtype, device: torch.devic
         return f"takes float32 or float64, got {dtype}"
     if device is not None and device.type == "cuda":
         need = scan_shared_bytes(list(model.sizes), k, dtype)
-        have = getattr(torch.cuda.get_device_properties(device), "shared_memory_per_block_optin", 48 * 1024)
+        have = _shared_memory_optin(device)
         if need + 1024 > have:
             return f"needs {need} bytes of shared memory per block for sizes {tuple(model.sizes)}, the device has {have}"
     return None
