@@ -27,7 +27,7 @@ env: $(STAMP)
 # The execution cache is keyed on notebook sources only; drop it when the
 # package changes, so no page shows outputs of older code.
 # LOSSLAB_SOLUTIONS=0 (an edition without solutions) changes outputs too.
-PKG_HASH := $(shell (find code -type f \( -name '*.py' -o -name '*.toml' -o -name '*.js' -o -name '*.css' -o -name '*.cu' \) | sort | xargs cat; echo "solutions=$(LOSSLAB_SOLUTIONS)") | sha1sum | cut -c1-12)
+PKG_HASH := $(shell (find code -type f \( -name '*.py' -o -name '*.toml' -o -name '*.js' -o -name '*.css' -o -name '*.cu' -o -name '*.json' \) | sort | xargs cat; echo "solutions=$(LOSSLAB_SOLUTIONS)") | sha1sum | cut -c1-12)
 cache-check:
 	@if [ ! -f _build/.package-$(PKG_HASH) ]; then \
 	  rm -rf _build/.jupyter_cache _build/.package-*; mkdir -p _build; touch _build/.package-$(PKG_HASH); \

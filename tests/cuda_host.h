@@ -53,6 +53,11 @@ inline double __longlong_as_double(long long i) {
     return d;
 }
 
+inline float __fdividef(float a, float b) { return a / b; }
+// cache-policy loads and stores (evict first, streaming): plain ones on a CPU
+template <typename T> inline T __ldcs(const T *p) { return *p; }
+template <typename T> inline void __stcs(T *p, T v) { *p = v; }
+
 inline unsigned char cuda_host_slots[1024 * 8];
 
 template <typename T>

@@ -48,13 +48,13 @@ def test_every_kernel_variant_compiles_with_nvrtc(name):
 
 def test_a_broken_kernel_is_reported_with_nvrtcs_log(monkeypatch):
     pytest.importorskip("cupy", reason="CuPy's NVRTC bindings")
-    broken = kernels.source("cross_entropy").replace("loss[b] = (t == ignore_index)", "loss[b] = (t == ignore_index", 1)
+    broken = kernels.source("cross_entropy").replace("(m - row[t]) + logs;", "(m - row[t] + logs;", 1)
     monkeypatch.setattr(kernels, "source", lambda name: broken)
     with pytest.raises(RuntimeError, match=r"cross_entropy\.cu.*does not compile") as err:
         kernels.compile_with_nvrtc("cross_entropy")
     # the shared prelude goes first, yet the log names the line of cross_entropy.cu itself
     own = (Path(kernels.__file__).parent / "cross_entropy.cu").read_text(encoding="utf-8").splitlines()
-    line = next(i for i, text in enumerate(own, 1) if "loss[b] = (t == ignore_index)" in text)
+    line = next(i for i, text in enumerate(own, 1) if "(m - row[t]) + logs;" in text)
     assert f"cross_entropy.cu({line})" in str(err.value)
 
 
@@ -163,6 +163,44 @@ def test_fused_is_refused_where_it_cannot_run():
 def test_bad_input_is_named(logits, target, kw, err, match):
     with pytest.raises(err, match=match):
         kernels.cross_entropy(logits, target, **kw)
+
+
+def test_the_recorded_instruction_counts_are_those_of_the_kernel_as_it_is():
+    """The GPU appendix quotes instructions per step read from the trajectory kernel's compiled code
+    (measured/sass_trajectories.json). They hold for the source they were counted on: a change to the
+    kernel's code or options must come with new counts (comments and spacing do not count)."""
+    import json  # noqa: PLC0415
+    from importlib import resources  # noqa: PLC0415
+
+    record = json.loads((resources.files("losslab") / "measured" / "sass_trajectories.json").read_text())
+    assert record["source_digest"] == kernels.source_digest("trajectories"), (
+        "trajectories.cu (or its options) changed since its instructions per step were counted: run "
+        "`pip install nvidia-cuda-nvdisasm` and `python tools/sass_loops.py --json "
+        "code/losslab/measured/sass_trajectories.json`")
+    after, before = record["after"], record["before"]
+    assert set(after) >= {"gd", "momentum", "nesterov", "adam"} and set(before) == {"gd", "adam"}
+    for table in (after, before):
+        for rule in table.values():
+            assert set(rule) == set(kernels.FUNCTIONS)
+            assert all(0 < c < 1000 for counts in rule.values() for c in counts.values())
+
+
+def test_the_source_digest_ignores_comments_and_follows_code_and_options(monkeypatch):
+    digest = kernels.source_digest("trajectories")
+    text = kernels.source("trajectories")
+    monkeypatch.setattr(kernels, "source", lambda name: text.replace("\n", "\n// a comment\n", 3))
+    assert kernels.source_digest("trajectories") == digest
+    monkeypatch.setattr(kernels, "source", lambda name: text.replace("dead = (alive & !good) ? t : dead;", "dead = t;"))
+    assert kernels.source_digest("trajectories") != digest
+    monkeypatch.setattr(kernels, "source", lambda name: text)
+    monkeypatch.setitem(kernels._OPTIONS, "trajectories", ("--prec-div=false",))
+    assert kernels.source_digest("trajectories") != digest
+
+
+def test_a_way_to_compute_the_gradient_that_does_not_exist_is_named(monkeypatch):
+    monkeypatch.setattr(kernels, "FORWARD_BACKWARD", "fast")
+    with pytest.raises(ValueError, match=r"FORWARD_BACKWARD: expected one of \('auto', 'shared', 'l2', 'two'\), got 'fast'"):
+        kernels._forward_backward(torch.zeros(2, 3))
 
 
 # --- trajectories: the kernel's loop, emulated ----------------------------------------
@@ -305,7 +343,10 @@ def test_the_books_scan_fits_one_blocks_shared_memory_in_both_dtypes():
 @pytest.mark.parametrize("dtype,rtol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
 @pytest.mark.parametrize("v", [1, 5, 4096, 50257, 65539])  # float32 rows up to 50257 take the shared-memory kernel
 @pytest.mark.parametrize("upstream", [1.0, 2.5])  # loss.backward(), and a scaled loss
-def test_fused_cross_entropy_on_the_gpu(dtype, rtol, v, upstream):
+@pytest.mark.parametrize("way", ["auto", "l2", "two"])  # auto: rows in shared memory where they fit
+def test_fused_cross_entropy_on_the_gpu(dtype, rtol, v, upstream, way, monkeypatch):
+    monkeypatch.setattr(kernels, "FORWARD_BACKWARD", way)
+    monkeypatch.setattr(kernels, "L2_ROWS_PER_SM", 1 if v % 2 else 2)
     g = torch.Generator(device="cuda").manual_seed(0)
     base = torch.randn(9, v + 1, generator=g, dtype=dtype, device="cuda") * 4
     x = base[:, 1:].contiguous()[1:]  # rows start at every misalignment
@@ -358,6 +399,26 @@ def test_fused_trajectories_on_the_gpu(name, label, dtype, atol):
     share = float(close.double().mean())  # 98.8% on the monkey saddle with heavy ball, on an H100
     assert share >= (0.98 if dtype == torch.float64 else 0.95), f"only {share:.2%} of the runs agree to {atol:g}"
     assert float((fused.final[ok] - loop.final[ok]).abs().median()) <= atol * 1e-2
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("grad", [False, True])  # the forward kernel, or the one that also writes the gradient
+def test_the_fused_cross_entropy_checks_targets_on_the_device(reduction, grad):
+    """The fused path checks the targets after its kernels (one wait, at the end): a target out of range
+    is named as on the CPU, and reads no logit out of bounds meanwhile; a batch whose rows are all ignored
+    has a mean of NaN and a sum of 0, as in PyTorch."""
+    x = torch.randn(6, 50, device="cuda", dtype=torch.float32, requires_grad=grad)
+    t = torch.tensor([0, 1, 50, -100, -3, 2], device="cuda")
+    with pytest.raises(ValueError, match=r"target: expected class indices in \[0, 49\] or ignore_index=-100, got \[50, -3\]"):
+        kernels.cross_entropy(x, t, reduction=reduction, fused=True)
+    t[2], t[4] = 3, 4
+    torch.testing.assert_close(kernels.cross_entropy(x, t, reduction=reduction, fused=True),
+                               F.cross_entropy(x, t, reduction=reduction), rtol=1e-5, atol=1e-6)
+    ignored = torch.full((6,), -100, device="cuda")
+    torch.testing.assert_close(kernels.cross_entropy(x, ignored, reduction=reduction, fused=True),
+                               F.cross_entropy(x, ignored, reduction=reduction), equal_nan=True)
 
 
 @pytest.mark.gpu

@@ -155,14 +155,15 @@ def test_the_scan_kernel_source_gives_the_loops_losses(scan_binary, tmp_path, si
 CE_MAIN = IO + r"""
 
 // rows of logits start `off` elements past a 16-byte boundary, as a slice of a larger tensor would
-template <typename T, typename Fw, typename Bw, typename FB>
+template <typename T, typename Fw, typename Bw, typename FB, typename L2, typename Fin, typename Sc>
 static void run(const std::string &dir, long long B, long long V, long long ignore, long long off, long long stride,
-                Fw fw, Bw bw, FB fb) {
+                Fw fw, Bw bw, FB fb, L2 l2, Fin fin, Sc sc) {
     auto flat = load<T>(dir + "/logits.bin", B * V);
     auto target = load<long long>(dir + "/target.bin", B);
     auto grad = load<T>(dir + "/grad.bin", B);
     auto scale = load<T>(dir + "/scale.bin", 1);
-    std::vector<T> xs(B * V + 8), d1(B * V + 8), d2(B * V + 8), loss(B), lse(B), loss2(B), lse2(B);
+    std::vector<T> xs(B * V + 8), d1(B * V + 8), d2(B * V + 8), d3(B * V + 8), loss(B), lse(B), loss2(B), lse2(B),
+        loss3(B), lse3(B);
     T *x = xs.data() + off;
     std::copy(flat.begin(), flat.end(), x);
     cuda_host_launch(dim3{(unsigned)B, 1, 1}, LL_BLOCK, [&] { fw(x, target.data(), loss.data(), lse.data(), V, ignore); });
@@ -172,6 +173,25 @@ static void run(const std::string &dir, long long B, long long V, long long igno
     cuda_host_launch(dim3{(unsigned)B, 1, 1}, LL_FBLOCK, [&] {
         fb(x, target.data(), loss2.data(), lse2.data(), d2.data() + off, scale.data(), V, ignore);
     });
+    // the two-pass kernel on a grid of B - 1 blocks: the first block takes rows 0 and B - 1
+    cuda_host_launch(dim3{(unsigned)(B - 1), 1, 1}, LL_L2BLOCK, [&] {
+        l2(x, target.data(), loss3.data(), lse3.data(), d3.data() + off, scale.data(), B, V, ignore);
+    });
+    save(dir + "/loss3.bin", loss3.data(), B);
+    save(dir + "/lse3.bin", lse3.data(), B);
+    save(dir + "/dlogits3.bin", d3.data() + off, B * V);
+    // ce_finish in each mode (none, sum, mean) and ce_scale for sum and mean, on the forward's losses
+    std::vector<T> reduced(3), scales(3);
+    std::vector<long long> status(6);
+    for (int mode = 0; mode < 3; ++mode) {
+        cuda_host_launch(dim3{1, 1, 1}, LL_RBLOCK, [&] {
+            fin(loss.data(), target.data(), B, V, ignore, mode, &reduced[mode], &status[2 * mode]);
+        });
+        cuda_host_launch(dim3{1, 1, 1}, LL_RBLOCK, [&] { sc(target.data(), B, V, ignore, mode, &scales[mode]); });
+    }
+    save(dir + "/reduced.bin", reduced.data(), 3);
+    save(dir + "/scales.bin", scales.data(), 3);
+    save(dir + "/status.bin", status.data(), 6);
     save(dir + "/loss.bin", loss.data(), B);
     save(dir + "/lse.bin", lse.data(), B);
     save(dir + "/dlogits.bin", d1.data() + off, B * V);
@@ -184,8 +204,11 @@ int main(int argc, char **argv) {
     std::string dir = argv[1];
     long long B = std::atoll(argv[3]), V = std::atoll(argv[4]), ignore = std::atoll(argv[5]);
     long long off = std::atoll(argv[6]), stride = std::atoll(argv[7]);
-    if (std::string(argv[2]) == "f64") run<double>(dir, B, V, ignore, off, stride, ce_forward_f64, ce_backward_f64, ce_fwd_bwd_f64);
-    else run<float>(dir, B, V, ignore, off, stride, ce_forward_f32, ce_backward_f32, ce_fwd_bwd_f32);
+    if (std::string(argv[2]) == "f64")
+        run<double>(dir, B, V, ignore, off, stride, ce_forward_f64, ce_backward_f64, ce_fwd_bwd_f64, ce_fwd_bwd_l2_f64,
+                    ce_finish_f64, ce_scale_f64);
+    else run<float>(dir, B, V, ignore, off, stride, ce_forward_f32, ce_backward_f32, ce_fwd_bwd_f32, ce_fwd_bwd_l2_f32,
+                    ce_finish_f32, ce_scale_f32);
     return 0;
 }
 """
@@ -193,18 +216,24 @@ int main(int argc, char **argv) {
 
 @pytest.fixture(scope="module")
 def ce_binary(tmp_path_factory):
-    # 64 and 128 threads a row instead of 256 and 1024 (the source's #ifndef defaults): the same code, each
-    # thread's strided loops taking more turns, and an eighth of the threads to schedule on a CPU
-    return _build(tmp_path_factory, "cross_entropy", CE_MAIN, ("-DLL_BLOCK=64", "-DLL_FBLOCK=128"))
+    # 64, 128 and 96 threads a row instead of 256, 1024 and 1024 (the source's #ifndef defaults): the same
+    # code, each thread's strided loops taking more turns, and far fewer threads to schedule on a CPU (96:
+    # three warps, an odd number for the merge); and 2 threads for the block that reduces the rows: each
+    # takes two of the four rows, then one step of the tree
+    return _build(tmp_path_factory, "cross_entropy", CE_MAIN,
+                  ("-DLL_BLOCK=64", "-DLL_FBLOCK=128", "-DLL_L2BLOCK=96", "-DLL_RBLOCK=2"))
 
 
-@pytest.mark.parametrize("v", [1, 3, 257, 1031, 5003])
+@pytest.mark.parametrize("v,bad", [(1, False), (3, False), (257, False), (1031, False), (5003, False),
+                                   (3, True), (1031, True)])  # bad: row 0's target is out of range
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 @pytest.mark.parametrize("stride", [0, 1])  # one upstream gradient for all rows (mean, sum), or one per row (none)
-def test_the_cross_entropy_kernel_source_matches_torch(ce_binary, tmp_path, v, dtype, tol, stride):
-    """The forward, the backward and the one-read forward+backward kernels, on rows that start at every
+def test_the_cross_entropy_kernel_source_matches_torch(ce_binary, tmp_path, v, bad, dtype, tol, stride):
+    """The forward, the backward and the two forward+backward kernels, on rows that start at every
     misalignment from the vector width: a row with half its logits -inf, an ignored row, and a row far
-    from 0 (around 1e4 in float64)."""
+    from 0 (around 1e4 in float64). Then ce_finish (every mode) and ce_scale on the forward's losses: the
+    rows out of range, the rows that count, the sum and the mean. A target out of range reads nothing
+    (its loss is 0), is left out of the count and is reported, so that the caller can raise."""
     width = 4 if dtype == torch.float32 else 2
     g = torch.Generator().manual_seed(v)
     b = 4
@@ -215,14 +244,19 @@ def test_the_cross_entropy_kernel_source_matches_torch(ce_binary, tmp_path, v, d
     if v >= 3:
         x[2, ::2] = -torch.inf
         t[2] = 1
+    if bad:
+        t[0] = v + 1000 if v == 3 else -7
     grad = torch.rand(b, generator=g, dtype=dtype) + 0.5
     scale = torch.tensor([0.37], dtype=dtype)
     for name, arr in {"logits": x, "target": t, "grad": grad, "scale": scale}.items():
         arr.numpy().tofile(tmp_path / f"{name}.bin")
     np_dtype = np.float64 if dtype == torch.float64 else np.float32
-    valid = (t != -100).to(dtype)
-    ref_loss = torch.nn.functional.cross_entropy(x, t, reduction="none", ignore_index=-100)
-    soft = torch.softmax(x, dim=1) - torch.nn.functional.one_hot(t.clamp_min(0), v).to(dtype)
+    in_range = (t >= 0) & (t < v)
+    valid = in_range.to(dtype)
+    t_ok = torch.where(in_range, t, -100)
+    ref_loss = torch.nn.functional.cross_entropy(x, t_ok, reduction="none", ignore_index=-100)
+    soft = torch.softmax(x, dim=1) - torch.nn.functional.one_hot(t_ok.clamp_min(0), v).to(dtype)
+    kept = t != -100  # the gradient of a row out of range is not looked at: the caller raises
     g_row = (grad if stride else grad[:1].expand(b)) * valid
     for off in range(width):
         subprocess.run([str(ce_binary), str(tmp_path), "f64" if dtype == torch.float64 else "f32", str(b), str(v), "-100",
@@ -231,11 +265,22 @@ def test_the_cross_entropy_kernel_source_matches_torch(ce_binary, tmp_path, v, d
         def read(name, shape, np_dtype=np_dtype):
             return torch.from_numpy(np.fromfile(tmp_path / f"{name}.bin", dtype=np_dtype)).reshape(shape)
 
-        for loss, lse in (("loss", "lse"), ("loss2", "lse2")):
+        for loss, lse in (("loss", "lse"), ("loss2", "lse2"), ("loss3", "lse3")):
             torch.testing.assert_close(read(loss, (b,)), ref_loss, rtol=tol, atol=tol)
             torch.testing.assert_close(read(lse, (b,))[valid.bool()], torch.logsumexp(x, 1)[valid.bool()], rtol=tol, atol=tol)
-        torch.testing.assert_close(read("dlogits", (b, v)), soft * g_row[:, None], rtol=tol, atol=tol * 1e-2)
-        torch.testing.assert_close(read("dlogits2", (b, v)), soft * (scale * valid)[:, None], rtol=tol, atol=tol * 1e-2)
+        if bad:
+            assert read("loss", (b,))[0] == 0 and read("loss2", (b,))[0] == 0 and read("loss3", (b,))[0] == 0
+        ok = in_range | ~kept
+        torch.testing.assert_close(read("dlogits", (b, v))[ok], (soft * g_row[:, None])[ok], rtol=tol, atol=tol * 1e-2)
+        for name in ("dlogits2", "dlogits3"):
+            torch.testing.assert_close(read(name, (b, v))[ok], (soft * (scale * valid)[:, None])[ok],
+                                       rtol=tol, atol=tol * 1e-2)
+        count = int(in_range.sum())
+        assert read("status", (3, 2), np.int64).tolist() == [[int(bad), count]] * 3
+        reduced = read("reduced", (3,))
+        torch.testing.assert_close(reduced[1], ref_loss.sum(), rtol=tol, atol=tol)
+        torch.testing.assert_close(reduced[2], ref_loss.sum() / count, rtol=tol, atol=tol)
+        torch.testing.assert_close(read("scales", (3,))[1:], torch.tensor([1.0, 1.0 / count], dtype=dtype), rtol=tol, atol=0)
 
 
 TRAJ_MAIN = IO + r"""
@@ -249,7 +294,8 @@ static void run(const std::string &dir, long long n, long long steps, long long 
     std::vector<T> out(2 * n), path(saved * n * 2);
     std::vector<long long> dead(n);
     cuda_host_launch(dim3{(unsigned)((n + 127) / 128), 1, 1}, 128, [&] {
-        kernel(x0.data(), out.data(), dead.data(), path.data(), n, steps, every, prm.data(), hyp.data(), bound);
+        kernel(x0.data(), out.data(), dead.data(), path.data(), n, steps, every, prm[0], prm[1], prm[2], prm[3],
+               hyp[0], hyp[1], hyp[2], hyp[3], hyp[4], hyp[5], bound);
     });
     save(dir + "/out.bin", out.data(), out.size());
     save(dir + "/dead.bin", dead.data(), dead.size());
@@ -285,9 +331,11 @@ def traj_binaries(tmp_path_factory):
 @pytest.mark.parametrize("case", [(fn, m, label) for (fn, m), ups in TRAJ_CASES.items() for label in ups],
                          ids=lambda c: "-".join(c))
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_the_trajectory_kernel_source_matches_run_trajectories(traj_binaries, tmp_path, case, dtype):
-    """300 starts (three blocks of 128, the last one short) for 60 steps, a position kept every 7 steps: the
-    final points, the kept path and the step at which each diverging run froze are run_trajectories'."""
+@pytest.mark.parametrize("every", [7, 0, 1])
+def test_the_trajectory_kernel_source_matches_run_trajectories(traj_binaries, tmp_path, case, dtype, every):
+    """300 starts (three blocks of 128, the last one short) for 60 steps, a position kept every 7 steps (the
+    last chunk of steps short), none, or every step: the final points, the kept path and the step at which
+    each diverging run froze are run_trajectories'."""
     from losslab import optim  # noqa: PLC0415
 
     fn_name, method, label = case
@@ -299,17 +347,18 @@ def test_the_trajectory_kernel_source_matches_run_trajectories(traj_binaries, tm
     x0.numpy().tofile(tmp_path / "x0.bin")
     np.asarray(prm, dtype=np.float64).tofile(tmp_path / "prm.bin")
     np.asarray(kernels._hyper_vector(update), dtype=np.float64).tofile(tmp_path / "hyp.bin")
-    steps, every = 60, 7
+    steps = 60
     bound = 2.95 if method == "adam" else 1e3  # Adam's steps are at most about lr: only a tight box sees it leave
     subprocess.run([str(traj_binaries[fn_name, method]), str(tmp_path), "f64" if dtype == torch.float64 else "f32",
                     "300", str(steps), str(every), str(bound)], check=True, timeout=120)
     np_dtype = np.float64 if dtype == torch.float64 else np.float32
     out = torch.from_numpy(np.fromfile(tmp_path / "out.bin", dtype=np_dtype)).reshape(300, 2)
     dead = torch.from_numpy(np.fromfile(tmp_path / "dead.bin", dtype=np.int64))
-    path = torch.from_numpy(np.fromfile(tmp_path / "path.bin", dtype=np_dtype)).reshape(steps // every + 1, 300, 2)
+    path = torch.from_numpy(np.fromfile(tmp_path / "path.bin", dtype=np_dtype))
     loop = kernels.trajectories(fn_name, x0, update, steps, path_every=every, bound=bound, fused=False)
     assert torch.equal(dead, loop.diverged_at)
     assert bool((dead > 0).any()) or label == "gd", "no run diverged: the freezing rule went untested"
     tol = dict(rtol=1e-12, atol=1e-9) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-3)
     torch.testing.assert_close(out, loop.final, **tol)
-    torch.testing.assert_close(path, loop.path, **tol)
+    if every:
+        torch.testing.assert_close(path.reshape(steps // every + 1, 300, 2), loop.path, **tol)

@@ -141,16 +141,21 @@ def run(dev: torch.device, *, quick: bool = False) -> tuple[list[Row], float]:
         xg.grad = None
 
     base = timeit(base_fb, dev, repeat=rep)
-    variants = [(None, name)]
-    if fused:  # the gradient written in the forward's read (rows in shared memory), and the two-kernel way
-        variants = [(None, "fused kernel, gradient in the forward's read"), (False, "fused kernels, forward then backward")]
-    for setting, label in variants:
-        kernels.GRADIENT_IN_FORWARD = setting
+    # (FORWARD_BACKWARD, rows in flight per SM for "l2", label, passes over memory at best)
+    variants = [("auto", 1, name, 3)]
+    if fused:  # the gradient written in the forward's read (rows in shared memory), from L2, or by two kernels
+        variants = [("shared", 1, "fused kernel, gradient in the forward's read", 2),
+                    ("l2", 1, "fused kernel, second read from L2 (1 row per SM)", 2),
+                    ("l2", 2, "fused kernel, second read from L2 (2 rows per SM)", 2),
+                    ("two", 1, "fused kernels, forward then backward", 3)]
+        if not kernels._fused_grad_fits(xg):
+            variants = variants[1:]
+    for setting, per_sm, label, passes in variants:
+        kernels.FORWARD_BACKWARD, kernels.L2_ROWS_PER_SM = setting, per_sm
         try:
             ms = timeit(ours_fb, dev, repeat=rep)
         finally:
-            kernels.GRADIENT_IN_FORWARD = None
-        passes = 2 if setting is None and fused and kernels._fused_grad_fits(xg) else 3
+            kernels.FORWARD_BACKWARD, kernels.L2_ROWS_PER_SM = "auto", 1
         rows.append(Row(f"cross-entropy forward+backward, {b}x{v} fp32", label, ms, "F.cross_entropy", base,
                         passes * b * v * 4 / (ms * 1e-3) / 1e9))
     del x, xg

@@ -6,8 +6,11 @@ every device:
 - :func:`cross_entropy`: a fused, numerically stable cross-entropy over
   ``[B, V]`` logits. On a CUDA device with CuPy it runs ``cross_entropy.cu``:
   one pass over each row with an online log-sum-exp for the forward, one pass
-  writing ``dlogits`` for the backward (no softmax tensor is stored). It is a
-  ``torch.autograd.Function``, so it trains a model. Elsewhere it is PyTorch's
+  writing ``dlogits`` for the backward (no softmax tensor is stored), or both in
+  one kernel when the loss will be differentiated (:data:`FORWARD_BACKWARD`);
+  one small block then checks the targets and reduces the losses, so a call
+  waits for the device once, at the end. It is a ``torch.autograd.Function``,
+  so it trains a model. Elsewhere it is PyTorch's
   ``F.cross_entropy`` (same numbers); :func:`cross_entropy_reference` is the
   readable version the kernel is tested against.
 - :func:`trajectories`: every start of GD / momentum / Nesterov / Adam on a
@@ -68,9 +71,12 @@ _BLOCK = 256  # threads per block, as LL_BLOCK in cross_entropy.cu
 
 
 #: Compiler options per kernel beyond -std=c++17. The trajectories' float32 variant divides and
-#: takes square roots to within 2 ulps instead of exactly (double precision is unaffected):
-#: Adam's step is then about twice as fast, and a float32 run is no more exact than that anyway.
-_OPTIONS = {"trajectories": ("--prec-div=false", "--prec-sqrt=false")}
+#: takes square roots to within 2 ulps instead of exactly, and flushes subnormal values (below
+#: 1.2e-38) to zero; double precision is unaffected. A float32 run is no more exact than that
+#: anyway, and Adam's step issues 46.5 instructions instead of 69.5 on Rosenbrock
+#: (``tools/sass_loops.py``): without flushing, every approximate square root and reciprocal
+#: comes with tests and rescaling for subnormal arguments.
+_OPTIONS = {"trajectories": ("--prec-div=false", "--prec-sqrt=false", "--ftz=true")}
 
 
 def source(name: str) -> str:
@@ -79,6 +85,17 @@ def source(name: str) -> str:
         raise ValueError(f"name: expected one of {sorted(KERNELS)}, got {name!r}")
     prelude = (_DIR / "prelude.cu").read_text(encoding="utf-8")
     return f'{prelude}\n#line 1 "{KERNELS[name]}"\n' + (_DIR / KERNELS[name]).read_text(encoding="utf-8")
+
+
+def source_digest(name: str) -> str:
+    """SHA-256 of kernel ``name``'s source without its comments and blank space, and of its compiler
+    options: what a record measured from the compiled kernel (``measured/sass_trajectories.json``)
+    was measured for."""
+    import hashlib  # noqa: PLC0415
+    import re  # noqa: PLC0415
+
+    code = " ".join(re.sub(r"//[^\n]*", "", source(name)).split())
+    return hashlib.sha256((code + "\n" + " ".join(_OPTIONS.get(name, ()))).encode()).hexdigest()
 
 
 def _variants(name: str) -> list[tuple[str, ...]]:
@@ -168,7 +185,11 @@ def _launch(fn, grid: int, block: int, args: tuple) -> None:
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-def _check_ce(logits: Any, target: Any, ignore_index: Any, reduction: Any) -> None:
+def _check_ce(logits: Any, target: Any, ignore_index: Any, reduction: Any, *, values: bool = True) -> None:
+    """Check the arguments; with ``values``, also every target (which waits for the device).
+
+    The fused path checks the targets' values on the device instead, after its kernels, and waits
+    once (:class:`_FusedCrossEntropy`)."""
     if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
         raise TypeError(f"logits: expected a floating-point tensor [B, V], got {getattr(logits, 'dtype', type(logits).__name__)}")
     if logits.ndim != 2 or logits.shape[0] < 1 or logits.shape[1] < 1:
@@ -183,10 +204,23 @@ def _check_ce(logits: Any, target: Any, ignore_index: Any, reduction: Any) -> No
         raise TypeError(f"ignore_index: expected an int, got {type(ignore_index).__name__}")
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction: expected one of {_REDUCTIONS}, got {reduction!r}")
-    bad = ((target < 0) | (target >= logits.shape[1])) & (target != ignore_index)
+    if values:
+        _check_targets(target, logits.shape[1], ignore_index)
+
+
+def _check_targets(target: torch.Tensor, v: int, ignore_index: int) -> None:
+    bad = _bad_targets(target, v, ignore_index)
     if bool(bad.any()):
-        raise ValueError(f"target: expected class indices in [0, {logits.shape[1] - 1}] or ignore_index={ignore_index}, "
-                         f"got {target[bad][:5].tolist()}")
+        raise _bad_targets_error(target, bad, v, ignore_index)
+
+
+def _bad_targets(target: torch.Tensor, v: int, ignore_index: int) -> torch.Tensor:
+    return ((target < 0) | (target >= v)) & (target != ignore_index)
+
+
+def _bad_targets_error(target: torch.Tensor, bad: torch.Tensor, v: int, ignore_index: int) -> ValueError:
+    return ValueError(f"target: expected class indices in [0, {v - 1}] or ignore_index={ignore_index}, "
+                      f"got {target[bad][:5].tolist()}")
 
 
 def _reduce(per_row: torch.Tensor, target: torch.Tensor, ignore_index: int, reduction: str) -> torch.Tensor:
@@ -215,19 +249,36 @@ def cross_entropy_reference(logits: torch.Tensor, target: torch.Tensor, *, ignor
 
 
 _FBLOCK = 1024  # threads per block of the fused forward+backward kernel, as LL_FBLOCK
+_RBLOCK = 1024  # threads of the one block of ce_finish and ce_scale, as LL_RBLOCK
+_L2BLOCK = 1024  # threads per block of ce_fwd_bwd_l2, as LL_L2BLOCK
 
 
-#: Whether a forward that will be differentiated writes the gradient in the same read of the
-#: logits (``ce_fwd_bwd``, rows in shared memory) or leaves it to a backward kernel: None (or
-#: True) takes the shared-memory kernel where a row fits; False always the two kernels (the
-#: benchmark measures both).
-GRADIENT_IN_FORWARD: bool | None = None
+#: How a forward that will be differentiated computes the gradient too:
+#: "shared": in the same read of the logits, each row kept in shared memory (``ce_fwd_bwd``; only
+#: where a row fits, 227 KB on an H100); "l2": in the same kernel, from a second read of each row
+#: while L2 still holds it (``ce_fwd_bwd_l2``, about one block per SM, L2_ROWS_PER_SM rows in flight
+#: per SM); "two": a forward kernel, then a backward kernel (the logits read twice from memory);
+#: "auto": "shared" where a row fits, else "two". The benchmark measures each of them.
+FORWARD_BACKWARD = "auto"
+L2_ROWS_PER_SM = 1
+_FORWARD_BACKWARD = ("auto", "shared", "l2", "two")
+
+
+def _forward_backward(x: torch.Tensor) -> str:
+    """The way FORWARD_BACKWARD picks for logits ``x``: "shared", "l2" or "two"."""
+    if FORWARD_BACKWARD not in _FORWARD_BACKWARD:
+        raise ValueError(f"FORWARD_BACKWARD: expected one of {_FORWARD_BACKWARD}, got {FORWARD_BACKWARD!r}")
+    fits = _fused_grad_fits(x)
+    if FORWARD_BACKWARD == "auto":
+        return "shared" if fits else "two"
+    if FORWARD_BACKWARD == "shared" and not fits:
+        raise ValueError(f"FORWARD_BACKWARD: 'shared' needs a row of logits in one block's shared memory; "
+                         f"{x.shape[1]} {x.dtype} logits do not fit in {_shared_memory_optin(x.device)} bytes")
+    return FORWARD_BACKWARD
 
 
 def _fused_grad_fits(x: torch.Tensor) -> bool:
     """Whether a row of ``x`` (and one vector of padding) fits in the shared memory one block may hold."""
-    if GRADIENT_IN_FORWARD is False:
-        return False
     width = 4 if x.dtype == torch.float32 else 2
     return (x.shape[1] + width) * x.element_size() + 1024 <= _shared_memory_optin(x.device)  # 1 KB: static arrays
 
@@ -237,7 +288,14 @@ def _shared_memory_optin(device: torch.device) -> int:
     return getattr(torch.cuda.get_device_properties(device), "shared_memory_per_block_optin", 48 * 1024)
 
 
+_MODES = {"none": 0, "sum": 1, "mean": 2}  # the mode argument of ce_finish and ce_scale
+
+
 class _FusedCrossEntropy(torch.autograd.Function):
+    """The kernels of ``cross_entropy.cu``: three launches at most (the count a mean's gradient needs,
+    the row kernel, and ``ce_finish``, which checks the targets and reduces the losses), then one
+    wait for the device, to read whether a target was out of range."""
+
     @staticmethod
     def forward(ctx, logits, target, ignore_index, reduction):  # noqa: ANN001, ANN205
         import cupy  # noqa: PLC0415
@@ -248,22 +306,32 @@ class _FusedCrossEntropy(torch.autograd.Function):
             x = x.clone()
         b, v = x.shape
         suffix = "f32" if x.dtype == torch.float32 else "f64"
+        mode = _MODES[reduction]
         per_row = torch.empty(b, dtype=x.dtype, device=x.device)
         lse = torch.empty(b, dtype=x.dtype, device=x.device)
+        status = torch.empty(2, dtype=torch.int64, device=x.device)
         ctx.ignore_index, ctx.reduction = ignore_index, reduction
-        if ctx.needs_input_grad[0] and reduction != "none" and _fused_grad_fits(x):
-            # training: the gradient is written in the same pass over the logits, for an upstream
+        common = (cupy.int64(b), cupy.int64(v), cupy.int64(ignore_index), cupy.int32(mode))
+        way = _forward_backward(x) if ctx.needs_input_grad[0] and reduction != "none" else "two"
+        if way != "two":
+            # training: the gradient is written in the same kernel as the loss, for an upstream
             # gradient of 1 (what .backward() on the loss gives); backward scales it otherwise
-            count = (target != ignore_index).sum().clamp_min(1).to(x.dtype)
-            scale = (1.0 / count if reduction == "mean" else torch.ones((), dtype=x.dtype, device=x.device)).reshape(1)
+            scale = torch.empty(1, dtype=x.dtype, device=x.device)
+            _launch(_function("cross_entropy", f"ce_scale_{suffix}"), 1, _RBLOCK, (_ptr(target), *common, _ptr(scale)))
             dx = torch.empty_like(x)
-            nbytes = (v + (4 if x.dtype == torch.float32 else 2)) * x.element_size()
-            kernel = _function("cross_entropy", f"ce_fwd_bwd_{suffix}")
-            kernel.max_dynamic_shared_size_bytes = nbytes
-            with _stream():
-                kernel((b,), (_FBLOCK,), (_ptr(x), _ptr(target), _ptr(per_row),
-                                          _ptr(lse), _ptr(dx), _ptr(scale),
-                                          cupy.int64(v), cupy.int64(ignore_index)), shared_mem=nbytes)
+            if way == "shared":
+                nbytes = (v + (4 if x.dtype == torch.float32 else 2)) * x.element_size()
+                kernel = _function("cross_entropy", f"ce_fwd_bwd_{suffix}")
+                kernel.max_dynamic_shared_size_bytes = nbytes
+                with _stream():
+                    kernel((b,), (_FBLOCK,), (_ptr(x), _ptr(target), _ptr(per_row),
+                                              _ptr(lse), _ptr(dx), _ptr(scale),
+                                              cupy.int64(v), cupy.int64(ignore_index)), shared_mem=nbytes)
+            else:
+                sms = torch.cuda.get_device_properties(x.device).multi_processor_count
+                _launch(_function("cross_entropy", f"ce_fwd_bwd_l2_{suffix}"), min(b, sms * L2_ROWS_PER_SM), _L2BLOCK,
+                        (_ptr(x), _ptr(target), _ptr(per_row), _ptr(lse), _ptr(dx), _ptr(scale),
+                         cupy.int64(b), cupy.int64(v), cupy.int64(ignore_index)))
             ctx.save_for_backward(dx)
             ctx.precomputed = True
         else:
@@ -272,7 +340,13 @@ class _FusedCrossEntropy(torch.autograd.Function):
                      cupy.int64(v), cupy.int64(ignore_index)))
             ctx.save_for_backward(x, target, lse)
             ctx.precomputed = False
-        return _reduce(per_row, target, ignore_index, reduction)
+        out = per_row if mode == 0 else torch.empty((), dtype=x.dtype, device=x.device)
+        _launch(_function("cross_entropy", f"ce_finish_{suffix}"), 1, _RBLOCK,
+                (_ptr(per_row), _ptr(target), *common, _ptr(out), _ptr(status)))
+        bad_rows, ctx.count = status.tolist()  # the one wait for the device
+        if bad_rows:
+            raise _bad_targets_error(target, _bad_targets(target, v, ignore_index), v, ignore_index)
+        return out
 
     @staticmethod
     def backward(ctx, grad_out):  # noqa: ANN001, ANN205
@@ -288,7 +362,7 @@ class _FusedCrossEntropy(torch.autograd.Function):
         if ctx.reduction == "none":
             g, stride = grad_out.contiguous().to(x.dtype), 1
         else:
-            scale = 1.0 if ctx.reduction == "sum" else 1.0 / (target != ctx.ignore_index).sum().to(x.dtype)
+            scale = 1.0 if ctx.reduction == "sum" else 1.0 / max(ctx.count, 1)  # no row counts: every row's g is 0
             g, stride = (grad_out * scale).reshape(1).to(x.dtype).contiguous(), 0
         dx = torch.empty_like(x)
         suffix = "f32" if x.dtype == torch.float32 else "f64"
@@ -333,7 +407,7 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, ignore_index: i
     >>> float(cross_entropy(x, torch.tensor([0])))  # log 2, not 0
     0.6931471805599453
     """
-    _check_ce(logits, target, ignore_index, reduction)
+    _check_ce(logits, target, ignore_index, reduction, values=False)
     can = available(logits.device) and logits.dtype in (torch.float32, torch.float64)
     if fused is None:
         fused = can
@@ -342,6 +416,7 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, ignore_index: i
                          f"got {logits.device}, {logits.dtype}, CuPy {'present' if backend.has_cupy() else 'absent'}")
     if fused:
         return _FusedCrossEntropy.apply(logits, target, ignore_index, reduction)
+    _check_targets(target, logits.shape[1], ignore_index)  # a clear error before PyTorch's own
     return torch.nn.functional.cross_entropy(logits, target, ignore_index=ignore_index, reduction=reduction)
 
 
@@ -460,16 +535,14 @@ def trajectories(name: str, x0: torch.Tensor, update: Any, steps: int, *, fn_par
     dead = torch.empty(n, dtype=torch.int64, device=x.device)
     saved = steps // path_every + 1 if path_every else 1
     path = torch.empty((saved, n, 2), dtype=x.dtype, device=x.device)
-    prm_t = torch.tensor(prm, dtype=torch.float64, device=x.device)
-    hyp_t = torch.tensor(hyp, dtype=torch.float64, device=x.device)
     defines = (f"-DFN={FUNCTIONS[name]}", f"-DMETHOD={_METHODS[update.method]}")
     suffix = "f32" if x.dtype == torch.float32 else "f64"
     kernel = _function("trajectories", f"trajectories_{suffix}", defines)
     block = 128
     _launch(kernel, (n + block - 1) // block, block,
             (_ptr(x), _ptr(out), _ptr(dead), _ptr(path),
-             cupy.int64(n), cupy.int64(steps), cupy.int64(path_every), _ptr(prm_t),
-             _ptr(hyp_t), cupy.float64(bound)))
+             cupy.int64(n), cupy.int64(steps), cupy.int64(path_every),
+             *(cupy.float64(v) for v in (*prm, *hyp)), cupy.float64(bound)))
     if path_every:
         return Trajectories(path, fn.f(path), out, dead)
     return Trajectories(None, None, out, dead)

@@ -78,8 +78,8 @@ __device__ __forceinline__ void ll_block_merge(T m, T s, T &m_out, T &s_out) {
     m_out = sm[0]; s_out = ss[0];
 }
 
-// (m, s) of the whole row, known to every thread of the block.
-template <typename T>
+// (m, s) of the whole row, known to every thread of the block (NT threads).
+template <typename T, int NT = LL_BLOCK>
 __device__ void ll_row_lse_pair(const T *row, long long V, T &m_out, T &s_out) {
     typedef typename Vec<T>::type VT;
     const int W = Vec<T>::width;
@@ -88,13 +88,13 @@ __device__ void ll_row_lse_pair(const T *row, long long V, T &m_out, T &s_out) {
     unsigned long long addr = (unsigned long long)row;
     long long head = (long long)((sizeof(VT) - (addr % sizeof(VT))) % sizeof(VT)) / (long long)sizeof(T);
     if (head > V) head = V;
-    for (long long j = threadIdx.x; j < head; j += LL_BLOCK) ll_push_vec<T, 1>(&row[j], m, s);
+    for (long long j = threadIdx.x; j < head; j += NT) ll_push_vec<T, 1>(&row[j], m, s);
     // 2. aligned middle, W elements per load, two loads in flight per thread
     int nvec = (int)((V - head) / W);
     const VT *vrow = reinterpret_cast<const VT *>(row + head);
     int k = threadIdx.x;
-    for (; k + LL_BLOCK < nvec; k += 2 * LL_BLOCK) {
-        VT v0 = vrow[k], v1 = vrow[k + LL_BLOCK];
+    for (; k + NT < nvec; k += 2 * NT) {
+        VT v0 = vrow[k], v1 = vrow[k + NT];
         ll_push_vec<T, W>(reinterpret_cast<const T *>(&v0), m, s);
         ll_push_vec<T, W>(reinterpret_cast<const T *>(&v1), m, s);
     }
@@ -103,9 +103,9 @@ __device__ void ll_row_lse_pair(const T *row, long long V, T &m_out, T &s_out) {
         ll_push_vec<T, W>(reinterpret_cast<const T *>(&v0), m, s);
     }
     // 3. tail, element by element
-    for (long long j = head + (long long)nvec * W + threadIdx.x; j < V; j += LL_BLOCK) ll_push_vec<T, 1>(&row[j], m, s);
+    for (long long j = head + (long long)nvec * W + threadIdx.x; j < V; j += NT) ll_push_vec<T, 1>(&row[j], m, s);
     // 4. merge within each warp, then across warps
-    ll_block_merge<T, LL_BLOCK>(m, s, m_out, s_out);
+    ll_block_merge<T, NT>(m, s, m_out, s_out);
 }
 
 // loss[b] = logsumexp(x[b]) - x[b, target[b]] (0 where target == ignore_index);
@@ -121,7 +121,8 @@ __device__ void ll_ce_forward(const T *__restrict__ logits, const long long *__r
         long long t = target[b];
         T logs = ll_log<T>(s);
         lse[b] = m + logs;
-        loss[b] = (t == ignore_index) ? T(0) : (m - row[t]) + logs;
+        // a target outside [0, V) is reported by ce_finish (the caller raises); it reads nothing here
+        loss[b] = (t == ignore_index || t < 0 || t >= V) ? T(0) : (m - row[t]) + logs;
     }
 }
 
@@ -133,43 +134,88 @@ __device__ __forceinline__ void ll_grad_vec(VT &v, long long j0, long long t, T 
     for (int q = 0; q < W; ++q) e[q] = (ll_exp<T>(e[q] - L) - (j0 + q == t ? T(1) : T(0))) * g;
 }
 
+// A load and a store of the backward's second pass over a row: plain, or (STREAM) the last use of the
+// row's logits (__ldcs: evict first) and a store that is not read again here (__stcs: streaming), so
+// that L2 keeps the rows a kernel has still to re-read.
+template <bool STREAM, typename VT> __device__ __forceinline__ VT ll_load(const VT *p) {
+    if constexpr (STREAM) return __ldcs(p); else return *p;
+}
+template <bool STREAM, typename VT> __device__ __forceinline__ void ll_store(VT *p, VT v) {
+    if constexpr (STREAM) __stcs(p, v); else *p = v;
+}
+
+// drow[j] = (exp(row[j] - L) - [j == t]) * g over a row, by NT threads.
+template <typename T, int NT, bool STREAM>
+__device__ __forceinline__ void ll_row_grad(const T *__restrict__ row, T *__restrict__ drow, long long V, long long t,
+                                            T L, T g) {
+    typedef typename Vec<T>::type VT;
+    const int W = Vec<T>::width;
+    // logits and dlogits rows share their offset from alignment (same V, same dtype, both allocations aligned)
+    unsigned long long addr = (unsigned long long)row;
+    long long head = (long long)((sizeof(VT) - (addr % sizeof(VT))) % sizeof(VT)) / (long long)sizeof(T);
+    if (head > V) head = V;
+    for (long long j = threadIdx.x; j < head; j += NT)
+        ll_store<STREAM>(&drow[j], (ll_exp<T>(ll_load<STREAM>(&row[j]) - L) - (j == t ? T(1) : T(0))) * g);
+    int nvec = (int)((V - head) / W);
+    const VT *vrow = reinterpret_cast<const VT *>(row + head);
+    VT *vdrow = reinterpret_cast<VT *>(drow + head);
+    int k = threadIdx.x;
+    for (; k + NT < nvec; k += 2 * NT) {  // two loads in flight per thread, as in the forward
+        VT v0 = ll_load<STREAM>(&vrow[k]), v1 = ll_load<STREAM>(&vrow[k + NT]);
+        ll_grad_vec<T, W>(v0, head + (long long)k * W, t, L, g);
+        ll_grad_vec<T, W>(v1, head + (long long)(k + NT) * W, t, L, g);
+        ll_store<STREAM>(&vdrow[k], v0);
+        ll_store<STREAM>(&vdrow[k + NT], v1);
+    }
+    if (k < nvec) {
+        VT v0 = ll_load<STREAM>(&vrow[k]);
+        ll_grad_vec<T, W>(v0, head + (long long)k * W, t, L, g);
+        ll_store<STREAM>(&vdrow[k], v0);
+    }
+    for (long long j = head + (long long)nvec * W + threadIdx.x; j < V; j += NT)
+        ll_store<STREAM>(&drow[j], (ll_exp<T>(ll_load<STREAM>(&row[j]) - L) - (j == t ? T(1) : T(0))) * g);
+}
+
 // dlogits[b, j] = (exp(x[b, j] - lse[b]) - [j == target[b]]) * grad[b]  (0 for ignored rows).
 // grad_stride is 0 for a scalar upstream gradient (reduction mean or sum), 1 for one per row.
 template <typename T>
 __device__ void ll_ce_backward(const T *__restrict__ logits, const long long *__restrict__ target,
                                const T *__restrict__ lse, const T *__restrict__ grad, long long grad_stride,
                                T *__restrict__ dlogits, long long V, long long ignore_index) {
-    typedef typename Vec<T>::type VT;
-    const int W = Vec<T>::width;
     long long b = blockIdx.x;
-    const T *row = logits + b * V;
-    T *drow = dlogits + b * V;
     long long t = target[b];
     T g = (t == ignore_index) ? T(0) : grad[b * grad_stride];
-    T L = lse[b];
-    // logits and dlogits rows share their offset from alignment (same V, same dtype, both allocations aligned)
-    unsigned long long addr = (unsigned long long)row;
-    long long head = (long long)((sizeof(VT) - (addr % sizeof(VT))) % sizeof(VT)) / (long long)sizeof(T);
-    if (head > V) head = V;
-    for (long long j = threadIdx.x; j < head; j += LL_BLOCK) drow[j] = (ll_exp<T>(row[j] - L) - (j == t ? T(1) : T(0))) * g;
-    int nvec = (int)((V - head) / W);
-    const VT *vrow = reinterpret_cast<const VT *>(row + head);
-    VT *vdrow = reinterpret_cast<VT *>(drow + head);
-    int k = threadIdx.x;
-    for (; k + LL_BLOCK < nvec; k += 2 * LL_BLOCK) {  // two loads in flight per thread, as in the forward
-        VT v0 = vrow[k], v1 = vrow[k + LL_BLOCK];
-        ll_grad_vec<T, W>(v0, head + (long long)k * W, t, L, g);
-        ll_grad_vec<T, W>(v1, head + (long long)(k + LL_BLOCK) * W, t, L, g);
-        vdrow[k] = v0;
-        vdrow[k + LL_BLOCK] = v1;
+    ll_row_grad<T, LL_BLOCK, false>(logits + b * V, dlogits + b * V, V, t, lse[b], g);
+}
+
+// Forward and backward in one kernel, without shared memory: each block of LL_L2BLOCK threads takes
+// rows blockIdx.x, blockIdx.x + gridDim.x, ...: a first pass over the row for the online log-sum-exp,
+// then a second that reads the row again and writes dlogits. Launched with about one block per SM,
+// the rows in flight (132 x 201 KB on an H100) fit in L2 (50 MB), so that the second read comes from
+// L2 rather than from memory: the logits are read from memory once, as with the rows in shared
+// memory, with more than one block's worth of loads in flight per SM. g = scale[0] as in ll_ce_fwd_bwd.
+#ifndef LL_L2BLOCK
+#define LL_L2BLOCK 1024
+#endif
+
+template <typename T>
+__device__ void ll_ce_fwd_bwd_l2(const T *__restrict__ logits, const long long *__restrict__ target,
+                                 T *__restrict__ loss, T *__restrict__ lse, T *__restrict__ dlogits,
+                                 const T *__restrict__ scale, long long B, long long V, long long ignore_index) {
+    for (long long b = blockIdx.x; b < B; b += gridDim.x) {
+        const T *row = logits + b * V;
+        T m, s;
+        ll_row_lse_pair<T, LL_L2BLOCK>(row, V, m, s);
+        long long t = target[b];
+        T logs = ll_log<T>(s), L = m + logs;
+        if (threadIdx.x == 0) {
+            lse[b] = L;
+            loss[b] = (t == ignore_index || t < 0 || t >= V) ? T(0) : (m - row[t]) + logs;
+        }
+        T g = (t == ignore_index) ? T(0) : scale[0];
+        ll_row_grad<T, LL_L2BLOCK, true>(row, dlogits + b * V, V, t, L, g);
+        __syncthreads();  // the next row's merge reuses the shared slots this one's threads may still read
     }
-    if (k < nvec) {
-        VT v0 = vrow[k];
-        ll_grad_vec<T, W>(v0, head + (long long)k * W, t, L, g);
-        vdrow[k] = v0;
-    }
-    for (long long j = head + (long long)nvec * W + threadIdx.x; j < V; j += LL_BLOCK)
-        drow[j] = (ll_exp<T>(row[j] - L) - (j == t ? T(1) : T(0))) * g;
 }
 
 // Forward and backward in one read of the logits, for rows that fit in shared
@@ -224,7 +270,7 @@ __device__ void ll_ce_fwd_bwd(const T *__restrict__ logits, const long long *__r
     T logs = ll_log<T>(S), L = M + logs;
     if (threadIdx.x == 0) {
         lse[b] = L;
-        loss[b] = (t == ignore_index) ? T(0) : (M - base[t]) + logs;
+        loss[b] = (t == ignore_index || t < 0 || t >= V) ? T(0) : (M - base[t]) + logs;
     }
     T g = (t == ignore_index) ? T(0) : scale[0];
     for (int j = threadIdx.x; j < head; j += LL_FBLOCK) drow[j] = (ll_exp<T>(base[j] - L) - (j == t ? T(1) : T(0))) * g;
@@ -242,7 +288,91 @@ __device__ void ll_ce_fwd_bwd(const T *__restrict__ logits, const long long *__r
     for (long long j = tail + threadIdx.x; j < V; j += LL_FBLOCK) drow[j] = (ll_exp<T>(base[j] - L) - (j == t ? T(1) : T(0))) * g;
 }
 
+// The rows' targets checked and their losses reduced on the device, by one block after the row
+// kernel, so that the public function launches no small kernels of its own and waits for the GPU
+// once, at the end, to learn whether a target was out of range (it then raises):
+//   status[0] = rows whose target is neither a class in [0, V) nor ignore_index,
+//   status[1] = rows that count (target in [0, V));
+//   mode 0 (reduction "none"): status only; 1 ("sum"): out[0] = the sum of loss;
+//   2 ("mean"): out[0] = that sum / status[1] (NaN when no row counts, as in PyTorch).
+// The sum is the same for every run: each thread adds its rows in order, then a fixed tree.
+// ll_ce_scale is the same count before a forward+backward kernel that needs 1 / count for a mean.
+#ifndef LL_RBLOCK
+#define LL_RBLOCK 1024
+#endif
+
+template <typename T>
+__device__ __forceinline__ void ll_ce_count(const T *__restrict__ loss, const long long *__restrict__ target,
+                                            long long B, long long V, long long ignore_index,
+                                            T &sum, long long &count, long long &bad) {
+    __shared__ T s_sum[LL_RBLOCK];
+    __shared__ long long s_count[LL_RBLOCK], s_bad[LL_RBLOCK];
+    T acc = T(0);
+    long long n = 0, nbad = 0;
+    for (long long b = threadIdx.x; b < B; b += LL_RBLOCK) {
+        long long t = target[b];
+        if (t == ignore_index) continue;
+        if (t < 0 || t >= V) { ++nbad; continue; }
+        ++n;
+        if (loss) acc += loss[b];
+    }
+    s_sum[threadIdx.x] = acc; s_count[threadIdx.x] = n; s_bad[threadIdx.x] = nbad;
+    __syncthreads();
+    for (int half = LL_RBLOCK / 2; half > 0; half >>= 1) {
+        if ((int)threadIdx.x < half) {
+            s_sum[threadIdx.x] += s_sum[threadIdx.x + half];
+            s_count[threadIdx.x] += s_count[threadIdx.x + half];
+            s_bad[threadIdx.x] += s_bad[threadIdx.x + half];
+        }
+        __syncthreads();
+    }
+    sum = s_sum[0]; count = s_count[0]; bad = s_bad[0];
+}
+
+template <typename T>
+__device__ void ll_ce_finish(const T *__restrict__ loss, const long long *__restrict__ target, long long B,
+                             long long V, long long ignore_index, int mode, T *__restrict__ out,
+                             long long *__restrict__ status) {
+    T sum;
+    long long count, bad;
+    ll_ce_count<T>(mode ? loss : nullptr, target, B, V, ignore_index, sum, count, bad);
+    if (threadIdx.x == 0) {
+        status[0] = bad;
+        status[1] = count;
+        if (mode == 1) out[0] = sum;
+        if (mode == 2) out[0] = sum / (T)count;
+    }
+}
+
+// scale[0] = 1 / count for a mean (1 when no row counts: every gradient is then 0), 1 for a sum
+template <typename T>
+__device__ void ll_ce_scale(const long long *__restrict__ target, long long B, long long V, long long ignore_index,
+                            int mode, T *__restrict__ scale) {
+    T sum;
+    long long count, bad;
+    ll_ce_count<T>(nullptr, target, B, V, ignore_index, sum, count, bad);
+    if (threadIdx.x == 0) scale[0] = (mode == 2 && count > 0) ? T(1) / (T)count : T(1);
+}
+
 extern "C" {
+__global__ void __launch_bounds__(LL_RBLOCK) ce_finish_f32(const float *loss, const long long *target, long long B,
+                                                            long long V, long long ignore_index, int mode, float *out,
+                                                            long long *status) {
+    ll_ce_finish<float>(loss, target, B, V, ignore_index, mode, out, status);
+}
+__global__ void __launch_bounds__(LL_RBLOCK) ce_finish_f64(const double *loss, const long long *target, long long B,
+                                                            long long V, long long ignore_index, int mode, double *out,
+                                                            long long *status) {
+    ll_ce_finish<double>(loss, target, B, V, ignore_index, mode, out, status);
+}
+__global__ void __launch_bounds__(LL_RBLOCK) ce_scale_f32(const long long *target, long long B, long long V,
+                                                           long long ignore_index, int mode, float *scale) {
+    ll_ce_scale<float>(target, B, V, ignore_index, mode, scale);
+}
+__global__ void __launch_bounds__(LL_RBLOCK) ce_scale_f64(const long long *target, long long B, long long V,
+                                                           long long ignore_index, int mode, double *scale) {
+    ll_ce_scale<double>(target, B, V, ignore_index, mode, scale);
+}
 __global__ void __launch_bounds__(LL_BLOCK) ce_forward_f32(const float *logits, const long long *target, float *loss,
                                                            float *lse, long long V, long long ignore_index) {
     ll_ce_forward<float>(logits, target, loss, lse, V, ignore_index);
@@ -260,6 +390,18 @@ __global__ void __launch_bounds__(LL_BLOCK) ce_backward_f64(const double *logits
                                                             const double *lse, const double *grad, long long grad_stride,
                                                             double *dlogits, long long V, long long ignore_index) {
     ll_ce_backward<double>(logits, target, lse, grad, grad_stride, dlogits, V, ignore_index);
+}
+__global__ void __launch_bounds__(LL_L2BLOCK) ce_fwd_bwd_l2_f32(const float *logits, const long long *target,
+                                                                float *loss, float *lse, float *dlogits,
+                                                                const float *scale, long long B, long long V,
+                                                                long long ignore_index) {
+    ll_ce_fwd_bwd_l2<float>(logits, target, loss, lse, dlogits, scale, B, V, ignore_index);
+}
+__global__ void __launch_bounds__(LL_L2BLOCK) ce_fwd_bwd_l2_f64(const double *logits, const long long *target,
+                                                                double *loss, double *lse, double *dlogits,
+                                                                const double *scale, long long B, long long V,
+                                                                long long ignore_index) {
+    ll_ce_fwd_bwd_l2<double>(logits, target, loss, lse, dlogits, scale, B, V, ignore_index);
 }
 __global__ void __launch_bounds__(LL_FBLOCK) ce_fwd_bwd_f32(const float *logits, const long long *target, float *loss,
                                                              float *lse, float *dlogits, const float *scale, long long V,
