@@ -329,11 +329,21 @@ def test_the_scan_kernel_is_refused_where_it_cannot_run():
 
 def test_the_books_scan_fits_one_blocks_shared_memory_in_both_dtypes():
     """The 64-64-10 MLP on the digits (the benchmark's and chapter 2's): the tile of P (64 rows, K + 1 = 3),
-    one point's weights of layers 2-3 (W^T with rows out + 1 apart: 64 x 65 + 64 + 64 x 11 + 10) and two
-    activation buffers of 64 x 65 words: 25,546 words, which fit an H100 block's 227 KB in float64 too."""
-    words = 3 * 64 * 64 + (64 * 65 + 64 + 64 * 11 + 10) + 2 * 64 * 65
-    assert kernels.scan_shared_bytes([64, 64, 64, 10], 2, torch.float32) == 4 * words
-    assert kernels.scan_shared_bytes([64, 64, 64, 10], 2, torch.float64) == 8 * words <= 227 * 1024 - 1024
+    one point's weights of layers 2-3 (W row-major, rows an odd number of 16-byte vectors apart: 68 floats
+    or 66 doubles; each bias rounded up to a whole vector) and two activation buffers of 64 such rows:
+    26,100 floats or 25,694 doubles, which fit an H100 block's 227 KB in float64 too."""
+    floats = 3 * 64 * 64 + (64 * 68 + 64 + 10 * 68 + 12) + 2 * 64 * 68
+    doubles = 3 * 64 * 64 + (64 * 66 + 64 + 10 * 66 + 10) + 2 * 64 * 66
+    assert kernels.scan_shared_bytes([64, 64, 64, 10], 2, torch.float32) == 4 * floats == 4 * 26100
+    assert kernels.scan_shared_bytes([64, 64, 64, 10], 2, torch.float64) == 8 * doubles == 8 * 25694 <= 227 * 1024 - 1024
+
+
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 8, 10, 64, 65, 130])
+@pytest.mark.parametrize("itemsize", [4, 8])
+def test_rows_in_the_scan_kernels_shared_memory_are_an_odd_number_of_vectors_apart(n, itemsize):
+    stride = kernels._scan_stride(n, itemsize)
+    vectors, rest = divmod(stride * itemsize, 16)
+    assert stride >= n and rest == 0 and vectors % 2 == 1 and stride - n < 2 * 16 // itemsize
 
 
 # --- on a GPU: the kernels themselves -----------------------------------------------

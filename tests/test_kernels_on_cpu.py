@@ -93,11 +93,15 @@ static void run(const std::string &dir, long long *s, K kernel) {
     auto meta = load<long long>(dir + "/meta.bin", nmeta);
     auto y = load<long long>(dir + "/y.bin", N);
     std::vector<T> partial(G * tiles, T(-12345));
+    std::memset(ls_smem, 0xAB, sizeof ls_smem);  // to find the last byte of shared memory the kernel wrote
     cuda_host_launch(dim3{(unsigned)tiles, (unsigned)groups, 1}, 256, [&] {
         kernel(P.data(), c.data(), theta.data(), dirs.data(), meta.data(), y.data(), partial.data(), N, G, 0LL,
                (int)L, (int)Kd, (int)act, (int)skip, M, (int)maxw);
     });
     save(dir + "/partial.bin", partial.data(), partial.size());
+    long long used = sizeof ls_smem;
+    while (used > 0 && ls_smem[used - 1] == 0xAB) --used;
+    save(dir + "/smem_used.bin", &used, 1);
 }
 
 int main(int argc, char **argv) {
@@ -148,6 +152,8 @@ def test_the_scan_kernel_source_gives_the_loops_losses(scan_binary, tmp_path, si
     partial = torch.from_numpy(np.fromfile(tmp_path / "partial.bin", dtype=np.float64 if dtype == torch.float64
                                            else np.float32)).reshape(points, tiles)
     assert (partial != -12345).all(), "a block left a partial sum unwritten"
+    used = int(np.fromfile(tmp_path / "smem_used.bin", dtype=np.int64)[0])  # the launch asks for scan_shared_bytes
+    assert 0 < used <= kernels.scan_shared_bytes(list(sizes), k, dtype), "the kernel writes past the shared memory it asks for"
     loop = landscapes.scan_losses(model, x, y, dirs, coeffs, method="loop")
     torch.testing.assert_close(partial.sum(dim=1) / n, loop, rtol=tol, atol=tol)
 

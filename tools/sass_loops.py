@@ -14,6 +14,7 @@ so each variant holds several loops, one per combination; the cheapest is plain 
 
     pip install nvidia-cuda-nvdisasm
     python tools/sass_loops.py [--json code/losslab/measured/sass_trajectories.json]
+    python tools/sass_loops.py --scan [--source OLD_scan_mlp.cu]   # the scan kernel's product loops
 
 The book's GPU appendix reads that file; a test checks that it was written for the kernel source
 as it is (its digest, comments left out), so a change to the loop comes with new counts.
@@ -194,6 +195,31 @@ def table(src: str, options: tuple[str, ...], nvdisasm: str, probes: bool) -> di
     return out
 
 
+def scan_report(nvdisasm: str, source: Path | None = None) -> None:
+    """The scan kernel's innermost loops with 16 multiply-adds or more (its products): instructions and
+    shared-memory loads per multiply-add, for sm_90."""
+    src = kernels.source("scan_mlp")
+    if source:
+        src = (Path(kernels.__file__).parent / "prelude.cu").read_text() + "\n" + source.read_text()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "k.cubin"
+        path.write_bytes(cubin(src, "scan_mlp.cu", ["--gpu-architecture=sm_90", "-std=c++17"]))
+        sass = subprocess.run([nvdisasm, "-c", str(path)], capture_output=True, text=True, check=True).stdout
+    print("scan_mlp.cu, innermost loops with 16 multiply-adds or more (sm_90 SASS)")
+    for name, code in sorted(functions(sass).items()):
+        spans = loops(code)
+        for lo, hi in spans:
+            if any(o != (lo, hi) and lo <= o[0] and o[1] <= hi for o in spans):
+                continue
+            body = [code[k][2] for k in range(lo, hi + 1)]
+            fma = sum(1 for t in body if re.search(r"\b[FD]FMA\b", t))
+            lds = [t for t in body if re.search(r"\bLDS\b", t)]
+            if fma >= 16:
+                wide = sum(1 for t in lds if "LDS.128" in t or "LDS.64" in t)
+                print(f"  {name}: {len(body)} instructions, {fma} multiply-adds, {len(lds)} shared loads ({wide} of "
+                      f"them 8 or 16 bytes): {len(body) / fma:.2f} instructions and {len(lds) / fma:.3f} loads per multiply-add")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--source", type=Path, help="another trajectories.cu (an older one): the cheapest main loop "
@@ -201,9 +227,14 @@ def main() -> None:
     ap.add_argument("--options", help="NVRTC options instead of the package's (for an older source)")
     ap.add_argument("--json", type=Path, help="also write the table into this file, under --key")
     ap.add_argument("--key", default="after", help="'after' (also records the source's digest) or 'before'")
+    ap.add_argument("--scan", action="store_true", help="report the scan kernel's product loops instead "
+                    "(of --source if given)")
     ap.add_argument("--nvdisasm", default=shutil.which("nvdisasm") or next(
         iter(glob.glob(f"{sys.prefix}/lib/python3*/site-packages/nvidia/cu*/bin/nvdisasm")), "nvdisasm"))
     args = ap.parse_args()
+    if args.scan:
+        scan_report(args.nvdisasm, args.source)
+        return
     src = kernels.source("trajectories")
     if args.source:
         prelude = (Path(kernels.__file__).parent / "prelude.cu").read_text()

@@ -583,12 +583,20 @@ def _scan_operands(model: Any, params: dict, dirs: list, x: torch.Tensor):
     return P, theta, packed_dirs, sizes, offsets
 
 
+def _scan_stride(n: int, itemsize: int) -> int:
+    """``ls_stride`` of ``scan_mlp.cu``: elements between rows of ``n``, an odd number of 16-byte vectors."""
+    v = 16 // itemsize
+    return v * (-(-n // v) | 1)
+
+
 def scan_shared_bytes(sizes: list[int], k: int, dtype: torch.dtype) -> int:
-    """The shared memory one block of ``scan_mlp.cu`` takes: the tile of P, one point's weights (each W^T
-    with rows out + 1 words apart, then b), two activations."""
-    m = sum(sizes[i] * (sizes[i + 1] + 1) + sizes[i + 1] for i in range(1, len(sizes) - 1))
-    words = (k + 1) * SCAN_ROWS * sizes[1] + m + 2 * SCAN_ROWS * (max(sizes[1:]) + 1)
-    return words * torch.empty((), dtype=dtype).element_size()
+    """The shared memory one block of ``scan_mlp.cu`` takes: the tile of P, one point's weights (each W
+    with rows :func:`_scan_stride` apart, then b, rounded up to a whole vector), two activations."""
+    size = torch.empty((), dtype=dtype).element_size()
+    v = 16 // size
+    m = sum(sizes[i + 1] * _scan_stride(sizes[i], size) + -(-sizes[i + 1] // v) * v for i in range(1, len(sizes) - 1))
+    words = (k + 1) * SCAN_ROWS * sizes[1] + m + 2 * SCAN_ROWS * _scan_stride(max(sizes[1:]), size)
+    return words * size
 
 
 def scan_unsupported(model: Any, k: int, dtype: torch.dtype, device: torch.device | None = None) -> str | None:

@@ -12,14 +12,16 @@
 // - a block loads its tile of P_0..P_K into shared memory once, then for each
 //   of its points, one after the other:
 //   1. that point's weights of layers 2..L, theta + sum_k c_k d_k (k in order),
-//      into shared memory, each W transposed (W^T[in][out], so that the 16
-//      threads of a row of the block read 16 consecutive words), its rows
-//      out + 1 words apart (an odd stride: the transposing stores of 32
-//      consecutive weights fall in 32 different banks, not all in one);
+//      into shared memory, each W row-major as in theta (W[out][in]), then b;
 //   2. the tile's first activation, act(P_0 + sum_k c_k P_k) (k in order; the
 //      logits themselves when the MLP has one layer);
 //   3. each later layer as a small product in shared memory: 16 x 16 threads,
-//      each keeping LS_ROWS / 16 rows x 4 columns of the output in registers;
+//      each keeping LS_ROWS / 16 rows x 4 columns of the output in registers
+//      (columns tx, tx + 16, ...; a pass takes 64 columns, and a pass over
+//      fewer columns, such as a 10-class output, leaves out the groups of 16
+//      that hold none, so no warp multiplies for them); the inputs are read
+//      four at a time, one 16-byte load per row of the activation and per
+//      column of W, and each output still adds its terms in order of the input;
 //      act(z), plus the layer's input where the MLP has skip connections; the
 //      last layer's z are the logits;
 //   4. each row's loss, log sum exp(z) - z[y] with the max taken out first,
@@ -32,6 +34,10 @@
 //
 // meta (int64): sizes[0..L] of the MLP, then off[1..L-1], where layer i's W
 // (out x in, row-major) starts in the packed theta / d_k, its bias after it.
+//
+// Rows in shared memory (of W, and of the activations) are ls_stride(n) elements
+// apart: a whole number of 16-byte vectors, and an odd number of them, so that the
+// 16-byte loads of 8 consecutive rows fall in 8 different groups of 4 banks.
 
 #ifndef LS_ROWS
 #define LS_ROWS 64
@@ -57,6 +63,82 @@ template <typename T> __device__ __forceinline__ T ls_act(T v, int act) {
 
 extern __shared__ __align__(16) unsigned char ls_smem[];
 
+// elements in a 16-byte vector, and the row stride for rows of n elements (losslab.kernels._scan_stride)
+template <typename T> __device__ __forceinline__ int ls_vec() { return 16 / (int)sizeof(T); }
+template <typename T> __device__ __forceinline__ int ls_stride(int n) {
+    const int v = ls_vec<T>(), quads = (n + v - 1) / v;
+    return v * (quads | 1);
+}
+// a run of n elements rounded up to whole vectors (so that the next array starts aligned)
+template <typename T> __device__ __forceinline__ int ls_round(int n) { return (n + ls_vec<T>() - 1) / ls_vec<T>() * ls_vec<T>(); }
+
+// four consecutive elements from a 16-byte-aligned address
+template <typename T> __device__ __forceinline__ void ls_load4(const T *p, T *out);
+template <> __device__ __forceinline__ void ls_load4<float>(const float *p, float *out) {
+    const float4 v = *reinterpret_cast<const float4 *>(p);
+    out[0] = v.x; out[1] = v.y; out[2] = v.z; out[3] = v.w;
+}
+template <> __device__ __forceinline__ void ls_load4<double>(const double *p, double *out) {
+    const double2 v0 = reinterpret_cast<const double2 *>(p)[0], v1 = reinterpret_cast<const double2 *>(p)[1];
+    out[0] = v0.x; out[1] = v0.y; out[2] = v1.x; out[3] = v1.y;
+}
+
+// One pass of layer hin -> hout over the columns c0 + tx + 16 q, q < NQ (the groups that hold a column).
+template <typename T, int NQ>
+__device__ __forceinline__ void ls_pass(const T *__restrict__ hin, T *__restrict__ hout, const T *__restrict__ w,
+                                        const T *__restrict__ b, int in, int out, int ws, int stride, int c0,
+                                        int tx, int ty, int act, int skip, bool last) {
+    T acc[LS_RT][NQ];
+    int col[NQ];
+    const T *wrow[NQ];
+    #pragma unroll
+    for (int q = 0; q < NQ; ++q) {
+        col[q] = c0 + tx + LS_TX * q;
+        wrow[q] = w + (long long)(col[q] < out ? col[q] : out - 1) * ws;  // a column past the end reads the last
+        const T bq = col[q] < out ? b[col[q]] : T(0);
+        #pragma unroll
+        for (int p = 0; p < LS_RT; ++p) acc[p][q] = bq;
+    }
+    const int in4 = in & ~3;
+    for (int kk = 0; kk < in4; kk += 4) {
+        T a[LS_RT][4], wv[NQ][4];
+        #pragma unroll
+        for (int p = 0; p < LS_RT; ++p) ls_load4<T>(&hin[(ty + LS_TY * p) * stride + kk], a[p]);
+        #pragma unroll
+        for (int q = 0; q < NQ; ++q) ls_load4<T>(&wrow[q][kk], wv[q]);
+        #pragma unroll
+        for (int u = 0; u < 4; ++u) {
+            #pragma unroll
+            for (int p = 0; p < LS_RT; ++p) {
+                #pragma unroll
+                for (int q = 0; q < NQ; ++q) acc[p][q] += a[p][u] * wv[q][u];
+            }
+        }
+    }
+    for (int kk = in4; kk < in; ++kk) {
+        #pragma unroll
+        for (int p = 0; p < LS_RT; ++p) {
+            const T a = hin[(ty + LS_TY * p) * stride + kk];
+            #pragma unroll
+            for (int q = 0; q < NQ; ++q) acc[p][q] += a * wrow[q][kk];
+        }
+    }
+    #pragma unroll
+    for (int p = 0; p < LS_RT; ++p) {
+        #pragma unroll
+        for (int q = 0; q < NQ; ++q) {
+            if (col[q] >= out) continue;
+            const int r = ty + LS_TY * p;
+            T v = acc[p][q];
+            if (!last) {
+                v = ls_act<T>(v, act);
+                if (skip) v += hin[r * stride + col[q]];  // h + act(z)
+            }
+            hout[r * stride + col[q]] = v;
+        }
+    }
+}
+
 template <typename T>
 __device__ void ls_scan(const T *__restrict__ P, const T *__restrict__ coeffs, const T *__restrict__ theta,
                         const T *__restrict__ dirs, const long long *__restrict__ meta,
@@ -70,16 +152,17 @@ __device__ void ls_scan(const T *__restrict__ P, const T *__restrict__ coeffs, c
     if (tid <= L) sz[tid] = (int)meta[tid];
     if (tid >= 1 && tid < L) off[tid] = meta[L + tid];
     __syncthreads();
-    if (tid == 0) {  // where each layer's W^T (rows out + 1 apart) and b start in shared memory
+    if (tid == 0) {  // where each layer's W (rows ls_stride(in) apart) and b start in shared memory
         soff[1] = 0;
-        for (int i = 1; i < L; ++i) soff[i + 1] = soff[i] + (long long)sz[i] * (sz[i + 1] + 1) + sz[i + 1];
+        for (int i = 1; i < L; ++i)
+            soff[i + 1] = soff[i] + (long long)sz[i + 1] * ls_stride<T>(sz[i]) + ls_round<T>(sz[i + 1]);
     }
     __syncthreads();
     const int H0 = sz[1];
-    const int stride = maxw + 1;  // a row of an activation buffer: an odd number of words, no bank conflicts
+    const int stride = ls_stride<T>(maxw);  // a row of an activation buffer
     const long long per = (long long)LS_ROWS * H0;
     T *ptile = reinterpret_cast<T *>(ls_smem);  // (K + 1) x LS_ROWS x H0
-    T *wt = ptile + (K + 1) * per;               // soff[L]: the point's weights, W^T then b per layer
+    T *wt = ptile + (K + 1) * per;               // soff[L]: the point's weights, W then b per layer
     T *hA = wt + soff[L];                        // LS_ROWS x stride
     T *hB = hA + LS_ROWS * stride;
     const long long row0 = tile * LS_ROWS;
@@ -98,15 +181,15 @@ __device__ void ls_scan(const T *__restrict__ P, const T *__restrict__ coeffs, c
         __syncthreads();  // the tile is loaded, and the previous point is done with wt, hA and hB
         // 1. the point's weights of layers 2..L
         for (int i = 1; i < L; ++i) {
-            const int in = sz[i], out = sz[i + 1];
+            const int in = sz[i], out = sz[i + 1], ws = ls_stride<T>(in);
             const long long o0 = off[i], s0 = soff[i];
             for (int idx = tid; idx < out * in + out; idx += LS_THREADS) {
                 T v = theta[o0 + idx];
                 #pragma unroll
                 for (int k = 0; k < LS_MAXK; ++k)  // unrolled, so that c[] stays in registers
                     if (k < K) v += c[k] * dirs[(long long)k * M + o0 + idx];
-                if (idx < out * in) wt[s0 + (long long)(idx % in) * (out + 1) + idx / in] = v;  // W^T[q][o]
-                else wt[s0 + (long long)in * (out + 1) + (idx - out * in)] = v;  // the bias
+                if (idx < out * in) wt[s0 + (long long)(idx / in) * ws + idx % in] = v;  // W[o][q]
+                else wt[s0 + (long long)out * ws + (idx - out * in)] = v;  // the bias
             }
         }
         // 2. the first layer
@@ -122,46 +205,16 @@ __device__ void ls_scan(const T *__restrict__ P, const T *__restrict__ coeffs, c
         // 3. the later layers, hin -> hout
         T *hin = hA, *hout = hB;
         for (int i = 1; i < L; ++i) {
-            const int in = sz[i], out = sz[i + 1];
+            const int in = sz[i], out = sz[i + 1], ws = ls_stride<T>(in);
             const T *w = wt + soff[i];
-            const T *b = w + (long long)in * (out + 1);
+            const T *b = w + (long long)out * ws;
             const bool last = (i == L - 1);
             for (int c0 = 0; c0 < out; c0 += LS_TX * LS_CT) {
-                T acc[LS_RT][LS_CT];
-                int col[LS_CT];
-                #pragma unroll
-                for (int q = 0; q < LS_CT; ++q) {
-                    col[q] = c0 + tx + LS_TX * q;
-                    const T bq = col[q] < out ? b[col[q]] : T(0);
-                    #pragma unroll
-                    for (int p = 0; p < LS_RT; ++p) acc[p][q] = bq;
-                }
-                for (int kk = 0; kk < in; ++kk) {
-                    T a[LS_RT], wv[LS_CT];
-                    #pragma unroll
-                    for (int p = 0; p < LS_RT; ++p) a[p] = hin[(ty + LS_TY * p) * stride + kk];
-                    #pragma unroll
-                    for (int q = 0; q < LS_CT; ++q) wv[q] = col[q] < out ? w[kk * (out + 1) + col[q]] : T(0);
-                    #pragma unroll
-                    for (int p = 0; p < LS_RT; ++p) {
-                        #pragma unroll
-                        for (int q = 0; q < LS_CT; ++q) acc[p][q] += a[p] * wv[q];
-                    }
-                }
-                #pragma unroll
-                for (int p = 0; p < LS_RT; ++p) {
-                    #pragma unroll
-                    for (int q = 0; q < LS_CT; ++q) {
-                        if (col[q] >= out) continue;
-                        const int r = ty + LS_TY * p;
-                        T v = acc[p][q];
-                        if (!last) {
-                            v = ls_act<T>(v, act);
-                            if (skip) v += hin[r * stride + col[q]];  // h + act(z)
-                        }
-                        hout[r * stride + col[q]] = v;
-                    }
-                }
+                const int groups = (out - c0 + LS_TX - 1) / LS_TX;  // the same for the whole block
+                if (groups >= 4) ls_pass<T, 4>(hin, hout, w, b, in, out, ws, stride, c0, tx, ty, act, skip, last);
+                else if (groups == 3) ls_pass<T, 3>(hin, hout, w, b, in, out, ws, stride, c0, tx, ty, act, skip, last);
+                else if (groups == 2) ls_pass<T, 2>(hin, hout, w, b, in, out, ws, stride, c0, tx, ty, act, skip, last);
+                else ls_pass<T, 1>(hin, hout, w, b, in, out, ws, stride, c0, tx, ty, act, skip, last);
             }
             __syncthreads();
             T *tmp = hin; hin = hout; hout = tmp;
