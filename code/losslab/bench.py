@@ -124,9 +124,19 @@ def run(dev: torch.device, *, quick: bool = False) -> tuple[list[Row], float]:
     t = torch.randint(0, v, (b,), device=dev)
     fused = kernels.available(dev)
     name = "fused kernel" if fused else "kernels.cross_entropy (PyTorch fallback)"
-    ms = timeit(lambda: kernels.cross_entropy(x, t), dev, repeat=rep)
-    base = timeit(lambda: F.cross_entropy(x, t), dev, repeat=rep)
+    fns = [lambda: kernels.cross_entropy(x, t), lambda: F.cross_entropy(x, t)]
+    if fused:  # and the row kernel launched by hand: what the public function's checks and reduction cost
+        import cupy  # noqa: PLC0415
+
+        per_row, lse = torch.empty(b, device=dev), torch.empty(b, device=dev)
+        row_kernel = kernels._function("cross_entropy", "ce_forward_f32")
+        fns.append(lambda: kernels._launch(row_kernel, b, kernels._BLOCK, (
+            kernels._ptr(x), kernels._ptr(t), kernels._ptr(per_row), kernels._ptr(lse), cupy.int64(v), cupy.int64(-100))))
+    ms, base, *alone = timeit_side_by_side(fns, dev, rounds=rep)
     rows.append(Row(f"cross-entropy forward, {b}x{v} fp32", name, ms, "F.cross_entropy", base, b * v * 4 / (ms * 1e-3) / 1e9))
+    if alone:
+        rows.append(Row(f"cross-entropy forward, {b}x{v} fp32", "its row kernel alone (no checks, no reduction)",
+                        alone[0], "F.cross_entropy", base, b * v * 4 / (alone[0] * 1e-3) / 1e9))
     scratch = timeit(lambda: losses.cross_entropy(x, t), dev, repeat=rep)
     rows.append(Row(f"cross-entropy forward, {b}x{v} fp32", "losses.cross_entropy (from scratch)", scratch,
                     "F.cross_entropy", base))
@@ -140,7 +150,6 @@ def run(dev: torch.device, *, quick: bool = False) -> tuple[list[Row], float]:
         F.cross_entropy(xg, t).backward()
         xg.grad = None
 
-    base = timeit(base_fb, dev, repeat=rep)
     # (FORWARD_BACKWARD, rows in flight per SM for "l2", label, passes over memory at best)
     variants = [("auto", 1, name, 3)]
     if fused:  # the gradient written in the forward's read (rows in shared memory), from L2, or by two kernels
@@ -150,12 +159,18 @@ def run(dev: torch.device, *, quick: bool = False) -> tuple[list[Row], float]:
                     ("two", 1, "fused kernels, forward then backward", 3)]
         if not kernels._fused_grad_fits(xg):
             variants = variants[1:]
-    for setting, per_sm, label, passes in variants:
-        kernels.FORWARD_BACKWARD, kernels.L2_ROWS_PER_SM = setting, per_sm
-        try:
-            ms = timeit(ours_fb, dev, repeat=rep)
-        finally:
-            kernels.FORWARD_BACKWARD, kernels.L2_ROWS_PER_SM = "auto", 1
+
+    def way(setting: str, per_sm: int) -> Callable[[], None]:
+        def run() -> None:
+            kernels.FORWARD_BACKWARD, kernels.L2_ROWS_PER_SM = setting, per_sm
+            try:
+                ours_fb()
+            finally:
+                kernels.FORWARD_BACKWARD, kernels.L2_ROWS_PER_SM = "auto", 1
+        return run
+
+    base, *times = timeit_side_by_side([base_fb] + [way(s, n) for s, n, _, _ in variants], dev, rounds=rep)
+    for (_, _, label, passes), ms in zip(variants, times):
         rows.append(Row(f"cross-entropy forward+backward, {b}x{v} fp32", label, ms, "F.cross_entropy", base,
                         passes * b * v * 4 / (ms * 1e-3) / 1e9))
     del x, xg
@@ -202,8 +217,8 @@ def run(dev: torch.device, *, quick: bool = False) -> tuple[list[Row], float]:
     for title, (method, lr, upd) in setups.items():
         if quick and title != "SGD-momentum":
             continue
-        ms = timeit(lambda: kernels.trajectories("rosenbrock", x0, upd, steps), dev, repeat=max(2, rep // 4))
-        base = timeit(lambda: _eager(fn, x0, method, lr, steps), dev, repeat=max(2, rep // 4))
+        ms, base = timeit_side_by_side([lambda: kernels.trajectories("rosenbrock", x0, upd, steps),
+                                        lambda: _eager(fn, x0, method, lr, steps)], dev, rounds=max(2, rep // 4))
         rows.append(Row(f"{title} on Rosenbrock, {n:.0e} starts x {steps} steps", label, ms, "eager torch loop", base))
     return rows, bw
 
