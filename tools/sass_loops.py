@@ -1,16 +1,17 @@
-"""Instructions per step in the trajectory kernel's loops, read from its SASS, without a GPU.
+"""Instructions per step in the trajectory kernel's loop, read from its SASS, without a GPU.
 
 The trajectory kernel is bound by the instructions each step issues (1e6 starts x 1000 steps
 is 1e9 steps of a few floating-point operations each), so the count of machine instructions
 per step is the figure to watch between GPU runs. This compiles ``trajectories.cu`` to an
-sm_90 cubin with NVRTC (the ``nvidia-cuda-nvrtc-cu12`` wheel, no driver needed),
-disassembles it with ``nvdisasm`` (``pip install nvidia-cuda-nvdisasm``), and for every
-innermost loop prints the instructions per step: the loop's instructions, leaving out the
-blocks that store a kept position (not run when no path is kept), divided by the steps the
-loop body makes (one box test, ``|x| <= bound``, per step).
-
-The compiler unswitches the uniform choices (momentum, Nesterov, weight decay, dampening),
-so each variant holds several loops, one per combination; the cheapest is plain GD.
+sm_90 cubin with NVRTC (the ``nvidia-cuda-nvrtc-cu12`` wheel, no driver needed), with one
+small probe kernel per rule (GD, heavy ball, Nesterov, damped momentum with weight decay,
+Adam, AdamW) that runs the kernel's own loop (``ll_run``) for that rule, disassembles it with
+``nvdisasm`` (``pip install nvidia-cuda-nvdisasm``), and prints the instructions per step of
+the loop that makes the most steps per pass (the unrolled body): its instructions, leaving out
+the blocks that store a kept position (not run when no path is kept), divided by its steps
+(each step tests ``|x| <= bound`` and ``|y| <= bound``). With ``--source`` (an older kernel,
+without ``ll_run`` to probe) it prints the cheapest such loop of each whole kernel instead:
+GD for SGD, Adam without weight decay.
 
     pip install nvidia-cuda-nvdisasm
     python tools/sass_loops.py [--json code/losslab/measured/sass_trajectories.json]
