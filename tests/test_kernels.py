@@ -48,13 +48,13 @@ def test_every_kernel_variant_compiles_with_nvrtc(name):
 
 def test_a_broken_kernel_is_reported_with_nvrtcs_log(monkeypatch):
     pytest.importorskip("cupy", reason="CuPy's NVRTC bindings")
-    broken = kernels.source("cross_entropy").replace("(m - row[t]) + logs;", "(m - row[t] + logs;", 1)
+    broken = kernels.source("cross_entropy").replace("(m - x[t]) + logs;", "(m - x[t] + logs;", 1)
     monkeypatch.setattr(kernels, "source", lambda name: broken)
     with pytest.raises(RuntimeError, match=r"cross_entropy\.cu.*does not compile") as err:
         kernels.compile_with_nvrtc("cross_entropy")
     # the shared prelude goes first, yet the log names the line of cross_entropy.cu itself
     own = (Path(kernels.__file__).parent / "cross_entropy.cu").read_text(encoding="utf-8").splitlines()
-    line = next(i for i, text in enumerate(own, 1) if "(m - row[t]) + logs;" in text)
+    line = next(i for i, text in enumerate(own, 1) if "(m - x[t]) + logs;" in text)
     assert f"cross_entropy.cu({line})" in str(err.value)
 
 
@@ -195,6 +195,26 @@ def test_the_source_digest_ignores_comments_and_follows_code_and_options(monkeyp
     monkeypatch.setattr(kernels, "source", lambda name: text)
     monkeypatch.setitem(kernels._OPTIONS, "trajectories", ("--prec-div=false",))
     assert kernels.source_digest("trajectories") != digest
+
+
+def test_a_launch_passes_the_grid_block_and_shared_memory_as_cupy_takes_them(monkeypatch):
+    """The kernels launch only on a GPU, so the one call they all go through is checked here with a stand-in."""
+    import contextlib  # noqa: PLC0415
+
+    class Kernel:
+        max_dynamic_shared_size_bytes = 0
+
+        def __init__(self):
+            self.calls = []
+
+        def __call__(self, grid, block, args, *, shared_mem=0):
+            self.calls.append((grid, block, args, shared_mem, self.max_dynamic_shared_size_bytes))
+
+    monkeypatch.setattr(kernels, "_stream", contextlib.nullcontext)
+    fn = Kernel()
+    kernels._launch(fn, 7, 256, (1, 2))
+    kernels._launch(fn, (3, 5), 128, (3,), shared_mem=100_000)
+    assert fn.calls == [((7,), (256,), (1, 2), 0, 0), ((3, 5), (128,), (3,), 100_000, 100_000)]
 
 
 def test_a_way_to_compute_the_gradient_that_does_not_exist_is_named(monkeypatch):

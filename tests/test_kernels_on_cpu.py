@@ -230,23 +230,25 @@ def ce_binary(tmp_path_factory):
                   ("-DLL_BLOCK=64", "-DLL_FBLOCK=128", "-DLL_L2BLOCK=96", "-DLL_RBLOCK=2"))
 
 
-@pytest.mark.parametrize("v,bad", [(1, False), (3, False), (257, False), (1031, False), (5003, False),
-                                   (3, True), (1031, True)])  # bad: row 0's target is out of range
+@pytest.mark.parametrize("v,bad,ignore", [(1, False, -100), (3, False, -100), (257, False, -100), (1031, False, -100),
+                                          (5003, False, -100), (3, True, -100), (1031, True, -100),
+                                          (257, False, 5)])  # bad: row 0's target is out of range; 5: a class ignored
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 @pytest.mark.parametrize("stride", [0, 1])  # one upstream gradient for all rows (mean, sum), or one per row (none)
-def test_the_cross_entropy_kernel_source_matches_torch(ce_binary, tmp_path, v, bad, dtype, tol, stride):
+def test_the_cross_entropy_kernel_source_matches_torch(ce_binary, tmp_path, v, bad, ignore, dtype, tol, stride):
     """The forward, the backward and the two forward+backward kernels, on rows that start at every
     misalignment from the vector width: a row with half its logits -inf, an ignored row, and a row far
     from 0 (around 1e4 in float64). Then ce_finish (every mode) and ce_scale on the forward's losses: the
     rows out of range, the rows that count, the sum and the mean. A target out of range reads nothing
-    (its loss is 0), is left out of the count and is reported, so that the caller can raise."""
+    (its loss is 0), is left out of the count and is reported, so that the caller can raise. An ignore_index
+    that is also a class is still ignored."""
     width = 4 if dtype == torch.float32 else 2
     g = torch.Generator().manual_seed(v)
     b = 4
     x = torch.randn(b, v, generator=g, dtype=dtype) * 6
     x[3] += 1e4 if dtype == torch.float64 else 30.0  # float32 rounds a log-sum-exp near 1e4 to 1e-3: exp(x - lse) to 1e-3
     t = torch.randint(0, v, (b,), generator=g)
-    t[1] = -100
+    t[1] = ignore
     if v >= 3:
         x[2, ::2] = -torch.inf
         t[2] = 1
@@ -257,15 +259,15 @@ def test_the_cross_entropy_kernel_source_matches_torch(ce_binary, tmp_path, v, b
     for name, arr in {"logits": x, "target": t, "grad": grad, "scale": scale}.items():
         arr.numpy().tofile(tmp_path / f"{name}.bin")
     np_dtype = np.float64 if dtype == torch.float64 else np.float32
-    in_range = (t >= 0) & (t < v)
+    in_range = (t >= 0) & (t < v) & (t != ignore)
     valid = in_range.to(dtype)
     t_ok = torch.where(in_range, t, -100)
     ref_loss = torch.nn.functional.cross_entropy(x, t_ok, reduction="none", ignore_index=-100)
     soft = torch.softmax(x, dim=1) - torch.nn.functional.one_hot(t_ok.clamp_min(0), v).to(dtype)
-    kept = t != -100  # the gradient of a row out of range is not looked at: the caller raises
+    kept = t != ignore  # the gradient of a row out of range is not looked at: the caller raises
     g_row = (grad if stride else grad[:1].expand(b)) * valid
     for off in range(width):
-        subprocess.run([str(ce_binary), str(tmp_path), "f64" if dtype == torch.float64 else "f32", str(b), str(v), "-100",
+        subprocess.run([str(ce_binary), str(tmp_path), "f64" if dtype == torch.float64 else "f32", str(b), str(v), str(ignore),
                         str(off), str(stride)], check=True, timeout=120)
 
         def read(name, shape, np_dtype=np_dtype):

@@ -55,7 +55,10 @@ def _nvrtc() -> ctypes.CDLL:
 
 
 def cubin(src: str, filename: str, options: list[str]) -> bytes:
-    """``src`` compiled by NVRTC to a cubin (the real machine code of the architecture in ``options``)."""
+    """``src`` compiled by NVRTC to a cubin (the real machine code of the architecture in ``options``).
+
+    Through libnvrtc itself: CuPy's ``nvrtc.getCUBIN`` (which losslab.kernels' PTX check could have
+    shared) returned a cut-off image here that neither nvdisasm nor cuobjdump would read."""
     nv = _nvrtc()
     prog = ctypes.c_void_p()
     if nv.nvrtcCreateProgram(ctypes.byref(prog), src.encode(), filename.encode(), 0, None, None):

@@ -133,12 +133,13 @@ def run(dev: torch.device, *, quick: bool = False) -> tuple[list[Row], float]:
         fns.append(lambda: kernels._launch(row_kernel, b, kernels._BLOCK, (
             kernels._ptr(x), kernels._ptr(t), kernels._ptr(per_row), kernels._ptr(lse), cupy.int64(v), cupy.int64(-100))))
     ms, base, *alone = timeit_side_by_side(fns, dev, rounds=rep)
-    rows.append(Row(f"cross-entropy forward, {b}x{v} fp32", name, ms, "F.cross_entropy", base, b * v * 4 / (ms * 1e-3) / 1e9))
+    work = f"cross-entropy forward, {b}x{v} fp32"
+    rows.append(Row(work, name, ms, "F.cross_entropy", base, b * v * 4 / (ms * 1e-3) / 1e9))
     if alone:
-        rows.append(Row(f"cross-entropy forward, {b}x{v} fp32", "its row kernel alone (no checks, no reduction)",
+        rows.append(Row(work, "its row kernel alone (no checks, no reduction)",
                         alone[0], "F.cross_entropy", base, b * v * 4 / (alone[0] * 1e-3) / 1e9))
     scratch = timeit(lambda: losses.cross_entropy(x, t), dev, repeat=rep)
-    rows.append(Row(f"cross-entropy forward, {b}x{v} fp32", "losses.cross_entropy (from scratch)", scratch,
+    rows.append(Row(work, "losses.cross_entropy (from scratch)", scratch,
                     "F.cross_entropy", base))
     xg = x.clone().requires_grad_()
 

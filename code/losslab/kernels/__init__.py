@@ -173,9 +173,13 @@ def _ptr(t: torch.Tensor):
     return numpy.uint64(t.data_ptr())
 
 
-def _launch(fn, grid: int, block: int, args: tuple) -> None:
+def _launch(fn, grid: int | tuple[int, ...], block: int, args: tuple, *, shared_mem: int = 0) -> None:
+    """Launch ``fn`` on PyTorch's current stream; ``shared_mem`` bytes of dynamic shared memory per block
+    (``fn.max_dynamic_shared_size_bytes`` is set to it first, as a block asking for more than 48 KB needs)."""
+    if shared_mem:
+        fn.max_dynamic_shared_size_bytes = shared_mem
     with _stream():
-        fn((grid,), (block,), args)
+        fn(grid if isinstance(grid, tuple) else (grid,), (block,), args, shared_mem=shared_mem)
 
 
 # =============================================================================
@@ -321,12 +325,9 @@ class _FusedCrossEntropy(torch.autograd.Function):
             dx = torch.empty_like(x)
             if way == "shared":
                 nbytes = (v + (4 if x.dtype == torch.float32 else 2)) * x.element_size()
-                kernel = _function("cross_entropy", f"ce_fwd_bwd_{suffix}")
-                kernel.max_dynamic_shared_size_bytes = nbytes
-                with _stream():
-                    kernel((b,), (_FBLOCK,), (_ptr(x), _ptr(target), _ptr(per_row),
-                                              _ptr(lse), _ptr(dx), _ptr(scale),
-                                              cupy.int64(v), cupy.int64(ignore_index)), shared_mem=nbytes)
+                _launch(_function("cross_entropy", f"ce_fwd_bwd_{suffix}"), b, _FBLOCK,
+                        (_ptr(x), _ptr(target), _ptr(per_row), _ptr(lse), _ptr(dx), _ptr(scale),
+                         cupy.int64(v), cupy.int64(ignore_index)), shared_mem=nbytes)
             else:
                 sms = torch.cuda.get_device_properties(x.device).multi_processor_count
                 _launch(_function("cross_entropy", f"ce_fwd_bwd_l2_{suffix}"), min(b, sms * L2_ROWS_PER_SM), _L2BLOCK,
@@ -666,14 +667,12 @@ def scan_mlp(model: Any, params: dict, dirs: list, coeffs: torch.Tensor, x: torc
     coeffs, y = coeffs.contiguous(), y.contiguous()
     nbytes = scan_shared_bytes(sizes, k, x.dtype)
     fn = _function("scan_mlp", "scan_mlp_f32" if x.dtype == torch.float32 else "scan_mlp_f64")
-    fn.max_dynamic_shared_size_bytes = nbytes
     act = 0 if model.activation == "relu" else 1
-    with _stream():
-        for g0 in range(0, g, _MAX_GRID_Y * SCAN_POINTS):  # the grid's second dimension holds 65535 groups
-            groups = min(_MAX_GRID_Y, -(-(g - g0) // SCAN_POINTS))
-            fn((tiles, groups), (SCAN_THREADS,),
-               (_ptr(P), _ptr(coeffs), _ptr(theta), _ptr(packed), _ptr(meta), _ptr(y), _ptr(partial),
-                cupy.int64(n), cupy.int64(g), cupy.int64(g0), cupy.int32(layers), cupy.int32(k),
-                cupy.int32(act), cupy.int32(int(model.skip)), cupy.int64(theta.numel()),
-                cupy.int32(max(sizes[1:]))), shared_mem=nbytes)
+    for g0 in range(0, g, _MAX_GRID_Y * SCAN_POINTS):  # the grid's second dimension holds 65535 groups
+        groups = min(_MAX_GRID_Y, -(-(g - g0) // SCAN_POINTS))
+        _launch(fn, (tiles, groups), SCAN_THREADS,
+                (_ptr(P), _ptr(coeffs), _ptr(theta), _ptr(packed), _ptr(meta), _ptr(y), _ptr(partial),
+                 cupy.int64(n), cupy.int64(g), cupy.int64(g0), cupy.int32(layers), cupy.int32(k),
+                 cupy.int32(act), cupy.int32(int(model.skip)), cupy.int64(theta.numel()),
+                 cupy.int32(max(sizes[1:]))), shared_mem=nbytes)
     return partial.sum(dim=1) / n

@@ -78,6 +78,15 @@ __device__ __forceinline__ void ll_block_merge(T m, T s, T &m_out, T &s_out) {
     m_out = sm[0]; s_out = ss[0];
 }
 
+// Elements of a row before its first vector-aligned one (at most V): the head goes element by element.
+template <typename T>
+__device__ __forceinline__ long long ll_head(const T *row, long long V) {
+    typedef typename Vec<T>::type VT;
+    unsigned long long addr = (unsigned long long)row;
+    long long head = (long long)((sizeof(VT) - (addr % sizeof(VT))) % sizeof(VT)) / (long long)sizeof(T);
+    return head > V ? V : head;
+}
+
 // (m, s) of the whole row, known to every thread of the block (NT threads).
 template <typename T, int NT = LL_BLOCK>
 __device__ void ll_row_lse_pair(const T *row, long long V, T &m_out, T &s_out) {
@@ -85,9 +94,7 @@ __device__ void ll_row_lse_pair(const T *row, long long V, T &m_out, T &s_out) {
     const int W = Vec<T>::width;
     T m = ll_neg_inf<T>(), s = T(0);
     // 1. unaligned head, element by element
-    unsigned long long addr = (unsigned long long)row;
-    long long head = (long long)((sizeof(VT) - (addr % sizeof(VT))) % sizeof(VT)) / (long long)sizeof(T);
-    if (head > V) head = V;
+    const long long head = ll_head<T>(row, V);
     for (long long j = threadIdx.x; j < head; j += NT) ll_push_vec<T, 1>(&row[j], m, s);
     // 2. aligned middle, W elements per load, two loads in flight per thread
     int nvec = (int)((V - head) / W);
@@ -108,6 +115,24 @@ __device__ void ll_row_lse_pair(const T *row, long long V, T &m_out, T &s_out) {
     ll_block_merge<T, NT>(m, s, m_out, s_out);
 }
 
+// Whether target t is a class of a row of V logits (ce_finish reports the rows where it is neither
+// that nor ignore_index, and the caller raises; the row kernels read nothing for them).
+__device__ __forceinline__ bool ll_is_class(long long t, long long V) { return t >= 0 && t < V; }
+
+// From the row's merged (m, s): lse[b] = m + log s, saved for the backward pass, and
+// loss[b] = (m - x_t) + log s (0 for ignore_index, or a target that is not a class), written by
+// thread 0; x is the row, in memory or in shared memory. Returns lse to every thread.
+template <typename T>
+__device__ __forceinline__ T ll_row_loss(const T *x, long long b, long long t, long long V, long long ignore_index,
+                                         T m, T s, T *__restrict__ loss, T *__restrict__ lse) {
+    const T logs = ll_log<T>(s), L = m + logs;
+    if (threadIdx.x == 0) {
+        lse[b] = L;
+        loss[b] = (t == ignore_index || !ll_is_class(t, V)) ? T(0) : (m - x[t]) + logs;
+    }
+    return L;
+}
+
 // loss[b] = logsumexp(x[b]) - x[b, target[b]] (0 where target == ignore_index);
 // lse[b] = logsumexp(x[b]) is saved for the backward pass.
 template <typename T>
@@ -117,13 +142,7 @@ __device__ void ll_ce_forward(const T *__restrict__ logits, const long long *__r
     const T *row = logits + b * V;
     T m, s;
     ll_row_lse_pair<T>(row, V, m, s);
-    if (threadIdx.x == 0) {
-        long long t = target[b];
-        T logs = ll_log<T>(s);
-        lse[b] = m + logs;
-        // a target outside [0, V) is reported by ce_finish (the caller raises); it reads nothing here
-        loss[b] = (t == ignore_index || t < 0 || t >= V) ? T(0) : (m - row[t]) + logs;
-    }
+    ll_row_loss<T>(row, b, target[b], V, ignore_index, m, s, loss, lse);
 }
 
 // dlogits of one vector in place: (exp(x - L) - [j == t]) * g, j0 the index of its first element.
@@ -151,9 +170,7 @@ __device__ __forceinline__ void ll_row_grad(const T *__restrict__ row, T *__rest
     typedef typename Vec<T>::type VT;
     const int W = Vec<T>::width;
     // logits and dlogits rows share their offset from alignment (same V, same dtype, both allocations aligned)
-    unsigned long long addr = (unsigned long long)row;
-    long long head = (long long)((sizeof(VT) - (addr % sizeof(VT))) % sizeof(VT)) / (long long)sizeof(T);
-    if (head > V) head = V;
+    const long long head = ll_head<T>(row, V);
     for (long long j = threadIdx.x; j < head; j += NT)
         ll_store<STREAM>(&drow[j], (ll_exp<T>(ll_load<STREAM>(&row[j]) - L) - (j == t ? T(1) : T(0))) * g);
     int nvec = (int)((V - head) / W);
@@ -206,12 +223,8 @@ __device__ void ll_ce_fwd_bwd_l2(const T *__restrict__ logits, const long long *
         const T *row = logits + b * V;
         T m, s;
         ll_row_lse_pair<T, LL_L2BLOCK>(row, V, m, s);
-        long long t = target[b];
-        T logs = ll_log<T>(s), L = m + logs;
-        if (threadIdx.x == 0) {
-            lse[b] = L;
-            loss[b] = (t == ignore_index || t < 0 || t >= V) ? T(0) : (m - row[t]) + logs;
-        }
+        const long long t = target[b];
+        const T L = ll_row_loss<T>(row, b, t, V, ignore_index, m, s, loss, lse);
         T g = (t == ignore_index) ? T(0) : scale[0];
         ll_row_grad<T, LL_L2BLOCK, true>(row, dlogits + b * V, V, t, L, g);
         __syncthreads();  // the next row's merge reuses the shared slots this one's threads may still read
@@ -240,9 +253,7 @@ __device__ void ll_ce_fwd_bwd(const T *__restrict__ logits, const long long *__r
     long long b = blockIdx.x;
     const T *row = logits + b * V;
     T *drow = dlogits + b * V;
-    unsigned long long addr = (unsigned long long)row;
-    int head = (int)(((sizeof(VT) - (addr % sizeof(VT))) % sizeof(VT)) / sizeof(T));
-    if (head > V) head = (int)V;
+    const int head = (int)ll_head<T>(row, V);
     int pad = (W - head % W) % W;
     T *base = reinterpret_cast<T *>(ll_dyn_smem) + pad;
     T m = ll_neg_inf<T>(), s = T(0);
@@ -266,12 +277,8 @@ __device__ void ll_ce_fwd_bwd(const T *__restrict__ logits, const long long *__r
     for (long long j = tail + threadIdx.x; j < V; j += LL_FBLOCK) { T x = row[j]; base[j] = x; ll_push_vec<T, 1>(&x, m, s); }
     T M, S;
     ll_block_merge<T, LL_FBLOCK>(m, s, M, S);  // its __syncthreads also publishes base[] to every thread
-    long long t = target[b];
-    T logs = ll_log<T>(S), L = M + logs;
-    if (threadIdx.x == 0) {
-        lse[b] = L;
-        loss[b] = (t == ignore_index || t < 0 || t >= V) ? T(0) : (M - base[t]) + logs;
-    }
+    const long long t = target[b];
+    const T L = ll_row_loss<T>(base, b, t, V, ignore_index, M, S, loss, lse);
     T g = (t == ignore_index) ? T(0) : scale[0];
     for (int j = threadIdx.x; j < head; j += LL_FBLOCK) drow[j] = (ll_exp<T>(base[j] - L) - (j == t ? T(1) : T(0))) * g;
     VT *vd = reinterpret_cast<VT *>(drow + head);
@@ -312,7 +319,7 @@ __device__ __forceinline__ void ll_ce_count(const T *__restrict__ loss, const lo
     for (long long b = threadIdx.x; b < B; b += LL_RBLOCK) {
         long long t = target[b];
         if (t == ignore_index) continue;
-        if (t < 0 || t >= V) { ++nbad; continue; }
+        if (!ll_is_class(t, V)) { ++nbad; continue; }
         ++n;
         if (loss) acc += loss[b];
     }
